@@ -1,0 +1,167 @@
+/**
+ * The engine's configuration, read once from the environment at start.
+ *
+ * Every variable has a default that runs against the services of a
+ * developer machine; README.md lists them all. Durations are ISO 8601
+ * (`PT1H`, `P1D`) so operators write them the way the contract does.
+ */
+import { Config, Context, Effect, Layer, Redacted, Schema } from "effect"
+import * as IsoDuration from "./domain/IsoDuration.ts"
+
+/** Subject prefixes and stream names; each is configurable so several engines or tests can share a server. */
+export interface Naming {
+  readonly rpPrefix: string
+  readonly providerPrefix: string
+  readonly hubPrefix: string
+  readonly streamPrefix: string
+}
+
+/** Everything the engine can be told from outside. */
+export interface EngineSettings {
+  readonly natsUrl: string
+  readonly databaseUrl: Redacted.Redacted<string>
+  readonly instanceId: string
+  readonly naming: Naming
+  /** `on`: the engine publishes `rp.tick` itself every `tickIntervalMs`; `off`: someone else does. */
+  readonly clock: "on" | "off"
+  readonly tickIntervalMs: number
+  readonly catchUpWindowMs: number
+  readonly noticeLeadMs: number
+  readonly retryScheduleMs: ReadonlyArray<number>
+  readonly resultTimeoutMs: number
+  readonly statusQueryBackoffMs: ReadonlyArray<number>
+  readonly statusQueryTimeoutMs: number
+  readonly autoPauseAfterFailures: number
+  readonly duplicateWindowMs: number
+  readonly streamReplicas: number
+  readonly queueGroup: string
+  readonly actorIdleMs: number
+  readonly mailboxCapacity: number
+  readonly commitBatchSize: number
+  readonly commitWorkers: number
+  readonly publishWorkers: number
+  readonly outboxSweepAgeMs: number
+  readonly outboxSweepIntervalMs: number
+  readonly dbPoolSize: number
+  readonly sweepBatchSize: number
+  readonly sweepInFlight: number
+  readonly consumerAckWaitMs: number
+  readonly consumerMaxDeliveries: number
+  readonly requestConcurrency: number
+  readonly logLevel: string
+}
+
+/** Defaults: what `npm start` uses when the environment says nothing. */
+export const defaultSettings: EngineSettings = {
+  natsUrl: "nats://127.0.0.1:4222",
+  databaseUrl: Redacted.make("postgres://postgres@127.0.0.1:5432/rp"),
+  instanceId: `engine-${process.pid}`,
+  naming: { rpPrefix: "rp", providerPrefix: "provider", hubPrefix: "hub", streamPrefix: "" },
+  clock: "on",
+  tickIntervalMs: 60_000,
+  catchUpWindowMs: 24 * 3_600_000,
+  noticeLeadMs: 24 * 3_600_000,
+  retryScheduleMs: [3_600_000, 6 * 3_600_000, 24 * 3_600_000],
+  resultTimeoutMs: 15 * 60_000,
+  statusQueryBackoffMs: [60_000, 5 * 60_000, 15 * 60_000, 3_600_000],
+  statusQueryTimeoutMs: 2_000,
+  autoPauseAfterFailures: 3,
+  duplicateWindowMs: 10 * 60_000,
+  streamReplicas: 1,
+  queueGroup: "rp-engine",
+  actorIdleMs: 30_000,
+  mailboxCapacity: 64,
+  commitBatchSize: 500,
+  commitWorkers: 3,
+  publishWorkers: 4,
+  outboxSweepAgeMs: 10_000,
+  outboxSweepIntervalMs: 5_000,
+  dbPoolSize: 10,
+  sweepBatchSize: 1_000,
+  sweepInFlight: 4_000,
+  consumerAckWaitMs: 30_000,
+  consumerMaxDeliveries: 5,
+  requestConcurrency: 256,
+  logLevel: "Info",
+}
+
+const duration = (name: string, fallback: number) =>
+  Config.schema(IsoDuration.IsoDuration, name).pipe(
+    Config.map(IsoDuration.millisOf),
+    Config.withDefault(fallback),
+  )
+
+const DurationList = Schema.String.check(
+  Schema.makeFilter((text: string) =>
+    text.split(",").every((part) => (IsoDuration.parseMillis(part.trim()) ?? 0) > 0)
+      ? undefined
+      : "must be a comma-separated list of ISO 8601 durations such as PT1H,PT6H,PT24H",
+  ),
+)
+
+const durations = (name: string, fallback: ReadonlyArray<number>) =>
+  Config.schema(DurationList, name).pipe(
+    Config.map(
+      (text): ReadonlyArray<number> => text.split(",").map((part) => IsoDuration.millisOf(part.trim())),
+    ),
+    Config.withDefault(fallback),
+  )
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.schema(Schema.Int.check(Schema.isGreaterThan(0)), name).pipe(Config.withDefault(fallback))
+
+const text = (name: string, fallback: string) => Config.String(name).pipe(Config.withDefault(fallback))
+
+/** Reads every setting from the environment, falling back to `defaultSettings`. */
+export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all({
+  natsUrl: text("NATS_URL", defaultSettings.natsUrl),
+  databaseUrl: Config.Redacted("DATABASE_URL").pipe(Config.withDefault(defaultSettings.databaseUrl)),
+  instanceId: text("RP_INSTANCE_ID", defaultSettings.instanceId),
+  naming: Config.all({
+    rpPrefix: text("RP_SUBJECT_PREFIX", defaultSettings.naming.rpPrefix),
+    providerPrefix: text("RP_PROVIDER_PREFIX", defaultSettings.naming.providerPrefix),
+    hubPrefix: text("RP_HUB_PREFIX", defaultSettings.naming.hubPrefix),
+    streamPrefix: text("RP_STREAM_PREFIX", defaultSettings.naming.streamPrefix),
+  }),
+  clock: Config.Literals(["on", "off"], "RP_CLOCK").pipe(Config.withDefault(defaultSettings.clock)),
+  tickIntervalMs: duration("RP_TICK_INTERVAL", defaultSettings.tickIntervalMs),
+  catchUpWindowMs: duration("RP_CATCH_UP_WINDOW", defaultSettings.catchUpWindowMs),
+  noticeLeadMs: duration("RP_NOTICE_LEAD", defaultSettings.noticeLeadMs),
+  retryScheduleMs: durations("RP_RETRY_SCHEDULE", defaultSettings.retryScheduleMs),
+  resultTimeoutMs: duration("RP_RESULT_TIMEOUT", defaultSettings.resultTimeoutMs),
+  statusQueryBackoffMs: durations("RP_STATUS_QUERY_BACKOFF", defaultSettings.statusQueryBackoffMs),
+  statusQueryTimeoutMs: duration("RP_STATUS_QUERY_TIMEOUT", defaultSettings.statusQueryTimeoutMs),
+  autoPauseAfterFailures: positiveInt("RP_AUTO_PAUSE_AFTER", defaultSettings.autoPauseAfterFailures),
+  duplicateWindowMs: duration("RP_DUPLICATE_WINDOW", defaultSettings.duplicateWindowMs),
+  streamReplicas: positiveInt("RP_STREAM_REPLICAS", defaultSettings.streamReplicas),
+  queueGroup: text("RP_QUEUE_GROUP", defaultSettings.queueGroup),
+  actorIdleMs: duration("RP_ACTOR_IDLE", defaultSettings.actorIdleMs),
+  mailboxCapacity: positiveInt("RP_MAILBOX_CAPACITY", defaultSettings.mailboxCapacity),
+  commitBatchSize: positiveInt("RP_COMMIT_BATCH", defaultSettings.commitBatchSize),
+  commitWorkers: positiveInt("RP_COMMIT_WORKERS", defaultSettings.commitWorkers),
+  publishWorkers: positiveInt("RP_PUBLISH_WORKERS", defaultSettings.publishWorkers),
+  outboxSweepAgeMs: duration("RP_OUTBOX_SWEEP_AGE", defaultSettings.outboxSweepAgeMs),
+  outboxSweepIntervalMs: duration("RP_OUTBOX_SWEEP_INTERVAL", defaultSettings.outboxSweepIntervalMs),
+  dbPoolSize: positiveInt("RP_DB_POOL", defaultSettings.dbPoolSize),
+  sweepBatchSize: positiveInt("RP_SWEEP_BATCH", defaultSettings.sweepBatchSize),
+  sweepInFlight: positiveInt("RP_SWEEP_IN_FLIGHT", defaultSettings.sweepInFlight),
+  consumerAckWaitMs: duration("RP_ACK_WAIT", defaultSettings.consumerAckWaitMs),
+  consumerMaxDeliveries: positiveInt("RP_MAX_DELIVERIES", defaultSettings.consumerMaxDeliveries),
+  requestConcurrency: positiveInt("RP_REQUEST_CONCURRENCY", defaultSettings.requestConcurrency),
+  logLevel: text("RP_LOG_LEVEL", defaultSettings.logLevel),
+})
+
+/** The settings as a service, so every component reads the same values. */
+export class EngineConfig extends Context.Service<EngineConfig, EngineSettings>()("rp/EngineConfig") {
+  /** Settings from the process environment. */
+  static readonly layerFromEnvironment = Layer.effect(
+    EngineConfig,
+    Effect.gen(function* () {
+      return yield* settingsFromEnvironment
+    }),
+  )
+
+  /** Fixed settings: the defaults with `overrides` applied (tests, demo, bench). */
+  static readonly layerWith = (overrides: Partial<EngineSettings>) =>
+    Layer.succeed(EngineConfig, { ...defaultSettings, ...overrides })
+}

@@ -1,0 +1,48 @@
+/**
+ * The engine's notion of "now": the latest tick it has processed.
+ *
+ * Business rules never read the wall clock; they read this. It is persisted
+ * so that a restarted engine resumes from the time it had reached, and it
+ * only moves forward: a late or repeated tick cannot turn time back.
+ */
+import { Context, Effect, Layer, Ref } from "effect"
+import { sql } from "kysely"
+import { Database } from "../store/Database.ts"
+
+/** Engine time. */
+export class EngineClock extends Context.Service<
+  EngineClock,
+  {
+    /** Engine time in epoch milliseconds (0 before the first tick ever). */
+    readonly now: Effect.Effect<number>
+    /** Moves time forward to `at` if it is later; returns the resulting time. */
+    readonly advance: (at: number) => Effect.Effect<number>
+  }
+>()("rp/actors/EngineClock") {
+  static readonly layer = Layer.effect(
+    EngineClock,
+    Effect.gen(function* () {
+      const { use } = yield* Database
+      const stored = yield* use((db) =>
+        db.selectFrom("engine_clock").select("now").where("id", "=", 1).executeTakeFirst(),
+      )
+      const current = yield* Ref.make(stored?.now.getTime() ?? 0)
+      yield* Effect.logInfo("engine clock ready").pipe(
+        Effect.annotateLogs({ now: stored === undefined ? "no tick yet" : stored.now.toISOString() }),
+      )
+      return EngineClock.of({
+        now: Ref.get(current),
+        advance: (at) =>
+          use((db) =>
+            sql<{ now: Date }>`
+              INSERT INTO engine_clock (id, now) VALUES (1, ${new Date(at)})
+              ON CONFLICT (id) DO UPDATE SET now = GREATEST(engine_clock.now, EXCLUDED.now), updated_at = now()
+              RETURNING now`.execute(db),
+          ).pipe(
+            Effect.map((result) => result.rows[0]?.now.getTime() ?? at),
+            Effect.tap((now) => Ref.update(current, (previous) => Math.max(previous, now))),
+          ),
+      })
+    }),
+  )
+}

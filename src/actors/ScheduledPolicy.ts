@@ -1,0 +1,703 @@
+/**
+ * The rules of a scheduled autopayment, as a pure function from (subscription,
+ * message, engine time) to a transition. No I/O, no clock, no randomness:
+ * everything it decides is visible in the transition it returns, which is
+ * what makes "one payment per occurrence" checkable in tests.
+ *
+ * The rules (contract section 3):
+ * - an occurrence is due at its date and time in the subscription's zone;
+ * - after downtime only the most recent due occurrence is paid, and only if it
+ *   is at most `catchUpWindow` late; older ones are skipped as `missed`;
+ * - `payment.upcoming` goes out `noticeLead` ahead of each occurrence;
+ * - a retryable failure is retried on `retrySchedule`, never at or past the
+ *   next occurrence; three failed occurrences in a row pause the subscription;
+ * - paused: due occurrences are recorded as skipped, resume does not backfill;
+ * - cancelled: nothing new is sent, results of attempts in flight are recorded;
+ * - no result within `resultTimeout`: the outcome is unknown, the engine asks
+ *   the hub and never sends a new attempt until the hub says `failed` and
+ *   `retryable`.
+ */
+import { Result } from "effect"
+import * as Calendar from "../domain/Calendar.ts"
+import { type Conflict, conflict, invalidField, type ValidationFailed } from "../domain/Errors.ts"
+import { paymentIdFor } from "../domain/Ids.ts"
+import * as Money from "../domain/Money.ts"
+import {
+  advanceCursor,
+  type Cursor,
+  firstCursorAfter,
+  isFinal,
+  normalizeSchedule,
+  type OpenAttempt,
+  type RetryPlan,
+  type ScheduledState,
+  type ScheduledTerms,
+  type Status,
+  type Subscription,
+} from "../domain/Subscription.ts"
+import { toView } from "../domain/SubscriptionView.ts"
+import * as Timestamp from "../domain/Timestamp.ts"
+import type { Actor, PaymentResult } from "../streams/Messages.ts"
+import type { ActorInput, LifecycleCommand, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import { engineActor, type Transition, TransitionBuilder } from "./Transition.ts"
+
+/** What a policy may refuse a command with. */
+export type PolicyRefusal = Conflict | ValidationFailed
+
+/** The outcome of handling one message: a transition, or a refusal that writes nothing. */
+export type PolicyResult = Result.Result<Transition, PolicyRefusal>
+
+/** Attempts whose outcome is overdue at `now`: the actor asks the hub about these before a Wake. */
+export const attemptsAwaitingStatus = (subscription: Subscription, now: number): ReadonlyArray<OpenAttempt> =>
+  subscription.state.open.filter((attempt) => (attempt.nextQueryAt ?? attempt.timeoutAt) <= now)
+
+/** Handles one message for a scheduled subscription at engine time `now`. */
+export const decide = (
+  subscription: Subscription,
+  input: ActorInput,
+  now: number,
+  settings: PolicySettings,
+): PolicyResult => {
+  const run = new ScheduledRun(subscription, now, settings)
+  switch (input._tag) {
+    case "Wake":
+      run.wake(input.statusReplies)
+      break
+    case "HubResult":
+      run.hubResult(input.result, input.recordedStatus)
+      break
+    case "Update": {
+      const refusal = run.update(input)
+      if (refusal !== undefined) return Result.fail(refusal)
+      break
+    }
+    default: {
+      const refusal = run.lifecycle(input)
+      if (refusal !== undefined) return Result.fail(refusal)
+    }
+  }
+  return Result.succeed(run.finish())
+}
+
+/** The next time the subscription needs its actor woken, or null when nothing is ahead. */
+export const nextDueAt = (status: Status, state: ScheduledState, settings: PolicySettings): number | null => {
+  const candidates: Array<number> = []
+  const live = status === "active" || status === "paused"
+  if (live && state.cursor !== null) {
+    candidates.push(state.cursor.dueAt)
+    if (
+      status === "active" &&
+      state.noticeFor !== state.cursor.date &&
+      !state.skip.includes(state.cursor.date)
+    ) {
+      candidates.push(state.cursor.dueAt - settings.noticeLeadMs)
+    }
+  }
+  if (state.retry !== null) candidates.push(state.retry.at)
+  for (const attempt of state.open) candidates.push(attempt.nextQueryAt ?? attempt.timeoutAt)
+  return candidates.length === 0 ? null : Math.min(...candidates)
+}
+
+type LifecycleEventType =
+  | "subscription.paused"
+  | "subscription.resumed"
+  | "subscription.cancelled"
+  | "subscription.updated"
+  | "subscription.completed"
+
+class ScheduledRun {
+  readonly builder: TransitionBuilder
+  status: Status
+  statusReason: string | null
+  version: number
+  terms: ScheduledTerms
+  cursor: Cursor | null
+  noticeFor: string | null
+  skip: Array<string>
+  open: Array<OpenAttempt>
+  retry: RetryPlan | null
+  failedInARow: number
+  paid: number
+  lastSettled: string | null
+
+  constructor(
+    readonly base: Subscription,
+    readonly now: number,
+    readonly settings: PolicySettings,
+  ) {
+    this.builder = new TransitionBuilder(base, now)
+    this.status = base.status
+    this.statusReason = base.statusReason
+    this.version = base.version
+    this.terms = base.terms
+    const state = base.state
+    this.cursor = state.cursor
+    this.noticeFor = state.noticeFor
+    this.skip = [...state.skip]
+    this.open = [...state.open]
+    this.retry = state.retry
+    this.failedInARow = state.failedInARow
+    this.paid = state.paid
+    this.lastSettled = state.lastSettled
+  }
+
+  // ---- time -------------------------------------------------------------
+
+  wake(statusReplies: ReadonlyMap<string, unknown>): void {
+    this.applyStatusReplies(statusReplies)
+    if (this.retry !== null && this.retry.at <= this.now) this.sendRetry(this.retry)
+    this.processDueOccurrences()
+    this.sendNoticeIfDue()
+    this.completeIfDone()
+  }
+
+  applyStatusReplies(statusReplies: ReadonlyMap<string, unknown>): void {
+    for (const attempt of [...this.open]) {
+      if ((attempt.nextQueryAt ?? attempt.timeoutAt) > this.now) continue
+      const reply = statusReplies.get(attempt.paymentId)
+      if (isResult(reply)) {
+        this.applyResult(attempt, reply)
+        continue
+      }
+      // Still unknown (or the hub did not answer): ask again later, never resend.
+      const queries = attempt.statusQueries + 1
+      const backoff = this.settings.statusQueryBackoffMs
+      const delay = backoff[Math.min(queries - 1, backoff.length - 1)] ?? 3_600_000
+      this.replaceOpen(attempt, { ...attempt, statusQueries: queries, nextQueryAt: this.now + delay })
+      if (attempt.statusQueries === 0) {
+        this.builder.recordOutcome({
+          paymentId: attempt.paymentId,
+          status: "unknown",
+          retryable: null,
+          reason: "no result within the result timeout",
+          hubReference: null,
+          outcome: "awaiting_status",
+          resultAt: this.now,
+        })
+        this.builder.decide("result_overdue", {
+          occurrence: attempt.occurrence,
+          paymentId: attempt.paymentId,
+          details: {
+            sentAt: Timestamp.format(attempt.sentAt),
+            timeoutAt: Timestamp.format(attempt.timeoutAt),
+            hubAnswer: reply === "unreachable" ? "unreachable" : "unknown",
+            nextQueryAt: Timestamp.format(this.now + delay),
+          },
+        })
+      }
+    }
+  }
+
+  processDueOccurrences(): void {
+    const due: Array<Cursor> = []
+    while (this.cursor !== null && this.cursor.dueAt <= this.now) {
+      due.push(this.cursor)
+      this.cursor = advanceCursor(this.terms.schedule, this.cursor)
+    }
+    if (due.length === 0) return
+    if (this.retry !== null) {
+      // The next occurrence has arrived: the old one stops retrying and counts as failed.
+      const retry = this.retry
+      this.retry = null
+      this.builder.decide("retry_abandoned", {
+        reason: "next_occurrence_due",
+        occurrence: retry.occurrence,
+        details: { plannedAt: Timestamp.format(retry.at), attempt: retry.attempt },
+      })
+      this.countFailedOccurrence(retry.occurrence)
+    }
+    due.forEach((occurrence, position) => {
+      this.handleDueOccurrence(occurrence, position === due.length - 1)
+      if (this.lastSettled === null || occurrence.date > this.lastSettled) this.lastSettled = occurrence.date
+    })
+  }
+
+  handleDueOccurrence(occurrence: Cursor, latest: boolean): void {
+    if (this.status !== "active" && this.status !== "paused") return
+    const dueAt = Timestamp.format(occurrence.dueAt)
+    const lateBy = this.now - occurrence.dueAt
+    const skip = this.reasonNotToPay(occurrence, latest, lateBy)
+    if (skip !== null) {
+      this.skipOccurrence(occurrence, skip.reason, { dueAt, ...skip.details })
+      return
+    }
+    const { schedule } = this.terms
+    this.sendAttempt(occurrence.date, 1, this.terms.amount, {
+      rule: "schedule",
+      occurrence: occurrence.date,
+      dueAt,
+      lateByMs: lateBy,
+      schedule: `every ${schedule.interval} ${schedule.every} at ${schedule.time} ${schedule.timezone}`,
+    })
+  }
+
+  /** Why a due occurrence is not paid, with the inputs of that rule; null when it is paid. */
+  reasonNotToPay(
+    occurrence: Cursor,
+    latest: boolean,
+    lateBy: number,
+  ): { readonly reason: string; readonly details: Readonly<Record<string, unknown>> } | null {
+    if (this.status === "paused") return { reason: "paused", details: { statusReason: this.statusReason } }
+    const skipIndex = this.skip.indexOf(occurrence.date)
+    if (skipIndex >= 0) {
+      this.skip.splice(skipIndex, 1)
+      return { reason: "skip_next", details: {} }
+    }
+    if (!latest)
+      return { reason: "missed", details: { rule: "after downtime only the most recent occurrence is paid" } }
+    if (lateBy > this.settings.catchUpWindowMs) {
+      return {
+        reason: "missed",
+        details: { lateByMs: lateBy, catchUpWindowMs: this.settings.catchUpWindowMs },
+      }
+    }
+    const maxPayments = this.terms.schedule.maxPayments
+    if (maxPayments !== undefined && this.paid + this.occurrencesInFlight() >= maxPayments) {
+      return { reason: "max_payments_in_flight", details: { maxPayments, paid: this.paid } }
+    }
+    return null
+  }
+
+  skipOccurrence(occurrence: Cursor, reason: string, details: Readonly<Record<string, unknown>>): void {
+    this.builder.decide("skipped", { reason, occurrence: occurrence.date, details })
+    this.builder.event("payment.skipped", this.base, { occurrence: occurrence.date, reason, ...details })
+  }
+
+  sendNoticeIfDue(): void {
+    const next = this.cursor
+    if (this.status !== "active" || next === null || this.noticeFor === next.date) return
+    if (this.skip.includes(next.date)) return
+    if (this.now < next.dueAt - this.settings.noticeLeadMs || this.now >= next.dueAt) return
+    const maxPayments = this.terms.schedule.maxPayments
+    if (maxPayments !== undefined && this.paid + this.occurrencesInFlight() >= maxPayments) return
+    this.noticeFor = next.date
+    const data = {
+      occurrence: next.date,
+      dueAt: Timestamp.format(next.dueAt),
+      amount: this.terms.amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+      source: this.base.payee.source,
+    }
+    this.builder.notify("payment.upcoming", data)
+    this.builder.decide("notice_sent", { occurrence: next.date, details: data })
+  }
+
+  // ---- payments ---------------------------------------------------------
+
+  sendAttempt(
+    occurrence: string,
+    attempt: number,
+    amount: Money.Money,
+    rule: Readonly<Record<string, unknown>>,
+  ): void {
+    const paymentId = paymentIdFor(this.base.id, occurrence, attempt)
+    this.builder.requestPayment(
+      {
+        paymentId,
+        subscriptionId: this.base.id,
+        clientId: this.base.clientId,
+        occurrence,
+        attempt,
+        amount,
+        providerId: this.base.payee.providerId,
+        account: this.base.payee.account,
+        source: this.base.payee.source,
+        rule,
+        requestedAt: this.now,
+      },
+      this.base.kind,
+    )
+    this.open.push({
+      paymentId,
+      occurrence,
+      attempt,
+      amount,
+      sentAt: this.now,
+      timeoutAt: this.now + this.settings.resultTimeoutMs,
+      statusQueries: 0,
+      nextQueryAt: null,
+    })
+    this.builder.event("payment.requested", this.base, {
+      paymentId,
+      occurrence,
+      attempt,
+      amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+      source: this.base.payee.source,
+      rule,
+    })
+  }
+
+  sendRetry(retry: RetryPlan): void {
+    this.retry = null
+    this.sendAttempt(retry.occurrence, retry.attempt, retry.amount, {
+      rule: "retry",
+      occurrence: retry.occurrence,
+      attempt: retry.attempt,
+      plannedAt: Timestamp.format(retry.at),
+    })
+  }
+
+  hubResult(result: PaymentResult, recordedStatus: string | null): void {
+    const attempt = this.open.find((candidate) => candidate.paymentId === result.paymentId)
+    if (attempt !== undefined) {
+      this.applyResult(attempt, result)
+      this.completeIfDone()
+      return
+    }
+    // Already settled: a redelivery is silent, a contradiction is recorded for support.
+    if (recordedStatus !== null && recordedStatus !== result.status && recordedStatus !== "unknown") {
+      this.builder.decide("result_conflict", {
+        paymentId: result.paymentId,
+        details: { recorded: recordedStatus, received: result.status, receivedAt: result.at },
+      })
+    }
+  }
+
+  applyResult(attempt: OpenAttempt, result: PaymentResult): void {
+    this.open = this.open.filter((candidate) => candidate.paymentId !== attempt.paymentId)
+    const payment = {
+      paymentId: attempt.paymentId,
+      occurrence: attempt.occurrence,
+      attempt: attempt.attempt,
+      amount: attempt.amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+    }
+    const recorded = {
+      paymentId: attempt.paymentId,
+      status: result.status,
+      retryable: result.retryable,
+      reason: result.reason ?? null,
+      hubReference: result.hubReference ?? null,
+      resultAt: this.now,
+    }
+    if (result.status === "succeeded") {
+      this.builder.recordOutcome({ ...recorded, outcome: "paid" })
+      this.paid += 1
+      this.failedInARow = 0
+      const data = { ...payment, hubReference: result.hubReference ?? null }
+      this.builder.event("payment.succeeded", this.base, data)
+      this.builder.notify("payment.succeeded", data, attempt.paymentId)
+      return
+    }
+    const retryAt = this.retryTimeFor(attempt, result)
+    if (retryAt !== null) {
+      this.retry = {
+        occurrence: attempt.occurrence,
+        attempt: attempt.attempt + 1,
+        at: retryAt,
+        amount: attempt.amount,
+      }
+      this.builder.recordOutcome({ ...recorded, outcome: "retry_scheduled" })
+      const data = {
+        ...payment,
+        status: result.status,
+        reason: result.reason ?? null,
+        retryAt: Timestamp.format(retryAt),
+        nextAttempt: attempt.attempt + 1,
+      }
+      this.builder.event("payment.retry_scheduled", this.base, data)
+      this.builder.notify("payment.failed", { ...data, final: false }, attempt.paymentId)
+      return
+    }
+    this.builder.recordOutcome({ ...recorded, outcome: "failed" })
+    const data = {
+      ...payment,
+      status: result.status,
+      retryable: result.retryable,
+      reason: result.reason ?? null,
+      final: true,
+      whyNoRetry: this.whyNoRetry(attempt, result),
+    }
+    this.builder.event("payment.failed", this.base, data)
+    this.builder.notify("payment.failed", data, attempt.paymentId)
+    this.countFailedOccurrence(attempt.occurrence)
+  }
+
+  /** When a failed attempt may be tried again, or null when it may not. */
+  retryTimeFor(attempt: OpenAttempt, result: PaymentResult): number | null {
+    if (result.status !== "failed" || !result.retryable) return null
+    if (this.status !== "active" || this.retry !== null) return null
+    const delay = this.settings.retryScheduleMs[attempt.attempt - 1]
+    if (delay === undefined) return null
+    const at = this.now + delay
+    const nextOccurrenceAt = this.nextOccurrenceAfter(attempt.occurrence)
+    return nextOccurrenceAt !== null && at >= nextOccurrenceAt ? null : at
+  }
+
+  whyNoRetry(attempt: OpenAttempt, result: PaymentResult): string {
+    if (result.status === "declined") return "declined payments are final"
+    if (!result.retryable) return "the hub marked the failure as not retryable"
+    if (this.status !== "active") return `the subscription is ${this.status}`
+    if (this.settings.retryScheduleMs[attempt.attempt - 1] === undefined) return "retry schedule exhausted"
+    return "the next occurrence comes before the next retry"
+  }
+
+  /** Due time of the occurrence after `occurrence`: the cursor if it is the latest started, else already past. */
+  nextOccurrenceAfter(occurrence: string): number | null {
+    if (occurrence === this.lastSettled) return this.cursor?.dueAt ?? null
+    return this.now
+  }
+
+  countFailedOccurrence(occurrence: string): void {
+    this.failedInARow += 1
+    if (this.status !== "active" || this.failedInARow < this.settings.autoPauseAfterFailures) return
+    this.status = "paused"
+    this.statusReason = "consecutive_failures"
+    this.version += 1
+    this.retry = null
+    const details = { failedOccurrencesInARow: this.failedInARow, lastFailedOccurrence: occurrence }
+    this.builder.decide("paused", { reason: "consecutive_failures", details })
+    this.lifecycleEvents.push({
+      type: "subscription.paused",
+      data: { reason: "consecutive_failures", ...details, by: engineActor },
+    })
+    this.builder.notify("subscription.paused", { reason: "consecutive_failures", ...details })
+  }
+
+  occurrencesInFlight(): number {
+    const occurrences = new Set(this.open.map((attempt) => attempt.occurrence))
+    if (this.retry !== null) occurrences.add(this.retry.occurrence)
+    return occurrences.size
+  }
+
+  completeIfDone(): void {
+    if (isFinal(this.status) || this.open.length > 0 || this.retry !== null) return
+    const maxPayments = this.terms.schedule.maxPayments
+    const reachedMax = maxPayments !== undefined && this.paid >= maxPayments
+    if (this.cursor !== null && !reachedMax) return
+    this.status = "completed"
+    this.statusReason = reachedMax ? "max_payments_reached" : "schedule_ended"
+    this.version += 1
+    this.cursor = null
+    this.builder.decide("completed", { reason: this.statusReason, details: { paymentsMade: this.paid } })
+    this.lifecycleEvents.push({
+      type: "subscription.completed",
+      data: { reason: this.statusReason, by: engineActor },
+    })
+  }
+
+  // ---- commands ---------------------------------------------------------
+
+  lifecycle(command: LifecycleCommand): PolicyRefusal | undefined {
+    switch (command._tag) {
+      case "Pause":
+        return this.pause(command.by)
+      case "Resume":
+        return this.resume(command.by)
+      case "Cancel":
+        return this.cancel(command.by)
+      case "SkipNext":
+        return this.skipNext(command.by)
+    }
+  }
+
+  pause(by: Actor): PolicyRefusal | undefined {
+    if (this.status !== "active") return conflict(`cannot pause a subscription that is ${this.status}`)
+    this.status = "paused"
+    this.statusReason = "client_request"
+    this.version += 1
+    this.abandonRetry("paused")
+    this.builder.decide("paused", { reason: "client_request", by })
+    this.lifecycleEvents.push({ type: "subscription.paused", data: { reason: "client_request", by } })
+    return undefined
+  }
+
+  resume(by: Actor): PolicyRefusal | undefined {
+    if (this.status !== "paused") return conflict(`cannot resume a subscription that is ${this.status}`)
+    this.status = "active"
+    this.statusReason = null
+    this.version += 1
+    this.failedInARow = 0
+    // No backfill: anything that fell due while paused stays skipped.
+    while (this.cursor !== null && this.cursor.dueAt <= this.now) {
+      this.skipOccurrence(this.cursor, "paused", { dueAt: Timestamp.format(this.cursor.dueAt) })
+      if (this.lastSettled === null || this.cursor.date > this.lastSettled)
+        this.lastSettled = this.cursor.date
+      this.cursor = advanceCursor(this.terms.schedule, this.cursor)
+    }
+    this.builder.decide("resumed", { by })
+    this.lifecycleEvents.push({ type: "subscription.resumed", data: { by } })
+    this.sendNoticeIfDue()
+    this.completeIfDone()
+    return undefined
+  }
+
+  cancel(by: Actor): PolicyRefusal | undefined {
+    if (isFinal(this.status)) return conflict(`cannot cancel a subscription that is ${this.status}`)
+    this.status = "cancelled"
+    this.statusReason = "client_request"
+    this.version += 1
+    this.abandonRetry("cancelled")
+    this.cursor = null
+    this.builder.decide("cancelled", {
+      reason: "client_request",
+      by,
+      details: { attemptsInFlight: this.open.map((attempt) => attempt.paymentId) },
+    })
+    this.lifecycleEvents.push({ type: "subscription.cancelled", data: { reason: "client_request", by } })
+    return undefined
+  }
+
+  skipNext(by: Actor): PolicyRefusal | undefined {
+    if (isFinal(this.status))
+      return conflict(`cannot skip an occurrence of a subscription that is ${this.status}`)
+    let candidate = this.cursor
+    while (candidate !== null && this.skip.includes(candidate.date)) {
+      candidate = advanceCursor(this.terms.schedule, candidate)
+    }
+    if (candidate === null) return conflict("the schedule has no upcoming occurrence left to skip")
+    this.skip.push(candidate.date)
+    this.version += 1
+    this.builder.decide("skip_requested", {
+      occurrence: candidate.date,
+      by,
+      details: { dueAt: Timestamp.format(candidate.dueAt) },
+    })
+    this.lifecycleEvents.push({
+      type: "subscription.updated",
+      data: { change: "skipNext", occurrence: candidate.date, by },
+    })
+    return undefined
+  }
+
+  update(command: UpdateCommand): PolicyRefusal | undefined {
+    if (isFinal(this.status)) return conflict(`cannot update a subscription that is ${this.status}`)
+    if (command.expectedVersion !== this.version) {
+      return conflict(
+        `expectedVersion ${command.expectedVersion} is stale: the subscription is at version ${this.version}`,
+      )
+    }
+    if (command.amount !== undefined && command.amount.currency !== this.base.currency) {
+      return invalidField(
+        "body.amount.currency",
+        `must stay ${this.base.currency}: the currency of a subscription cannot change`,
+      )
+    }
+    const changes: Record<string, unknown> = {}
+    if (command.amount !== undefined && !Money.equals(command.amount, this.terms.amount)) {
+      changes.amount = { from: this.terms.amount, to: command.amount }
+      this.terms = { ...this.terms, amount: command.amount }
+    }
+    if (command.schedule !== undefined) {
+      const schedule = normalizeSchedule(command.schedule)
+      changes.schedule = { from: this.terms.schedule, to: schedule }
+      this.terms = { ...this.terms, schedule }
+      const previousDate = this.cursor?.date ?? null
+      this.cursor = firstCursorAfter(schedule, this.now, this.lastSettled)
+      this.skip = []
+      if (this.cursor?.date !== previousDate) this.noticeFor = null
+    }
+    this.version += 1
+    this.builder.decide("updated", { by: command.by, details: changes })
+    this.lifecycleEvents.push({
+      type: "subscription.updated",
+      data: { change: "terms", changes, by: command.by },
+    })
+    if (this.status === "active") this.sendNoticeIfDue()
+    this.completeIfDone()
+    return undefined
+  }
+
+  abandonRetry(reason: string): void {
+    if (this.retry === null) return
+    this.builder.decide("retry_abandoned", {
+      reason,
+      occurrence: this.retry.occurrence,
+      details: { plannedAt: Timestamp.format(this.retry.at), attempt: this.retry.attempt },
+    })
+    this.retry = null
+  }
+
+  replaceOpen(previous: OpenAttempt, next: OpenAttempt): void {
+    this.open = this.open.map((attempt) => (attempt === previous ? next : attempt))
+  }
+
+  // ---- result -----------------------------------------------------------
+
+  readonly lifecycleEvents: Array<{
+    readonly type: LifecycleEventType
+    readonly data: Readonly<Record<string, unknown>>
+  }> = []
+
+  finish(): Transition {
+    const state: ScheduledState = {
+      cursor: this.cursor,
+      noticeFor: this.noticeFor,
+      skip: this.skip,
+      open: this.open,
+      retry: this.retry,
+      failedInARow: this.failedInARow,
+      paid: this.paid,
+      lastSettled: this.lastSettled,
+    }
+    const touched =
+      this.builder.payments.length > 0 ||
+      this.builder.outcomes.length > 0 ||
+      this.builder.decisions.length > 0 ||
+      this.builder.outgoing.length > 0 ||
+      this.version !== this.base.version ||
+      !sameState(state, this.base.state)
+    if (!touched) return this.builder.build(this.base)
+    const next: Subscription = {
+      ...this.base,
+      status: this.status,
+      statusReason: this.statusReason,
+      version: this.version,
+      terms: this.terms,
+      state,
+      nextDueAt: nextDueAt(this.status, state, this.settings),
+    }
+    // Lifecycle events carry the subscription as it now is, so consumers need no call back.
+    for (const { type, data } of this.lifecycleEvents) {
+      this.builder.event(type, next, { ...data, subscription: toView(next) })
+    }
+    return this.builder.build(next)
+  }
+}
+
+const isResult = (reply: unknown): reply is PaymentResult =>
+  typeof reply === "object" && reply !== null && "paymentId" in reply && "status" in reply
+
+const sameState = (a: ScheduledState, b: ScheduledState): boolean => JSON.stringify(a) === JSON.stringify(b)
+
+/** The next `count` occurrences as the engine will treat them (for `subscription.preview`). */
+export const previewOccurrences = (
+  subscription: Subscription,
+  count: number,
+): ReadonlyArray<{
+  date: string
+  dueAt: number
+  amount: Money.Money
+  willPay: boolean
+  reason: string | null
+}> => {
+  const { state, terms } = subscription
+  if (isFinal(subscription.status) || state.cursor === null) return []
+  const from = Calendar.occurrenceAt(terms.schedule, state.cursor.index)
+  const occurrences = Calendar.nextOccurrences(terms.schedule, from, count)
+  const maxPayments = terms.schedule.maxPayments
+  let expectedPaid =
+    state.paid +
+    new Set([
+      ...state.open.map((attempt) => attempt.occurrence),
+      ...(state.retry === null ? [] : [state.retry.occurrence]),
+    ]).size
+  return occurrences.map((occurrence) => {
+    let reason: string | null = null
+    if (subscription.status === "paused") reason = "paused"
+    else if (state.skip.includes(occurrence.date)) reason = "skip_next"
+    else if (maxPayments !== undefined && expectedPaid >= maxPayments) reason = "max_payments_reached"
+    if (reason === null) expectedPaid += 1
+    return {
+      date: occurrence.date,
+      dueAt: occurrence.dueAt,
+      amount: terms.amount,
+      willPay: reason === null,
+      reason,
+    }
+  })
+}

@@ -1,0 +1,35 @@
+/**
+ * Identifiers the engine mints.
+ *
+ * Random UUIDs for things created once (subscriptions, templates, events).
+ * Payment ids are name-based (RFC 9562 version 5) on the subscription,
+ * occurrence and attempt: an engine that crashes after committing an attempt
+ * and one that recomputes it agree on the id, so the hub's idempotency on
+ * `paymentId` is a second line of defence behind our own records.
+ */
+import { createHash, randomUUID } from "node:crypto"
+
+/** A fresh random (version 4) UUID. */
+export const newId = (): string => randomUUID()
+
+// A fixed namespace UUID for this engine's name-based ids.
+const namespace = Buffer.from("6f1c2b7e5a0d4e4f9a3b8c1d2e3f4a5b", "hex")
+
+/** A version 5 UUID derived from `name`: the same name always gives the same id. */
+export const nameBasedId = (name: string): string => {
+  const digest = createHash("sha1").update(namespace).update(name, "utf8").digest()
+  const bytes = digest.subarray(0, 16)
+  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x50
+  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80
+  const hex = bytes.toString("hex")
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
+
+/** The id of one payment attempt: unique per (subscription, occurrence, attempt). */
+export const paymentIdFor = (subscriptionId: string, occurrence: string, attempt: number): string =>
+  nameBasedId(`payment:${subscriptionId}:${occurrence}:${attempt}`)
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** True for the textual form of any UUID. */
+export const isUuid = (text: string): boolean => uuidPattern.test(text)

@@ -1,0 +1,54 @@
+/**
+ * RFC 3339 timestamps on the wire, epoch milliseconds inside.
+ *
+ * The contract requires an explicit offset on every timestamp, so a
+ * "2026-12-01T10:00:00" without one is refused rather than guessed.
+ */
+import { Schema } from "effect"
+
+const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/
+
+/** Epoch milliseconds of an RFC 3339 timestamp with offset, or undefined when it is not one. */
+export const parseTimestamp = (text: string): number | undefined => {
+  const match = rfc3339.exec(text)
+  if (match === null) return undefined
+  const [, year, month, day, hour, minute, second] = match.map(Number)
+  if (
+    month === undefined ||
+    day === undefined ||
+    year === undefined ||
+    hour === undefined ||
+    minute === undefined ||
+    second === undefined ||
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    day > new Date(Date.UTC(year, month, 0)).getUTCDate() ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59
+  ) {
+    return undefined
+  }
+  const millis = Date.parse(text)
+  return Number.isNaN(millis) ? undefined : millis
+}
+
+/** An RFC 3339 timestamp with an explicit offset, kept as text. */
+export const Timestamp = Schema.String.check(
+  Schema.makeFilter((text: string) =>
+    parseTimestamp(text) === undefined
+      ? `must be an RFC 3339 timestamp with offset such as "2026-12-01T10:00:00+03:00", got ${JSON.stringify(text)}`
+      : undefined,
+  ),
+)
+
+/** Milliseconds of a timestamp already validated by `Timestamp`. */
+export const millisOf = (text: string): number => {
+  const millis = parseTimestamp(text)
+  if (millis === undefined) throw new Error(`invalid timestamp: ${text}`)
+  return millis
+}
+
+/** The engine's own timestamps: UTC, millisecond precision, `Z` offset. */
+export const format = (millis: number): string => new Date(millis).toISOString()

@@ -1,0 +1,205 @@
+/**
+ * Reading subscriptions: by id (batched across concurrent callers), by
+ * client (paged), and the due sweep through the `next_due_at` index.
+ *
+ * Writing them happens in exactly two places: `create` here (a new row and
+ * everything that comes with it, in one transaction) and the group committer
+ * (every later change, fenced by `revision`).
+ */
+import { Context, Effect, Exit, Layer, Request, RequestResolver, Schema } from "effect"
+import { type Kysely, type Selectable, sql, type Transaction } from "kysely"
+import { Kind, ScheduledState, ScheduledTerms, Status, type Subscription } from "../domain/Subscription.ts"
+import { Database } from "./Database.ts"
+import type { SubscriptionsTable, Tables } from "./Tables.ts"
+
+type SubscriptionRow = Selectable<SubscriptionsTable>
+
+const decodeKind = Schema.decodeUnknownSync(Kind)
+const decodeStatus = Schema.decodeUnknownSync(Status)
+const decodeTerms = Schema.decodeUnknownSync(ScheduledTerms)
+const decodeState = Schema.decodeUnknownSync(ScheduledState)
+
+/** Maps a row to the domain; a row that does not decode is a defect (the engine wrote it). */
+export const fromRow = (row: SubscriptionRow): Subscription => ({
+  id: row.id,
+  clientId: row.client_id,
+  kind: decodeKind(row.kind),
+  status: decodeStatus(row.status),
+  statusReason: row.status_reason,
+  hidden: row.hidden,
+  version: row.version,
+  revision: row.revision,
+  templateId: row.template_id,
+  payee: { providerId: row.provider_id, account: row.account, source: row.source },
+  currency: row.currency,
+  terms: decodeTerms(row.terms),
+  state: decodeState(row.state),
+  nextDueAt: row.next_due_at === null ? null : row.next_due_at.getTime(),
+  createdAt: row.created_at.getTime(),
+  createdChannel: row.created_channel,
+  createdTerminal: row.created_terminal,
+})
+
+/** Inserts a new subscription (revision 1) inside the caller's transaction. */
+export const insertSubscription = async (
+  trx: Transaction<Tables>,
+  subscription: Subscription,
+): Promise<void> => {
+  await trx
+    .insertInto("subscriptions")
+    .values({
+      id: subscription.id,
+      client_id: subscription.clientId,
+      kind: subscription.kind,
+      status: subscription.status,
+      status_reason: subscription.statusReason,
+      hidden: subscription.hidden,
+      version: subscription.version,
+      revision: subscription.revision,
+      template_id: subscription.templateId,
+      provider_id: subscription.payee.providerId,
+      account: subscription.payee.account,
+      source: subscription.payee.source,
+      currency: subscription.currency,
+      terms: JSON.stringify(subscription.terms),
+      state: JSON.stringify(subscription.state),
+      next_due_at: subscription.nextDueAt === null ? null : new Date(subscription.nextDueAt),
+      created_at: new Date(subscription.createdAt),
+      created_channel: subscription.createdChannel,
+      created_terminal: subscription.createdTerminal,
+    })
+    .execute()
+}
+
+/** A page of a client's subscriptions, newest first. */
+export interface SubscriptionPage {
+  readonly items: ReadonlyArray<Subscription>
+  readonly nextCursor: string | null
+}
+
+interface PageCursor {
+  readonly createdAt: string
+  readonly id: string
+}
+
+const encodeCursor = (cursor: PageCursor): string => Buffer.from(JSON.stringify(cursor)).toString("base64url")
+const PageCursorSchema = Schema.Struct({ createdAt: Schema.String, id: Schema.String })
+/** Decodes an opaque page cursor; undefined when it was not one of ours. */
+export const decodePageCursor = (text: string): PageCursor | undefined => {
+  try {
+    const decoded = Schema.decodeUnknownOption(PageCursorSchema)(
+      JSON.parse(Buffer.from(text, "base64url").toString()),
+    )
+    return decoded._tag === "Some" && !Number.isNaN(Date.parse(decoded.value.createdAt))
+      ? decoded.value
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+class LoadSubscription extends Request.Class<
+  { readonly id: string },
+  Subscription | undefined,
+  never,
+  never
+> {}
+
+/** Subscription reads. */
+export class SubscriptionStore extends Context.Service<
+  SubscriptionStore,
+  {
+    /** The current row, batched with concurrent loads into one query. */
+    readonly load: (id: string) => Effect.Effect<Subscription | undefined>
+    /** The row read fresh, bypassing batching (after a lost write race). */
+    readonly loadFresh: (id: string) => Effect.Effect<Subscription | undefined>
+    /** Due subscriptions in `(next_due_at, id)` order after `after`, at most `limit`. */
+    readonly dueBatch: (
+      now: number,
+      after: { readonly dueAt: number; readonly id: string } | null,
+      limit: number,
+    ) => Effect.Effect<ReadonlyArray<Subscription>>
+    /** A client's subscriptions, newest first, paged. */
+    readonly listByClient: (
+      clientId: string,
+      options: {
+        readonly includeHidden: boolean
+        readonly limit: number
+        readonly cursor: PageCursor | undefined
+      },
+    ) => Effect.Effect<SubscriptionPage>
+  }
+>()("rp/store/SubscriptionStore") {
+  static readonly layer = Layer.effect(
+    SubscriptionStore,
+    Effect.gen(function* () {
+      const { db, use } = yield* Database
+      const selectByIds = (runner: Kysely<Tables>, ids: ReadonlyArray<string>) =>
+        runner.selectFrom("subscriptions").selectAll().where("id", "in", ids).execute()
+
+      const resolver = RequestResolver.make<LoadSubscription>((entries) =>
+        Effect.promise(async () => {
+          const rows = await selectByIds(db, [...new Set(entries.map((entry) => entry.request.id))])
+          const byId = new Map(rows.map((row) => [row.id, row]))
+          for (const entry of entries) {
+            const row = byId.get(entry.request.id)
+            entry.completeUnsafe(Exit.succeed(row === undefined ? undefined : fromRow(row)))
+          }
+        }),
+      ).pipe(RequestResolver.setDelay(1), RequestResolver.batchN(1_000))
+
+      return SubscriptionStore.of({
+        load: (id) => Effect.request(new LoadSubscription({ id }), resolver),
+        loadFresh: (id) =>
+          use((runner) => selectByIds(runner, [id])).pipe(
+            Effect.map((rows) => (rows[0] === undefined ? undefined : fromRow(rows[0]))),
+          ),
+        dueBatch: (now, after, limit) =>
+          use((runner) => {
+            let query = runner
+              .selectFrom("subscriptions")
+              .selectAll()
+              .where("next_due_at", "<=", new Date(now))
+              .orderBy("next_due_at")
+              .orderBy("id")
+              .limit(limit)
+            if (after !== null) {
+              query = query.where(
+                sql<boolean>`(next_due_at, id) > (${new Date(after.dueAt)}, ${after.id}::uuid)`,
+              )
+            }
+            return query.execute()
+          }).pipe(Effect.map((rows) => rows.map(fromRow))),
+        listByClient: (clientId, { includeHidden, limit, cursor }) =>
+          use((runner) => {
+            let query = runner
+              .selectFrom("subscriptions")
+              .selectAll()
+              .where("client_id", "=", clientId)
+              .orderBy("created_at", "desc")
+              .orderBy("id", "desc")
+              .limit(limit + 1)
+            if (!includeHidden) query = query.where("hidden", "=", false)
+            if (cursor !== undefined) {
+              query = query.where(
+                sql<boolean>`(created_at, id) < (${new Date(cursor.createdAt)}, ${cursor.id}::uuid)`,
+              )
+            }
+            return query.execute()
+          }).pipe(
+            Effect.map((rows) => {
+              const page = rows.slice(0, limit).map(fromRow)
+              const last = page[page.length - 1]
+              return {
+                items: page,
+                nextCursor:
+                  rows.length > limit && last !== undefined
+                    ? encodeCursor({ createdAt: new Date(last.createdAt).toISOString(), id: last.id })
+                    : null,
+              }
+            }),
+          ),
+      })
+    }),
+  )
+}

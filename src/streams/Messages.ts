@@ -1,0 +1,137 @@
+/**
+ * The shape of every message on the engine's streams, as Schemas.
+ *
+ * Inbound messages are decoded with these before anything else looks at
+ * them; outbound ones are built as these types so the documentation in
+ * docs/streams.md and the code cannot disagree.
+ */
+import { Schema } from "effect"
+import { Money } from "../domain/Money.ts"
+import { Timestamp } from "../domain/Timestamp.ts"
+
+const Id = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200))
+
+/** `rp.tick`: the clock. */
+export const Tick = Schema.Struct({ at: Timestamp })
+export type Tick = typeof Tick.Type
+
+/** `hub.payment.command`: the engine asks the hub to move money. */
+export const PaymentCommand = Schema.Struct({
+  paymentId: Id,
+  subscriptionId: Id,
+  clientId: Id,
+  kind: Schema.String,
+  occurrence: Schema.String,
+  attempt: Schema.Int,
+  providerId: Schema.String,
+  account: Schema.String,
+  source: Schema.String,
+  amount: Money,
+  requestedAt: Timestamp,
+})
+export type PaymentCommand = typeof PaymentCommand.Type
+
+/** The hub's verdict on one payment attempt. */
+export const PaymentStatus = Schema.Literals(["succeeded", "failed", "declined"])
+export type PaymentStatus = typeof PaymentStatus.Type
+
+/** `hub.payment.result`: the outcome of a command. */
+export const PaymentResult = Schema.Struct({
+  paymentId: Id,
+  status: PaymentStatus,
+  retryable: Schema.Boolean,
+  reason: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(2_000))),
+  hubReference: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(200))),
+  at: Timestamp,
+})
+export type PaymentResult = typeof PaymentResult.Type
+
+/** The hub's answer on `hub.payment.status`: a result, or "don't know yet". */
+export const PaymentStatusReply = Schema.Union([
+  PaymentResult,
+  Schema.Struct({ status: Schema.Literal("unknown") }),
+])
+export type PaymentStatusReply = typeof PaymentStatusReply.Type
+
+/** The request the engine sends on `hub.payment.status`. */
+export const PaymentStatusQuery = Schema.Struct({ paymentId: Id })
+
+/** Who caused a change: a channel request, or the engine itself when both are null. */
+export const Actor = Schema.Struct({
+  channel: Schema.NullOr(Schema.String),
+  terminal: Schema.NullOr(Schema.String),
+  requestId: Schema.NullOr(Schema.String),
+})
+export type Actor = typeof Actor.Type
+
+/** Event types published on `rp.event.<type>`. */
+export const EventType = Schema.Literals([
+  "subscription.created",
+  "subscription.updated",
+  "subscription.paused",
+  "subscription.resumed",
+  "subscription.cancelled",
+  "subscription.completed",
+  "payment.requested",
+  "payment.succeeded",
+  "payment.failed",
+  "payment.retry_scheduled",
+  "payment.skipped",
+  "debt.over_limit",
+  "reminder.offered",
+  "reminder.accepted",
+  "reminder.declined",
+])
+export type EventType = typeof EventType.Type
+
+/** `rp.event.<type>`: one lifecycle or outcome event for other hub services. */
+export const EngineEvent = Schema.Struct({
+  eventId: Id,
+  type: EventType,
+  at: Timestamp,
+  subscriptionId: Id,
+  clientId: Id,
+  kind: Schema.String,
+  data: Schema.Record(Schema.String, Schema.Unknown),
+})
+export type EngineEvent = typeof EngineEvent.Type
+
+/** Notification types published on `rp.notify.<clientId>`. */
+export const NotificationType = Schema.Literals([
+  "payment.upcoming",
+  "payment.succeeded",
+  "payment.failed",
+  "debt.over_limit",
+  "limit.exceeded",
+  "reminder.offer",
+  "subscription.paused",
+])
+export type NotificationType = typeof NotificationType.Type
+
+/** `rp.notify.<clientId>`: something the customer should be told. */
+export const Notification = Schema.Struct({
+  notificationId: Id,
+  clientId: Id,
+  type: NotificationType,
+  subscriptionId: Schema.optionalKey(Id),
+  paymentId: Schema.optionalKey(Id),
+  at: Timestamp,
+  data: Schema.Record(Schema.String, Schema.Unknown),
+})
+export type Notification = typeof Notification.Type
+
+/** `rp.dlq.<stream>`: a message the engine could not use, kept with the reason. */
+export const DeadLetter = Schema.Struct({
+  stream: Schema.String,
+  consumer: Schema.String,
+  subject: Schema.String,
+  streamSequence: Schema.Int,
+  deliveries: Schema.Int,
+  reason: Schema.String,
+  details: Schema.Array(Schema.Struct({ path: Schema.String, message: Schema.String })),
+  /** The original bytes, base64, exactly as received. */
+  data: Schema.String,
+  headers: Schema.Record(Schema.String, Schema.Array(Schema.String)),
+  receivedAt: Timestamp,
+})
+export type DeadLetter = typeof DeadLetter.Type

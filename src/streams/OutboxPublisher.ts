@@ -1,0 +1,169 @@
+/**
+ * Publishes what the outbox holds, then forgets it.
+ *
+ * Fast path: the committer hands over the rows it just wrote and they are
+ * published at once, many in flight. Slow path: a sweeper re-reads rows that
+ * have sat in the table too long (the process crashed, NATS was away, the
+ * in-memory queue was full) and publishes them again. Either way a message
+ * carries its stable `Nats-Msg-Id`, so a second publish inside the stream's
+ * duplicate window is dropped by JetStream, and a row is deleted only after
+ * every one of its messages was acknowledged.
+ */
+import { Context, Effect, Layer, Queue, Schedule, Schema } from "effect"
+import { sql } from "kysely"
+import { EngineConfig } from "../EngineConfig.ts"
+import { Database } from "../store/Database.ts"
+import { Nats } from "./Nats.ts"
+
+/** A message in an outbox row, addressed and identified. */
+export interface PublishableMessage {
+  readonly subject: string
+  readonly msgId: string
+  readonly body: unknown
+}
+
+/** One outbox row: the messages one committed transition caused. */
+export interface OutboxRow {
+  readonly id: string
+  readonly messages: ReadonlyArray<PublishableMessage>
+}
+
+const StoredMessages = Schema.fromJsonString(
+  Schema.Array(Schema.Struct({ subject: Schema.String, msgId: Schema.String, body: Schema.Unknown })),
+)
+const decodeStoredMessages = Schema.decodeUnknownSync(StoredMessages)
+
+/** Counters for progress lines and benchmarks. */
+export interface OutboxStats {
+  readonly published: number
+  readonly duplicates: number
+  readonly failures: number
+}
+
+/** The outbox publisher. */
+export class OutboxPublisher extends Context.Service<
+  OutboxPublisher,
+  {
+    /** Hands freshly committed rows to the publisher (never blocks: the table is the backstop). */
+    readonly enqueue: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
+    /** Rows still waiting in the table (for drain checks). */
+    readonly backlog: Effect.Effect<number>
+    readonly stats: Effect.Effect<OutboxStats>
+  }
+>()("rp/streams/OutboxPublisher") {
+  static readonly layer = Layer.effect(
+    OutboxPublisher,
+    Effect.gen(function* () {
+      const config = yield* EngineConfig
+      const { db, use } = yield* Database
+      const { js } = yield* Nats
+      const queue = yield* Queue.dropping<OutboxRow>(50_000)
+      const known = new Set<string>()
+      const counters = { published: 0, duplicates: 0, failures: 0 }
+      const encoder = new TextEncoder()
+
+      const publishRows = (rows: ReadonlyArray<OutboxRow>) =>
+        Effect.promise(async () => {
+          const settled = await Promise.all(
+            rows.map(async (row) => {
+              try {
+                // Messages of one row go out in order: a command before the events about it.
+                for (const message of row.messages) {
+                  const ack = await js.publish(
+                    message.subject,
+                    encoder.encode(JSON.stringify(message.body)),
+                    {
+                      msgID: message.msgId,
+                    },
+                  )
+                  if (ack.duplicate) counters.duplicates += 1
+                  else counters.published += 1
+                }
+                return { row, ok: true as const }
+              } catch (error) {
+                counters.failures += 1
+                return { row, ok: false as const, error }
+              }
+            }),
+          )
+          const done = settled.filter((entry) => entry.ok).map((entry) => entry.row.id)
+          if (done.length > 0) {
+            await sql`DELETE FROM outbox WHERE id = ANY(${done}::uuid[])`.execute(db)
+          }
+          for (const id of done) known.delete(id)
+          return settled.filter((entry) => !entry.ok)
+        })
+
+      const worker = Effect.forever(
+        Effect.gen(function* () {
+          const rows = yield* Queue.takeBetween(queue, 1, 256)
+          const failed = yield* publishRows(rows)
+          if (failed.length > 0) {
+            yield* Effect.logWarning(
+              "outbox publish failed; the rows stay in the table and will be retried",
+            ).pipe(Effect.annotateLogs({ rows: failed.length, error: String(failed[0]?.error) }))
+            // Leave them to the sweeper, which retries with its own pace.
+            for (const entry of failed) known.delete(entry.row.id)
+          }
+        }),
+      )
+
+      const sweep = (minimumAgeMs: number) =>
+        Effect.gen(function* () {
+          const rows = yield* use((runner) =>
+            runner
+              .selectFrom("outbox")
+              .select(["id", "messages"])
+              .where("created_at", "<", sql<Date>`now() - ${`${minimumAgeMs} milliseconds`}::interval`)
+              .orderBy("created_at")
+              .limit(2_000)
+              .execute(),
+          )
+          const stale = rows
+            .filter((row) => !known.has(row.id))
+            .map((row) => ({ id: row.id, messages: decodeStoredMessages(row.messages) }))
+          if (stale.length === 0) return
+          for (const row of stale) known.add(row.id)
+          yield* Effect.logInfo("republishing outbox rows").pipe(Effect.annotateLogs({ rows: stale.length }))
+          const failed = yield* publishRows(stale)
+          for (const entry of failed) known.delete(entry.row.id)
+        })
+
+      for (let index = 0; index < config.publishWorkers; index++) yield* Effect.forkScoped(worker)
+      // First sweep at start takes everything: whatever is there was left by a previous run.
+      yield* Effect.forkScoped(
+        sweep(0).pipe(
+          Effect.andThen(
+            Effect.repeat(
+              sweep(config.outboxSweepAgeMs).pipe(
+                Effect.catchCause((cause) => Effect.logError("outbox sweep failed", cause)),
+              ),
+              Schedule.spaced(config.outboxSweepIntervalMs),
+            ),
+          ),
+          Effect.catchCause((cause) => Effect.logError("outbox sweeper stopped", cause)),
+        ),
+      )
+      yield* Effect.logInfo("outbox publisher ready").pipe(
+        Effect.annotateLogs({ workers: config.publishWorkers }),
+      )
+
+      return OutboxPublisher.of({
+        enqueue: (rows) =>
+          Effect.sync(() => {
+            for (const row of rows) {
+              known.add(row.id)
+              if (!Queue.offerUnsafe(queue, row)) known.delete(row.id)
+            }
+          }),
+        backlog: use((runner) =>
+          runner
+            .selectFrom("outbox")
+            .select(sql<number>`count(*)::int`.as("count"))
+            .executeTakeFirstOrThrow(),
+        ).pipe(Effect.map((row) => row.count)),
+        stats: Effect.sync(() => ({ ...counters })),
+      })
+    }),
+  )
+}
