@@ -48,7 +48,6 @@ export interface EngineSettings {
   readonly consumerAckWaitMs: number
   readonly consumerMaxDeliveries: number
   readonly requestConcurrency: number
-  readonly logLevel: string
 }
 
 /** Defaults: what `npm start` uses when the environment says nothing. */
@@ -82,7 +81,6 @@ export const defaultSettings: EngineSettings = {
   consumerAckWaitMs: 30_000,
   consumerMaxDeliveries: 5,
   requestConcurrency: 256,
-  logLevel: "Info",
 }
 
 const duration = (name: string, fallback: number) =>
@@ -148,7 +146,6 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   consumerAckWaitMs: duration("RP_ACK_WAIT", defaultSettings.consumerAckWaitMs),
   consumerMaxDeliveries: positiveInt("RP_MAX_DELIVERIES", defaultSettings.consumerMaxDeliveries),
   requestConcurrency: positiveInt("RP_REQUEST_CONCURRENCY", defaultSettings.requestConcurrency),
-  logLevel: text("RP_LOG_LEVEL", defaultSettings.logLevel),
 })
 
 /** The settings as a service, so every component reads the same values. */

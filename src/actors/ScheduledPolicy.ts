@@ -26,6 +26,7 @@ import {
   advanceCursor,
   type Cursor,
   firstCursorAfter,
+  initialScheduledState,
   isFinal,
   normalizeSchedule,
   type OpenAttempt,
@@ -700,4 +701,47 @@ export const previewOccurrences = (
       reason,
     }
   })
+}
+
+/** What a new scheduled subscription is made of. */
+export interface NewScheduled {
+  readonly id: string
+  readonly clientId: string
+  readonly templateId: string
+  readonly payee: Subscription["payee"]
+  readonly terms: ScheduledTerms
+  readonly by: Actor & { readonly channel: string }
+  /** Wall-clock time of creation, for the audit stamp only. */
+  readonly createdAt: number
+}
+
+/** The first row of a scheduled subscription at engine time `now`, with its `created` decision and event. */
+export const create = (input: NewScheduled, now: number, settings: PolicySettings): Transition => {
+  const state = initialScheduledState(input.terms, now)
+  const subscription: Subscription = {
+    id: input.id,
+    clientId: input.clientId,
+    kind: "scheduled",
+    status: "active",
+    statusReason: null,
+    hidden: false,
+    version: 1,
+    revision: 1,
+    templateId: input.templateId,
+    payee: input.payee,
+    currency: input.terms.amount.currency,
+    terms: input.terms,
+    state,
+    nextDueAt: nextDueAt("active", state, settings),
+    createdAt: input.createdAt,
+    createdChannel: input.by.channel,
+    createdTerminal: input.by.terminal,
+  }
+  const builder = new TransitionBuilder({ ...subscription, revision: 0 }, now)
+  builder.decide("created", {
+    by: input.by,
+    details: { terms: input.terms, firstOccurrence: state.cursor?.date ?? null },
+  })
+  builder.event("subscription.created", subscription, { by: input.by, subscription: toView(subscription) })
+  return builder.build(subscription)
 }

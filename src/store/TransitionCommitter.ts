@@ -18,13 +18,17 @@
  */
 import { Context, Deferred, Effect, Layer, Queue } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
-import type { Outgoing, Transition } from "../actors/Transition.ts"
+import type { DecisionRecord, Outgoing, Transition } from "../actors/Transition.ts"
 import { newId } from "../domain/Ids.ts"
+import type { Template } from "../domain/Template.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { OutboxPublisher, type OutboxRow, type PublishableMessage } from "../streams/OutboxPublisher.ts"
 import { Topology, type TopologyService } from "../streams/Topology.ts"
 import { Database } from "./Database.ts"
+import { claimRequest } from "./RequestLog.ts"
+import { insertSubscription } from "./SubscriptionStore.ts"
 import type { Tables } from "./Tables.ts"
+import { insertTemplate } from "./TemplateStore.ts"
 
 /** A protocol request's idempotency record, stored with the change it made. */
 export interface RequestRecord {
@@ -84,6 +88,69 @@ export const address = (outgoing: Outgoing, topology: TopologyService): Publisha
 
 const iso = (millis: number | null): string | null =>
   millis === null ? null : new Date(millis).toISOString()
+
+/** Inserts decision rows. */
+const insertDecisions = async (
+  trx: KyselyTransaction<Tables>,
+  decisions: ReadonlyArray<DecisionRecord>,
+): Promise<void> => {
+  if (decisions.length === 0) return
+  await sql`
+    INSERT INTO decisions (subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal)
+    SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details::jsonb, v.channel, v.terminal
+    FROM unnest(
+      ${decisions.map((d) => d.subscriptionId)}::uuid[], ${decisions.map((d) => iso(d.at))}::timestamptz[],
+      ${decisions.map((d) => d.outcome)}::text[], ${decisions.map((d) => d.reason)}::text[],
+      ${decisions.map((d) => d.occurrence)}::text[], ${decisions.map((d) => d.paymentId)}::uuid[],
+      ${decisions.map((d) => JSON.stringify(d.details))}::text[], ${decisions.map((d) => d.channel)}::text[],
+      ${decisions.map((d) => d.terminal)}::text[])
+      WITH ORDINALITY AS v(subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal, position)
+    ORDER BY v.position`.execute(trx)
+}
+
+/** Inserts one outbox row per transition that causes messages; returns the rows for publishing. */
+const insertOutbox = async (
+  trx: KyselyTransaction<Tables>,
+  transitions: ReadonlyArray<Transition>,
+  topology: TopologyService,
+): Promise<Array<OutboxRow>> => {
+  const rows: Array<OutboxRow> = transitions
+    .filter((transition) => transition.outgoing.length > 0)
+    .map((transition) => ({
+      id: newId(),
+      messages: transition.outgoing.map((outgoing) => address(outgoing, topology)),
+    }))
+  if (rows.length === 0) return rows
+  await sql`
+    INSERT INTO outbox (id, messages)
+    SELECT * FROM unnest(${rows.map((row) => row.id)}::uuid[], ${rows.map((row) => JSON.stringify(row.messages))}::text[])`.execute(
+    trx,
+  )
+  return rows
+}
+
+/** Writes a new subscription and everything its creation causes in one transaction. */
+export const writeCreation = async (
+  trx: KyselyTransaction<Tables>,
+  creation: Creation,
+  topology: TopologyService,
+): Promise<{ readonly outcome: "Created" | "DuplicateRequest"; readonly outbox: Array<OutboxRow> }> => {
+  if (creation.request !== null && !(await claimRequest(trx, creation.request))) {
+    return { outcome: "DuplicateRequest", outbox: [] }
+  }
+  if (creation.template !== null) await insertTemplate(trx, creation.template)
+  await insertSubscription(trx, creation.transition.subscription)
+  await insertDecisions(trx, creation.transition.decisions)
+  const outbox = await insertOutbox(trx, [creation.transition], topology)
+  return { outcome: "Created", outbox }
+}
+
+/** A subscription being created: its first row, the template it brings, and the request that asked. */
+export interface Creation {
+  readonly transition: Transition
+  readonly template: Template | null
+  readonly request: RequestRecord | null
+}
 
 /** Writes a batch; returns each request's outcome in order, plus the outbox rows created. */
 export const writeBatch = async (
@@ -185,33 +252,15 @@ export const writeBatch = async (
         AS v(payment_id, status, retryable, reason, hub_reference, outcome, result_at)
       WHERE p.payment_id = v.payment_id`.execute(trx)
   }
-  const decisions = winners.flatMap(({ transition }) => transition.decisions)
-  if (decisions.length > 0) {
-    await sql`
-      INSERT INTO decisions (subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal)
-      SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details::jsonb, v.channel, v.terminal
-      FROM unnest(
-        ${decisions.map((d) => d.subscriptionId)}::uuid[], ${decisions.map((d) => iso(d.at))}::timestamptz[],
-        ${decisions.map((d) => d.outcome)}::text[], ${decisions.map((d) => d.reason)}::text[],
-        ${decisions.map((d) => d.occurrence)}::text[], ${decisions.map((d) => d.paymentId)}::uuid[],
-        ${decisions.map((d) => JSON.stringify(d.details))}::text[], ${decisions.map((d) => d.channel)}::text[],
-        ${decisions.map((d) => d.terminal)}::text[])
-        AS v(subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal)
-      ORDER BY v.at`.execute(trx)
-  }
-  const outbox: Array<OutboxRow> = winners
-    .filter(({ transition }) => transition.outgoing.length > 0)
-    .map(({ transition }) => ({
-      id: newId(),
-      messages: transition.outgoing.map((outgoing) => address(outgoing, topology)),
-    }))
-  if (outbox.length > 0) {
-    await sql`
-      INSERT INTO outbox (id, messages)
-      SELECT * FROM unnest(${outbox.map((row) => row.id)}::uuid[], ${outbox.map((row) => JSON.stringify(row.messages))}::text[])`.execute(
-      trx,
-    )
-  }
+  await insertDecisions(
+    trx,
+    winners.flatMap(({ transition }) => transition.decisions),
+  )
+  const outbox = await insertOutbox(
+    trx,
+    winners.map(({ transition }) => transition),
+    topology,
+  )
   const inbox = winners.flatMap(({ inbox }) => (inbox === null ? [] : [inbox]))
   if (inbox.length > 0) {
     await sql`
@@ -233,6 +282,8 @@ export class TransitionCommitter extends Context.Service<
   {
     /** Writes one transition with whatever else is queued; resolves once it is durable. */
     readonly commit: (request: CommitRequest) => Effect.Effect<CommitOutcome>
+    /** Writes a new subscription on its own (creations are rare next to transitions). */
+    readonly create: (creation: Creation) => Effect.Effect<"Created" | "DuplicateRequest">
   }
 >()("rp/store/TransitionCommitter") {
   static readonly layer = Layer.effect(
@@ -292,6 +343,13 @@ export class TransitionCommitter extends Context.Service<
       for (let index = 0; index < config.commitWorkers; index++) yield* Effect.forkScoped(worker)
 
       return TransitionCommitter.of({
+        create: (creation) =>
+          Effect.promise(() =>
+            db.transaction().execute((trx) => writeCreation(trx, creation, topology)),
+          ).pipe(
+            Effect.tap((written) => publisher.enqueue(written.outbox)),
+            Effect.map((written) => written.outcome),
+          ),
         commit: (request) =>
           Effect.gen(function* () {
             const done = yield* Deferred.make<CommitOutcome>()

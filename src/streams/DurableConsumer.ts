@@ -10,7 +10,8 @@
  * Handlers never ack, nak or term themselves.
  */
 import type { JsMsg } from "@nats-io/jetstream"
-import { Cause, Duration, Effect, Schedule, Schema, SchemaIssue, Stream } from "effect"
+import { Cause, Duration, Effect, Schedule, Schema, Stream } from "effect"
+import { issuesOf } from "../domain/Issues.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { DeadLetters } from "./DeadLetters.ts"
 import { Nats } from "./Nats.ts"
@@ -26,8 +27,17 @@ export interface ConsumerSpec<A, R> {
   /** Keep telling the server we are still working, for handlers that may run past ack_wait. */
   readonly heartbeat: boolean
   readonly schema: Schema.Codec<A, unknown>
-  readonly handle: (message: A, context: MessageContext) => Effect.Effect<void, never, R>
+  readonly handle: (message: A, context: MessageContext) => Effect.Effect<HandlerVerdict, never, R>
 }
+
+/** What a handler made of a message it could decode. */
+export type HandlerVerdict =
+  | { readonly _tag: "Done" }
+  /** Well-formed but unusable (e.g. a result for a payment the engine never sent): keep it for people to see. */
+  | { readonly _tag: "DeadLetter"; readonly reason: string }
+
+/** The handler dealt with the message. */
+export const done: HandlerVerdict = { _tag: "Done" }
 
 /** What a handler may know about the message it handles. */
 export interface MessageContext {
@@ -36,17 +46,6 @@ export interface MessageContext {
   readonly subject: string
   readonly deliveries: number
 }
-
-const formatIssue = SchemaIssue.makeFormatterStandardSchemaV1()
-
-/** The field problems of a decode failure, as path and message pairs. */
-export const issuesOf = (error: Schema.SchemaError): Array<{ path: string; message: string }> =>
-  formatIssue(error.issue).issues.map((issue) => ({
-    path: (issue.path ?? [])
-      .map((segment) => String(typeof segment === "object" ? segment.key : segment))
-      .join("."),
-    message: issue.message,
-  }))
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
@@ -103,7 +102,13 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
         const handled = yield* Effect.exit(
           Effect.raceFirst(spec.handle(decoded.success, context), Effect.andThen(heartbeat, Effect.never)),
         )
-        if (handled._tag === "Success") return message.ack()
+        if (handled._tag === "Success") {
+          if (handled.value._tag === "DeadLetter") {
+            yield* deadLetters.send(message, spec.consumer, handled.value.reason, [])
+            return message.term()
+          }
+          return message.ack()
+        }
         if (Cause.hasInterruptsOnly(handled.cause)) return
         if (message.info.deliveryCount >= config.consumerMaxDeliveries) {
           yield* deadLetters.send(

@@ -1,0 +1,220 @@
+/**
+ * The channel protocol server: core NATS request-reply on `rp.v3.<channel>`,
+ * served by a queue group so any engine instance answers any channel.
+ *
+ * A request goes through these gates in order, and the first that refuses
+ * answers; none of them writes anything:
+ *   not JSON or not an envelope → BAD_REQUEST
+ *   unknown channel, or subject and envelope disagree → UNAUTHORIZED
+ *   unknown operation → UNKNOWN_OPERATION
+ *   body fails its schema → VALIDATION_FAILED (every problem listed)
+ * A mutating request whose (channel, requestId) was seen before is answered
+ * with the stored reply. Then the operation runs; a domain refusal maps to
+ * its code and an unexpected failure to INTERNAL (its transaction rolled back).
+ */
+import { createHash } from "node:crypto"
+import type { Msg } from "@nats-io/transport-node"
+import { Cause, Context, Effect, Layer, Schema, Stream } from "effect"
+import type { DomainError } from "../domain/Errors.ts"
+import { issuesOf } from "../domain/Issues.ts"
+import { EngineConfig } from "../EngineConfig.ts"
+import { RequestLog } from "../store/RequestLog.ts"
+import { Nats } from "../streams/Nats.ts"
+import { Topology } from "../streams/Topology.ts"
+import { Channels } from "./Channels.ts"
+import { type ErrorCode, errorReply, okReply, RequestEnvelope } from "./Envelope.ts"
+import type { Operation, RequestContext } from "./Operation.ts"
+import { subscriptionOperations } from "./SubscriptionOperations.ts"
+import { templateOperations } from "./TemplateOperations.ts"
+
+/** Requests larger than this are refused before parsing. */
+export const MAX_REQUEST_BYTES = 256 * 1024
+
+const decodeEnvelope = Schema.decodeUnknownEffect(RequestEnvelope)
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+const codeOf = (error: DomainError): ErrorCode => {
+  switch (error._tag) {
+    case "ValidationFailed":
+      return "VALIDATION_FAILED"
+    case "NotFound":
+      return "NOT_FOUND"
+    case "Conflict":
+      return "CONFLICT"
+    case "LimitExceeded":
+      return "LIMIT_EXCEEDED"
+  }
+}
+
+const detailsOf = (error: DomainError) =>
+  error._tag === "ValidationFailed" || error._tag === "Conflict" ? error.details : []
+
+/** A best-effort request id for replies to requests that failed before their envelope decoded. */
+const requestIdOf = (json: unknown): string | null =>
+  typeof json === "object" && json !== null && "requestId" in json && typeof json.requestId === "string"
+    ? json.requestId
+    : null
+
+/** Handles one request's bytes and returns the reply's JSON text. Never fails. */
+export type RequestHandler = (data: Uint8Array, subject: string) => Effect.Effect<string>
+
+/** The protocol's request handler, independent of the transport (tests call it directly too). */
+export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly handle: RequestHandler }>()(
+  "rp/protocol/ProtocolHandler",
+) {
+  static readonly layer = Layer.effect(
+    ProtocolHandler,
+    Effect.gen(function* () {
+      const { subjects } = yield* Topology
+      const channels = yield* Channels
+      const requestLog = yield* RequestLog
+      const operations: Readonly<Record<string, Operation>> = {
+        ...(yield* templateOperations),
+        ...(yield* subscriptionOperations),
+      }
+
+      const handle: RequestHandler = (data, subject) =>
+        Effect.gen(function* () {
+          if (data.length > MAX_REQUEST_BYTES) {
+            return errorReply(null, "BAD_REQUEST", `request is larger than ${MAX_REQUEST_BYTES} bytes`)
+          }
+          let json: unknown
+          try {
+            json = JSON.parse(utf8.decode(data))
+          } catch (error) {
+            return errorReply(null, "BAD_REQUEST", `request is not UTF-8 JSON: ${(error as Error).message}`)
+          }
+          const decoded = yield* Effect.result(
+            decodeEnvelope(json, { errors: "all", onExcessProperty: "ignore" }),
+          )
+          if (decoded._tag === "Failure") {
+            const details = issuesOf(decoded.failure)
+            return errorReply(
+              requestIdOf(json),
+              "BAD_REQUEST",
+              `not a V3 request envelope: ${details.map((issue) => `${issue.path || "(root)"} ${issue.message}`).join("; ")}`,
+              details,
+            )
+          }
+          const envelope = decoded.success
+          const { requestId } = envelope
+          const subjectChannel = subject.split(".")[subjects.channelTokenIndex]
+          if (subjectChannel !== envelope.channel) {
+            return errorReply(
+              requestId,
+              "UNAUTHORIZED",
+              `envelope channel "${envelope.channel}" does not match the subject's channel "${subjectChannel}"`,
+            )
+          }
+          const refusal = yield* channels.authorize(envelope.channel, envelope.operation)
+          if (refusal !== undefined) return errorReply(requestId, "UNAUTHORIZED", refusal.message)
+          const operation = operations[envelope.operation]
+          if (operation === undefined) {
+            return errorReply(
+              requestId,
+              "UNKNOWN_OPERATION",
+              `unknown operation "${envelope.operation}"; known: ${Object.keys(operations).join(", ")}`,
+            )
+          }
+          const body = yield* Effect.result(operation.decode(envelope.body))
+          if (body._tag === "Failure") {
+            return errorReply(requestId, "VALIDATION_FAILED", body.failure.message, body.failure.details)
+          }
+          const requestHash = createHash("sha256")
+            .update(JSON.stringify([envelope.operation, envelope.clientId, envelope.body]))
+            .digest("base64url")
+          const context: RequestContext = {
+            channel: envelope.channel,
+            terminal: envelope.terminal ?? null,
+            clientId: envelope.clientId,
+            requestId,
+            operation: envelope.operation,
+            requestHash,
+            by: { channel: envelope.channel, terminal: envelope.terminal ?? null, requestId },
+          }
+          const answerFromLog = Effect.gen(function* () {
+            const stored = yield* requestLog.find(envelope.channel, requestId)
+            if (stored === undefined) return undefined
+            return stored.requestHash === requestHash
+              ? stored.reply
+              : errorReply(
+                  requestId,
+                  "CONFLICT",
+                  `requestId "${requestId}" was already used by this channel for a different request`,
+                )
+          })
+          if (operation.mutating) {
+            const repeat = yield* answerFromLog
+            if (repeat !== undefined) return repeat
+          }
+          const outcome = yield* Effect.result(operation.run(body.success, context))
+          if (outcome._tag === "Failure") {
+            return errorReply(
+              requestId,
+              codeOf(outcome.failure),
+              outcome.failure.message,
+              detailsOf(outcome.failure),
+            )
+          }
+          switch (outcome.success._tag) {
+            case "Result":
+              return okReply(requestId, outcome.success.result)
+            case "Reply":
+              return outcome.success.text
+            case "AlreadyAnswered":
+              return (
+                (yield* answerFromLog) ??
+                errorReply(
+                  requestId,
+                  "INTERNAL",
+                  "the request was answered concurrently but its reply is missing",
+                )
+              )
+          }
+        }).pipe(
+          Effect.catchCause((cause) =>
+            Effect.logError("request failed unexpectedly; nothing was written").pipe(
+              Effect.annotateLogs({ subject, cause: Cause.pretty(cause) }),
+              Effect.as(
+                errorReply(null, "INTERNAL", "the engine failed to handle the request; nothing was written"),
+              ),
+            ),
+          ),
+        )
+
+      return ProtocolHandler.of({ handle })
+    }),
+  )
+}
+
+/** Serves the protocol on NATS until the engine stops. */
+export const ProtocolServer = Layer.effectDiscard(
+  Effect.gen(function* () {
+    const config = yield* EngineConfig
+    const { connection } = yield* Nats
+    const { subjects } = yield* Topology
+    const { handle } = yield* ProtocolHandler
+    const subscription = yield* Effect.acquireRelease(
+      Effect.sync(() => connection.subscribe(subjects.channelRequests, { queue: config.queueGroup })),
+      (subscription) => Effect.promise(() => subscription.drain().catch(() => undefined)),
+    )
+    const respond = (message: Msg) =>
+      handle(message.data, message.subject).pipe(
+        Effect.tap((reply) =>
+          Effect.sync(() => {
+            if (message.reply !== undefined && message.reply !== "") message.respond(reply)
+          }),
+        ),
+      )
+    yield* Effect.forkScoped(
+      Stream.fromAsyncIterable(subscription, (error) => error).pipe(
+        Stream.mapEffect(respond, { concurrency: config.requestConcurrency, unordered: true }),
+        Stream.runDrain,
+        Effect.catchCause((cause) => Effect.logError("protocol server stopped", cause)),
+      ),
+    )
+    yield* Effect.logInfo("protocol server ready").pipe(
+      Effect.annotateLogs({ subject: subjects.channelRequests, queueGroup: config.queueGroup }),
+    )
+  }),
+)

@@ -1,0 +1,59 @@
+/**
+ * The engine's inbound streams, each bound to the component that handles it:
+ * ticks to the scheduler (strictly one at a time, in order) and hub results
+ * to the result router (many at once; each actor keeps its own order).
+ */
+import { Effect, Layer } from "effect"
+import { ResultRouter } from "../actors/ResultRouter.ts"
+import { Scheduler } from "../actors/Scheduler.ts"
+import * as Timestamp from "../domain/Timestamp.ts"
+import { done, runConsumer } from "./DurableConsumer.ts"
+import { PaymentResult, Tick } from "./Messages.ts"
+import { Topology } from "./Topology.ts"
+
+/** Starts every consumer; they run until the engine stops. */
+export const InboundStreams = Layer.effectDiscard(
+  Effect.gen(function* () {
+    const topology = yield* Topology
+    const scheduler = yield* Scheduler
+    const router = yield* ResultRouter
+
+    // Work a previous run left half done is due already: finish it before new ticks arrive.
+    const recovered = yield* scheduler.sweep
+    if (recovered.woken > 0)
+      yield* Effect.logInfo("resumed due work after start").pipe(Effect.annotateLogs({ ...recovered }))
+
+    yield* Effect.forkScoped(
+      runConsumer({
+        stream: topology.streams.ticks,
+        consumer: topology.consumers.ticks,
+        concurrency: 1,
+        prefetch: 1,
+        heartbeat: true,
+        schema: Tick,
+        handle: (tick) =>
+          scheduler.tick(Timestamp.millisOf(tick.at)).pipe(
+            Effect.tap((report) =>
+              report.woken + report.failed > 0
+                ? Effect.logInfo("tick processed").pipe(
+                    Effect.annotateLogs({ at: tick.at, woken: report.woken, failed: report.failed }),
+                  )
+                : Effect.void,
+            ),
+            Effect.as(done),
+          ),
+      }),
+    )
+    yield* Effect.forkScoped(
+      runConsumer({
+        stream: topology.streams.hubPayments,
+        consumer: topology.consumers.hubResults,
+        concurrency: 2_000,
+        prefetch: 1_000,
+        heartbeat: false,
+        schema: PaymentResult,
+        handle: (result, context) => router.route(result, context, topology.consumers.hubResults),
+      }),
+    )
+  }),
+)
