@@ -5,6 +5,7 @@
  * on demand, fakes of the hub and of channels, and ways to wait for the
  * engine to have done something — never a sleep.
  */
+import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
@@ -41,6 +42,7 @@ export interface StoredMessage {
 export class TestEnvironment {
   readonly engines: Array<RunningEngine> = []
   readonly hubs: Array<FakeHub> = []
+  readonly processes: Array<ChildProcess> = []
 
   private constructor(
     readonly settings: EngineSettings,
@@ -113,6 +115,40 @@ export class TestEnvironment {
     const engine: RunningEngine = { runtime, stop: () => runtime.dispose() }
     this.engines.push(engine)
     return engine
+  }
+
+  /** Starts the engine as its own process (`node --import tsx src/main.ts`), for tests that kill it. */
+  async spawnEngine(): Promise<ChildProcess> {
+    const { naming } = this.settings
+    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      env: {
+        ...process.env,
+        NATS_URL: this.settings.natsUrl,
+        DATABASE_URL: Redacted.value(this.settings.databaseUrl),
+        RP_CLOCK: "off",
+        RP_INSTANCE_ID: `${this.settings.instanceId}-process`,
+        RP_SUBJECT_PREFIX: naming.rpPrefix,
+        RP_PROVIDER_PREFIX: naming.providerPrefix,
+        RP_HUB_PREFIX: naming.hubPrefix,
+        RP_STREAM_PREFIX: naming.streamPrefix,
+        RP_QUEUE_GROUP: this.settings.queueGroup,
+        RP_ACK_WAIT: "PT5S",
+        RP_LOG_LEVEL: "Info",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    this.processes.push(child)
+    let output = ""
+    await new Promise<void>((resolve, reject) => {
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString()
+        if (output.includes("engine ready")) resolve()
+      }
+      child.stdout?.on("data", onData)
+      child.stderr?.on("data", onData)
+      child.once("exit", (code) => reject(new Error(`engine process exited early (${code}):\n${output}`)))
+    })
+    return child
   }
 
   /** Starts a fake hub on this world's subjects. */
@@ -197,6 +233,8 @@ export class TestEnvironment {
   async dispose(): Promise<void> {
     for (const hub of this.hubs) await hub.stop().catch(() => undefined)
     for (const engine of this.engines) await engine.stop().catch(() => undefined)
+    for (const child of this.processes)
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
     for (const stream of Object.values(this.topology.streams)) {
       await this.jsm.streams.delete(stream).catch(() => undefined)
     }

@@ -1,0 +1,111 @@
+/**
+ * Money moves at most once per occurrence, and nothing accepted is lost:
+ * duplicate ticks, redelivered results, and an engine killed mid-burst.
+ */
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { commandsInStream, countBy, createMany, createScheduled } from "../support/scenarios.ts"
+import { TestEnvironment } from "../support/TestEnvironment.ts"
+
+describe("exactly one payment per occurrence", () => {
+  let env: TestEnvironment
+  beforeEach(async () => {
+    env = await TestEnvironment.create()
+  })
+  afterEach(async () => {
+    await env.dispose()
+  })
+
+  it("ignores duplicate and stale ticks", async () => {
+    await env.startEngine()
+    const hub = await env.startHub()
+    const subscription = await createScheduled(env.channel(), "client-1")
+
+    await env.tick("2027-01-01T06:00:00Z")
+    await hub.waitForCommands(1)
+    await env.settled()
+    // The same tick again (a new message id, so JetStream stores it), and an older one.
+    await env.js.publish(env.topology.subjects.tick, JSON.stringify({ at: "2027-01-01T06:00:00Z" }), {
+      msgID: "again",
+    })
+    await env.tick("2026-12-31T06:00:00Z")
+    await env.tick("2027-01-01T06:30:00Z")
+    await env.settled()
+
+    const commands = await commandsInStream(env)
+    expect(commands.map((command) => [command.subscriptionId, command.occurrence, command.attempt])).toEqual([
+      [subscription.subscriptionId, "2027-01-01", 1],
+    ])
+    expect(hub.commands).toHaveLength(1)
+    const clock = await env.db.selectFrom("engine_clock").select("now").executeTakeFirstOrThrow()
+    expect(clock.now.toISOString()).toBe("2027-01-01T06:30:00.000Z")
+  })
+
+  it("records a redelivered or repeated hub result once", async () => {
+    await env.startEngine()
+    const hub = await env.startHub()
+    const subscription = await createScheduled(env.channel(), "client-1")
+    await env.tick("2027-01-01T06:00:00Z")
+    const [command] = await hub.waitForCommands(1)
+    await env.settled()
+    if (command === undefined) throw new Error("no command")
+
+    // The hub repeats its result: once without a message id (stored again), once with a new one.
+    const result = {
+      paymentId: command.paymentId,
+      status: "succeeded" as const,
+      retryable: false,
+      at: "2027-01-01T06:00:01Z",
+    }
+    await hub.publishResult(result)
+    await hub.publishResult(result, "another-id")
+    await env.settled()
+
+    const payments = await env.db.selectFrom("payments").selectAll().execute()
+    expect(payments).toHaveLength(1)
+    expect(payments[0]?.status).toBe("succeeded")
+    const succeededEvents = await env.messages(
+      env.topology.streams.events,
+      `${env.settings.naming.rpPrefix}.event.payment.succeeded`,
+    )
+    expect(succeededEvents).toHaveLength(1)
+    const row = await env.db
+      .selectFrom("subscriptions")
+      .select(["state"])
+      .where("id", "=", subscription.subscriptionId)
+      .executeTakeFirstOrThrow()
+    expect((row.state as { paid: number }).paid).toBe(1)
+  })
+
+  it("survives being killed in the middle of a burst: no second command, nothing lost", async () => {
+    const engineProcess = await env.spawnEngine()
+    const subscriptions = await createMany(env.channel(), 300)
+    const hub = await env.startHub()
+
+    await env.js.publish(env.topology.subjects.tick, JSON.stringify({ at: "2027-01-01T06:00:00Z" }), {
+      msgID: "tick:2027-01-01T06:00:00Z",
+    })
+    await hub.waitForCommands(30)
+    engineProcess.kill("SIGKILL")
+    await new Promise((resolve) => engineProcess.once("exit", resolve))
+    const sentBeforeCrash = hub.commands.length
+
+    await env.startEngine()
+    // The tick is redelivered (it was never acknowledged) and also published again by an impatient clock.
+    await env.tick("2027-01-01T06:00:00Z")
+    await hub.waitForCommands(subscriptions.length)
+    await env.settled()
+
+    const commands = await commandsInStream(env)
+    const perOccurrence = countBy(commands, (command) => `${command.subscriptionId}/${command.occurrence}`)
+    expect(perOccurrence.size).toBe(subscriptions.length)
+    expect([...perOccurrence.values()].every((count) => count === 1)).toBe(true)
+    expect(sentBeforeCrash).toBeGreaterThan(0)
+    expect(sentBeforeCrash).toBeLessThan(subscriptions.length)
+
+    const payments = await env.db.selectFrom("payments").select(["subscription_id", "status"]).execute()
+    expect(payments).toHaveLength(subscriptions.length)
+    expect(payments.every((payment) => payment.status === "succeeded")).toBe(true)
+    const outbox = await env.db.selectFrom("outbox").select("id").execute()
+    expect(outbox).toHaveLength(0)
+  })
+})
