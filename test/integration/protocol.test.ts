@@ -68,17 +68,15 @@ describe("channel protocol", () => {
   })
 
   it("answers BAD_REQUEST to a wrong envelope, listing every problem and echoing the request id", async () => {
-    const reply = await env
-      .channel("mobile")
-      .send(
-        JSON.stringify({
-          v: 2,
-          requestId: "r-1",
-          channel: "mobile",
-          clientId: "bad id!",
-          sentAt: "yesterday",
-        }),
-      )
+    const reply = await env.channel("mobile").send(
+      JSON.stringify({
+        v: 2,
+        requestId: "r-1",
+        channel: "mobile",
+        clientId: "bad id!",
+        sentAt: "yesterday",
+      }),
+    )
     const error = errorOf(reply)
     expect(error.code).toBe("BAD_REQUEST")
     expect(reply.requestId).toBe("r-1")
