@@ -3,14 +3,14 @@
  * reason, and the stream they came from keeps flowing.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { World } from "../../harness/World.ts"
 import type { DeadLetter } from "../../src/streams/Messages.ts"
 import { commandsInStream, createScheduled } from "../support/scenarios.ts"
-import { TestEnvironment } from "../support/TestEnvironment.ts"
 
 describe("dead letters", () => {
-  let env: TestEnvironment
+  let env: World
   beforeEach(async () => {
-    env = await TestEnvironment.create({ consumerMaxDeliveries: 2 })
+    env = await World.create({ consumerMaxDeliveries: 2 })
     await env.startEngine()
   })
   afterEach(async () => {

@@ -3,13 +3,13 @@
  * duplicate ticks, redelivered results, and an engine killed mid-burst.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { World } from "../../harness/World.ts"
 import { commandsInStream, countBy, createMany, createScheduled } from "../support/scenarios.ts"
-import { TestEnvironment } from "../support/TestEnvironment.ts"
 
 describe("exactly one payment per occurrence", () => {
-  let env: TestEnvironment
+  let env: World
   beforeEach(async () => {
-    env = await TestEnvironment.create()
+    env = await World.create()
   })
   afterEach(async () => {
     await env.dispose()

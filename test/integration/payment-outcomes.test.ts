@@ -5,15 +5,15 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { HubVerdict } from "../../fakes/FakeHub.ts"
+import { World } from "../../harness/World.ts"
 import { commandsInStream, createScheduled, getSubscription } from "../support/scenarios.ts"
-import { TestEnvironment } from "../support/TestEnvironment.ts"
 
 const retryableFailure: HubVerdict = { status: "failed", retryable: true, reason: "insufficient funds" }
 
 describe("payment outcomes", () => {
-  let env: TestEnvironment
+  let env: World
   beforeEach(async () => {
-    env = await TestEnvironment.create()
+    env = await World.create()
     await env.startEngine()
   })
   afterEach(async () => {

@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Reply } from "../../fakes/FakeChannel.ts"
+import { World } from "../../harness/World.ts"
 import { createScheduled, monthlyOnFirst } from "../support/scenarios.ts"
-import { TestEnvironment } from "../support/TestEnvironment.ts"
 
 const errorOf = (reply: Reply) => {
   if (reply.status !== "error") throw new Error(`expected an error reply, got ${JSON.stringify(reply)}`)
@@ -14,9 +14,9 @@ const errorOf = (reply: Reply) => {
 }
 
 describe("channel protocol", () => {
-  let env: TestEnvironment
+  let env: World
   beforeAll(async () => {
-    env = await TestEnvironment.create()
+    env = await World.create()
     await env.startEngine()
   })
   afterAll(async () => {

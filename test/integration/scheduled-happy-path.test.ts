@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { TestEnvironment } from "../support/TestEnvironment.ts"
+import { World } from "../../harness/World.ts"
 
 describe("a scheduled autopayment, end to end", () => {
-  let env: TestEnvironment
+  let env: World
   beforeEach(async () => {
-    env = await TestEnvironment.create()
+    env = await World.create()
   })
   afterEach(async () => {
     await env.dispose()

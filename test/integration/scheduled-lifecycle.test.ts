@@ -4,13 +4,13 @@
  * and catch-up rules as the engine applies them over NATS.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { World } from "../../harness/World.ts"
 import { commandsInStream, createScheduled, getSubscription, monthlyOnFirst } from "../support/scenarios.ts"
-import { TestEnvironment } from "../support/TestEnvironment.ts"
 
 describe("scheduled autopayment lifecycle", () => {
-  let env: TestEnvironment
+  let env: World
   beforeEach(async () => {
-    env = await TestEnvironment.create()
+    env = await World.create()
     await env.startEngine()
     await env.startHub()
   })
@@ -34,17 +34,15 @@ describe("scheduled autopayment lifecycle", () => {
 
     const commands = await commandsInStream(env)
     expect(commands.map((command) => command.occurrence)).toEqual(["2027-02-01"])
-    const history = await env
-      .channel("internet")
-      .ok<{
-        entries: Array<{
-          type: string
-          outcome: string
-          reason: string | null
-          occurrence: string | null
-          by?: { channel: string } | null
-        }>
-      }>("subscription.history", { subscriptionId: subscription.subscriptionId }, client)
+    const history = await env.channel("internet").ok<{
+      entries: Array<{
+        type: string
+        outcome: string
+        reason: string | null
+        occurrence: string | null
+        by?: { channel: string } | null
+      }>
+    }>("subscription.history", { subscriptionId: subscription.subscriptionId }, client)
     expect(
       history.entries.map((entry) => [entry.type, entry.outcome, entry.reason, entry.occurrence]),
     ).toEqual([

@@ -3,7 +3,7 @@
  * the protocol as a channel would, and reading back what the engine did.
  */
 import type { FakeChannel } from "../../fakes/FakeChannel.ts"
-import type { TestEnvironment } from "./TestEnvironment.ts"
+import type { World } from "../../harness/World.ts"
 
 /** The public subscription fields tests look at. */
 export interface SubscriptionResult {
@@ -76,7 +76,7 @@ export const getSubscription = async (
   ).subscription
 
 /** Payment commands stored in the HUB_PAYMENTS stream, grouped by (subscription, occurrence, attempt). */
-export const commandsInStream = async (env: TestEnvironment) => {
+export const commandsInStream = async (env: World) => {
   const messages = await env.messages(env.topology.streams.hubPayments, env.topology.subjects.hubCommand)
   return messages.map(
     (message) =>

@@ -1,9 +1,9 @@
 /**
- * Everything an integration test needs, against the real NATS and Postgres:
- * its own database and its own stream names and subject prefixes (so tests
- * run side by side and never see each other), the engine started and stopped
- * on demand, fakes of the hub and of channels, and ways to wait for the
- * engine to have done something — never a sleep.
+ * An isolated world around the engine, on the real NATS and Postgres: its own
+ * database and its own stream names and subject prefixes (so tests, the demo
+ * and benchmarks run side by side and never see each other), the engine
+ * started and stopped on demand, fakes of the hub and of channels, and ways
+ * to wait for the engine to have done something — never a sleep.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -12,12 +12,12 @@ import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Effect, Layer, Logger, ManagedRuntime, Redacted, References } from "effect"
 import { Kysely, PostgresDialect } from "kysely"
 import pg from "pg"
-import { FakeChannel } from "../../fakes/FakeChannel.ts"
-import { type FakeHub, type FakeHubOptions, startFakeHub } from "../../fakes/FakeHub.ts"
-import { EngineLive } from "../../src/Engine.ts"
-import { defaultSettings, EngineConfig, type EngineSettings } from "../../src/EngineConfig.ts"
-import type { Tables } from "../../src/store/Tables.ts"
-import { makeTopology, type TopologyService } from "../../src/streams/Topology.ts"
+import { FakeChannel } from "../fakes/FakeChannel.ts"
+import { type FakeHub, type FakeHubOptions, startFakeHub } from "../fakes/FakeHub.ts"
+import { EngineLive } from "../src/Engine.ts"
+import { defaultSettings, EngineConfig, type EngineSettings } from "../src/EngineConfig.ts"
+import type { Tables } from "../src/store/Tables.ts"
+import { makeTopology, type TopologyService } from "../src/streams/Topology.ts"
 
 const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222"
@@ -39,7 +39,7 @@ export interface StoredMessage {
 }
 
 /** A test's isolated world. */
-export class TestEnvironment {
+export class World {
   readonly engines: Array<RunningEngine> = []
   readonly hubs: Array<FakeHub> = []
   readonly processes: Array<ChildProcess> = []
@@ -54,10 +54,10 @@ export class TestEnvironment {
     readonly jsm: JetStreamManager,
   ) {}
 
-  /** Creates a fresh world; `overrides` change engine settings for this test. */
-  static async create(overrides: Partial<EngineSettings> = {}): Promise<TestEnvironment> {
+  /** Creates a fresh world; `overrides` change engine settings, `label` names its database. */
+  static async create(overrides: Partial<EngineSettings> = {}, label = "test"): Promise<World> {
     const token = randomBytes(5).toString("hex")
-    const databaseName = `rp_test_${token}`
+    const databaseName = `rp_${label}_${token}`
     const naming = {
       rpPrefix: `t${token}.rp`,
       providerPrefix: `t${token}.provider`,
@@ -94,7 +94,7 @@ export class TestEnvironment {
         pool: new pg.Pool({ connectionString: databaseUrl.toString(), max: 2 }),
       }),
     })
-    return new TestEnvironment(settings, makeTopology(naming), databaseName, db, connection, js, jsm)
+    return new World(settings, makeTopology(naming), databaseName, db, connection, js, jsm)
   }
 
   /** Starts an engine on this world (several may run at once, e.g. across a restart). */
