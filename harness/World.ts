@@ -9,7 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { Effect, Layer, Logger, ManagedRuntime, Redacted, References } from "effect"
+import { Effect, Layer, Logger, type LogLevel, ManagedRuntime, Redacted, References } from "effect"
 import { Kysely, PostgresDialect } from "kysely"
 import pg from "pg"
 import { FakeChannel } from "../fakes/FakeChannel.ts"
@@ -98,8 +98,11 @@ export class World {
   }
 
   /** Starts an engine on this world (several may run at once, e.g. across a restart). */
-  async startEngine(overrides: Partial<EngineSettings> = {}): Promise<RunningEngine> {
-    const level = (process.env.RP_TEST_LOG_LEVEL ?? "Warn") as "Warn"
+  async startEngine(
+    overrides: Partial<EngineSettings> = {},
+    logLevel: LogLevel.LogLevel = (process.env.RP_TEST_LOG_LEVEL as LogLevel.LogLevel | undefined) ?? "Warn",
+  ): Promise<RunningEngine> {
+    const level = logLevel
     const runtime = ManagedRuntime.make(
       EngineLive.pipe(
         Layer.provide(EngineConfig.layerWith({ ...this.settings, ...overrides })),
