@@ -1,0 +1,63 @@
+import { ConfigProvider, Effect, Redacted } from "effect"
+import { describe, expect, it } from "vitest"
+import { defaultSettings, type EngineSettings, settingsFromEnvironment } from "../src/EngineConfig.ts"
+
+const read = (env: Record<string, string>) =>
+  Effect.runPromise(
+    Effect.result(
+      Effect.gen(function* () {
+        return yield* settingsFromEnvironment
+      }).pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))),
+    ),
+  )
+
+const settingsOf = async (env: Record<string, string>): Promise<EngineSettings> => {
+  const result = await read(env)
+  if (result._tag === "Failure") throw new Error(String(result.failure))
+  return result.success
+}
+
+describe("configuration from the environment", () => {
+  it("falls back to documented defaults", async () => {
+    const settings = await settingsOf({})
+    expect({ ...settings, databaseUrl: Redacted.value(settings.databaseUrl) }).toEqual({
+      ...defaultSettings,
+      databaseUrl: "postgres://postgres@127.0.0.1:5432/rp",
+    })
+    expect(settings.retryScheduleMs).toEqual([3_600_000, 21_600_000, 86_400_000])
+    expect(settings.resultTimeoutMs).toBe(900_000)
+  })
+
+  it("reads ISO 8601 durations, lists and prefixes", async () => {
+    const settings = await settingsOf({
+      RP_CLOCK: "off",
+      RP_TICK_INTERVAL: "PT30S",
+      RP_CATCH_UP_WINDOW: "PT12H",
+      RP_RETRY_SCHEDULE: "PT10M, PT1H",
+      RP_SUBJECT_PREFIX: "bank1.rp",
+      RP_STREAM_PREFIX: "BANK1_",
+      RP_COMMIT_BATCH: "250",
+    })
+    expect(settings).toMatchObject({
+      clock: "off",
+      tickIntervalMs: 30_000,
+      catchUpWindowMs: 43_200_000,
+      retryScheduleMs: [600_000, 3_600_000],
+      naming: { rpPrefix: "bank1.rp", streamPrefix: "BANK1_", hubPrefix: "hub", providerPrefix: "provider" },
+      commitBatchSize: 250,
+    })
+  })
+
+  it("refuses values that are not what they claim to be", async () => {
+    for (const env of [
+      { RP_CLOCK: "sometimes" },
+      { RP_TICK_INTERVAL: "1 minute" },
+      { RP_RETRY_SCHEDULE: "PT1H,,PT2H" },
+      { RP_COMMIT_BATCH: "0" },
+      { RP_COMMIT_BATCH: "many" },
+    ]) {
+      const result = await read(env)
+      expect([env, result._tag]).toEqual([env, "Failure"])
+    }
+  })
+})

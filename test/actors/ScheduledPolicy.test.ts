@@ -1,0 +1,1244 @@
+import { Result } from "effect"
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { attemptsAwaitingStatus, nextDueAt, previewOccurrences } from "../../src/actors/ScheduledPolicy.ts"
+import type { Transition } from "../../src/actors/Transition.ts"
+import { paymentIdFor } from "../../src/domain/Ids.ts"
+import type { ScheduleInput } from "../../src/domain/Subscription.ts"
+import * as Timestamp from "../../src/domain/Timestamp.ts"
+import type { PaymentStatus, PaymentStatusReply } from "../../src/streams/Messages.ts"
+import {
+  at,
+  client,
+  commands,
+  DAY,
+  daily,
+  decisions,
+  events,
+  eventTypes,
+  HOUR,
+  hubResult,
+  MINUTE,
+  monthly,
+  notifications,
+  notificationTypes,
+  onlyCommand,
+  PolicyHarness,
+  rub,
+  SUBSCRIPTION_ID,
+} from "./policyHarness.ts"
+
+const pid = (occurrence: string, attempt = 1) => paymentIdFor(SUBSCRIPTION_ID, occurrence, attempt)
+
+const JAN = "2027-01-01"
+const FEB = "2027-02-01"
+const MAR = "2027-03-01"
+const APR = "2027-04-01"
+const JAN_DUE = at("2027-01-01T09:00:00Z")
+const FEB_DUE = at("2027-02-01T09:00:00Z")
+const MAR_DUE = at("2027-03-01T09:00:00Z")
+
+const monthlyHarness = (overrides: Partial<ScheduleInput> = {}) =>
+  PolicyHarness.create({ schedule: monthly(overrides) })
+
+const dailyHarness = (overrides: Partial<ScheduleInput> = {}) =>
+  PolicyHarness.create({ schedule: daily(overrides), createdAt: "2026-12-30T00:00:00Z" })
+
+/** Wakes when due and answers every command with success, until `count` payments were made or nothing is due. */
+const payUntil = (harness: PolicyHarness, count: number): ReadonlyArray<string> => {
+  const paid: Array<string> = []
+  for (
+    let guard = 0;
+    guard < 200 && paid.length < count && harness.subscription.nextDueAt !== null;
+    guard++
+  ) {
+    for (const command of commands(harness.wakeWhenDue())) {
+      harness.result(command.paymentId, "succeeded")
+      paid.push(command.occurrence)
+    }
+  }
+  return paid
+}
+
+describe("create", () => {
+  it("starts active at version 1 with the first occurrence after now and wakes for its notice", () => {
+    const harness = monthlyHarness()
+    const { subscription } = harness.created
+    expect(subscription).toMatchObject({ status: "active", statusReason: null, version: 1, revision: 1 })
+    expect(subscription.state).toEqual({
+      cursor: { index: 0, date: JAN, dueAt: JAN_DUE },
+      noticeFor: null,
+      skip: [],
+      open: [],
+      retry: null,
+      failedInARow: 0,
+      paid: 0,
+      lastSettled: null,
+    })
+    expect(subscription.nextDueAt).toBe(JAN_DUE - 24 * HOUR)
+    expect(decisions(harness.created).map((d) => [d.outcome, d.channel])).toEqual([["created", "mobile"]])
+    expect(eventTypes(harness.created)).toEqual(["subscription.created"])
+    expect(commands(harness.created)).toEqual([])
+  })
+
+  it("never starts with an occurrence that is already past", () => {
+    const harness = PolicyHarness.create({
+      schedule: monthly({ startDate: "2026-10-01" }),
+      createdAt: "2026-12-01T10:00:00Z",
+    })
+    expect(harness.state.cursor).toEqual({ index: 3, date: JAN, dueAt: JAN_DUE })
+  })
+})
+
+describe("1. one payment per occurrence", () => {
+  it("sends exactly one command at the due time, with the name-based payment id", () => {
+    const harness = monthlyHarness()
+    const transition = harness.wake(JAN_DUE)
+    expect(commands(transition)).toEqual([
+      {
+        paymentId: pid(JAN, 1),
+        subscriptionId: SUBSCRIPTION_ID,
+        clientId: "client-7",
+        kind: "scheduled",
+        occurrence: JAN,
+        attempt: 1,
+        providerId: "isp-1",
+        account: "contract-123",
+        source: "card-tok-1",
+        amount: rub(150_000),
+        requestedAt: "2027-01-01T09:00:00.000Z",
+      },
+    ])
+    expect(transition.payments.map((p) => [p.paymentId, p.occurrence, p.attempt, p.rule.rule])).toEqual([
+      [pid(JAN, 1), JAN, 1, "schedule"],
+    ])
+    expect(eventTypes(transition)).toEqual(["payment.requested"])
+    expect(harness.state.cursor).toMatchObject({ date: FEB, dueAt: FEB_DUE })
+    expect(harness.state.lastSettled).toBe(JAN)
+    expect(harness.state.open.map((a) => a.paymentId)).toEqual([pid(JAN, 1)])
+    // The next wake is the result timeout of the attempt in flight.
+    expect(harness.subscription.nextDueAt).toBe(JAN_DUE + 15 * MINUTE)
+  })
+
+  it("a duplicate tick at the same time or later sends nothing", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    const same = harness.wake(JAN_DUE)
+    expect(commands(same)).toEqual([])
+    expect(same.changed).toBe(false)
+    const later = harness.wake(JAN_DUE + 10 * MINUTE)
+    expect(commands(later)).toEqual([])
+    expect(later.changed).toBe(false)
+    harness.result(pid(JAN), "succeeded")
+    for (const when of [JAN_DUE + HOUR, at("2027-01-20T00:00:00Z"), FEB_DUE - 1]) {
+      expect(commands(harness.wake(when))).toEqual([])
+    }
+    expect(harness.transitions.flatMap(commands).map((c) => c.paymentId)).toEqual([pid(JAN, 1)])
+  })
+
+  it("records a success and pays the next occurrence as a new attempt 1", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    const paid = harness.result(pid(JAN), "succeeded", { at: JAN_DUE + 2 * MINUTE })
+    expect(paid.outcomes).toEqual([
+      {
+        paymentId: pid(JAN),
+        status: "succeeded",
+        retryable: false,
+        reason: null,
+        hubReference: null,
+        outcome: "paid",
+        resultAt: JAN_DUE + 2 * MINUTE,
+      },
+    ])
+    expect(eventTypes(paid)).toEqual(["payment.succeeded"])
+    expect(notifications(paid, "payment.succeeded").map((n) => n.paymentId)).toEqual([pid(JAN)])
+    expect(harness.state).toMatchObject({ paid: 1, open: [], failedInARow: 0 })
+    expect(harness.subscription.nextDueAt).toBe(FEB_DUE - 24 * HOUR)
+    const february = onlyCommand(harness.wake(FEB_DUE))
+    expect(february).toMatchObject({ occurrence: FEB, attempt: 1, paymentId: pid(FEB, 1) })
+  })
+})
+
+describe("2. payment.upcoming notice", () => {
+  it("goes out once inside the lead window and is not repeated", () => {
+    const harness = monthlyHarness()
+    const early = harness.wake(JAN_DUE - 24 * HOUR - 1)
+    expect(early.changed).toBe(false)
+    expect(notifications(early)).toEqual([])
+
+    const notice = harness.wake(JAN_DUE - 24 * HOUR)
+    expect(notificationTypes(notice)).toEqual(["payment.upcoming"])
+    expect(notifications(notice)[0]).toMatchObject({
+      clientId: "client-7",
+      subscriptionId: SUBSCRIPTION_ID,
+      data: { occurrence: JAN, dueAt: "2027-01-01T09:00:00.000Z", amount: rub(150_000) },
+    })
+    expect(decisions(notice).map((d) => [d.outcome, d.occurrence])).toEqual([["notice_sent", JAN]])
+    expect(commands(notice)).toEqual([])
+    expect(harness.state.noticeFor).toBe(JAN)
+    expect(harness.subscription.nextDueAt).toBe(JAN_DUE)
+
+    const again = harness.wake(JAN_DUE - HOUR)
+    expect(again.changed).toBe(false)
+    expect(notifications(again)).toEqual([])
+    // Paying it does not repeat the notice either.
+    expect(notificationTypes(harness.wake(JAN_DUE))).toEqual([])
+  })
+
+  it("is not sent when the first wake arrives at or after the due time", () => {
+    for (const lateBy of [0, 5 * MINUTE]) {
+      const harness = monthlyHarness()
+      const transition = harness.wake(JAN_DUE + lateBy)
+      expect(commands(transition).map((c) => c.occurrence)).toEqual([JAN])
+      expect(notifications(transition, "payment.upcoming")).toEqual([])
+    }
+  })
+
+  it("for a daily schedule the wake that pays today announces tomorrow", () => {
+    const harness = dailyHarness()
+    harness.wake("2026-12-31T09:00:00Z")
+    const transition = harness.wake("2027-01-01T09:00:00Z")
+    expect(commands(transition).map((c) => c.occurrence)).toEqual(["2027-01-01"])
+    expect(notifications(transition, "payment.upcoming").map((n) => n.data.occurrence)).toEqual([
+      "2027-01-02",
+    ])
+  })
+
+  it("is not sent for an occurrence that will be skipped, nor while paused", () => {
+    const skipping = monthlyHarness()
+    skipping.skipNext()
+    expect(notifications(skipping.wake(JAN_DUE - HOUR))).toEqual([])
+    const paused = monthlyHarness()
+    paused.pause()
+    expect(paused.subscription.nextDueAt).toBe(JAN_DUE)
+    expect(notifications(paused.wake(JAN_DUE - HOUR))).toEqual([])
+  })
+})
+
+describe("3. calendar through the policy", () => {
+  it("monthly on the 31st pays on the last day of shorter months", () => {
+    const harness = PolicyHarness.create({
+      schedule: monthly({ dayOfMonth: 31, startDate: "2027-01-31" }),
+      createdAt: "2027-01-15T00:00:00Z",
+    })
+    expect(payUntil(harness, 4)).toEqual(["2027-01-31", "2027-02-28", "2027-03-31", "2027-04-30"])
+    expect(harness.transitions.flatMap(commands).map((c) => [c.paymentId, c.requestedAt])).toEqual([
+      [pid("2027-01-31"), "2027-01-31T09:00:00.000Z"],
+      [pid("2027-02-28"), "2027-02-28T09:00:00.000Z"],
+      [pid("2027-03-31"), "2027-03-31T09:00:00.000Z"],
+      [pid("2027-04-30"), "2027-04-30T09:00:00.000Z"],
+    ])
+  })
+
+  it("keeps the local time of day across a DST change", () => {
+    const harness = PolicyHarness.create({
+      schedule: daily({ timezone: "Europe/Berlin", startDate: "2027-03-27" }),
+      createdAt: "2027-03-20T00:00:00Z",
+    })
+    payUntil(harness, 3)
+    expect(harness.transitions.flatMap(commands).map((c) => `${c.occurrence} ${c.requestedAt}`)).toEqual([
+      "2027-03-27 2027-03-27T08:00:00.000Z",
+      "2027-03-28 2027-03-28T07:00:00.000Z",
+      "2027-03-29 2027-03-29T07:00:00.000Z",
+    ])
+  })
+
+  it("reads the time of day in the subscription's zone (Moscow by default)", () => {
+    const harness = PolicyHarness.create({
+      schedule: { every: "month", dayOfMonth: 1, time: "09:00", startDate: "2027-01-01" },
+    })
+    expect(harness.state.cursor?.dueAt).toBe(at("2027-01-01T06:00:00Z"))
+  })
+})
+
+describe("4. downtime and catch-up", () => {
+  it("pays only the most recent missed occurrence and records the older ones as missed", () => {
+    const harness = monthlyHarness()
+    const transition = harness.wake(MAR_DUE + 2 * HOUR)
+    expect(commands(transition).map((c) => [c.occurrence, c.attempt])).toEqual([[MAR, 1]])
+    expect(decisions(transition, "skipped").map((d) => [d.occurrence, d.reason])).toEqual([
+      [JAN, "missed"],
+      [FEB, "missed"],
+    ])
+    expect(events(transition, "payment.skipped").map((e) => [e.data.occurrence, e.data.reason])).toEqual([
+      [JAN, "missed"],
+      [FEB, "missed"],
+    ])
+    expect(harness.state.cursor?.date).toBe(APR)
+  })
+
+  it("pays nothing when even the most recent one is more than the catch-up window late", () => {
+    const harness = monthlyHarness()
+    const transition = harness.wake(MAR_DUE + 24 * HOUR + 1)
+    expect(commands(transition)).toEqual([])
+    expect(decisions(transition, "skipped").map((d) => [d.occurrence, d.reason])).toEqual([
+      [JAN, "missed"],
+      [FEB, "missed"],
+      [MAR, "missed"],
+    ])
+    expect(decisions(transition, "skipped")[2]?.details).toMatchObject({
+      lateByMs: 24 * HOUR + 1,
+      catchUpWindowMs: 24 * HOUR,
+    })
+    expect(events(transition, "payment.skipped")).toHaveLength(3)
+    expect(harness.state.cursor?.date).toBe(APR)
+  })
+
+  it("still pays an occurrence exactly at the edge of the window", () => {
+    const harness = monthlyHarness()
+    expect(commands(harness.wake(JAN_DUE + 24 * HOUR)).map((c) => c.occurrence)).toEqual([JAN])
+  })
+
+  it("daily: a wake after two days pays today only", () => {
+    const harness = dailyHarness()
+    const transition = harness.wake("2027-01-03T10:00:00Z")
+    expect(commands(transition).map((c) => c.occurrence)).toEqual(["2027-01-03"])
+    expect(decisions(transition, "skipped").map((d) => d.occurrence)).toEqual(["2027-01-01", "2027-01-02"])
+  })
+})
+
+describe("5. retries", () => {
+  it("retries a retryable failure after 1 h, 6 h and 24 h with a new attempt each time, then gives up", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    let failedAt = JAN_DUE + MINUTE
+    const delays = [HOUR, 6 * HOUR, 24 * HOUR]
+    for (const [index, delay] of delays.entries()) {
+      const attempt = index + 1
+      const failed = harness.result(pid(JAN, attempt), "failed", {
+        retryable: true,
+        reason: "insufficient funds",
+        at: failedAt,
+      })
+      expect(failed.outcomes.map((o) => [o.paymentId, o.status, o.outcome])).toEqual([
+        [pid(JAN, attempt), "failed", "retry_scheduled"],
+      ])
+      expect(events(failed, "payment.retry_scheduled")[0]?.data).toMatchObject({
+        occurrence: JAN,
+        nextAttempt: attempt + 1,
+        retryAt: Timestamp.format(failedAt + delay),
+      })
+      expect(notifications(failed, "payment.failed")[0]?.data).toMatchObject({ final: false })
+      expect(harness.state.retry).toEqual({
+        occurrence: JAN,
+        attempt: attempt + 1,
+        at: failedAt + delay,
+        amount: rub(150_000),
+      })
+      expect(harness.subscription.nextDueAt).toBe(failedAt + delay)
+      expect(commands(harness.wake(failedAt + delay - 1))).toEqual([])
+      const retry = onlyCommand(harness.wake(failedAt + delay))
+      expect(retry).toMatchObject({
+        occurrence: JAN,
+        attempt: attempt + 1,
+        paymentId: pid(JAN, attempt + 1),
+        amount: rub(150_000),
+      })
+      expect(harness.transitions.at(-1)?.payments[0]?.rule).toMatchObject({
+        rule: "retry",
+        attempt: attempt + 1,
+      })
+      failedAt += delay + MINUTE
+    }
+    const final = harness.result(pid(JAN, 4), "failed", { retryable: true, at: failedAt })
+    expect(final.outcomes.map((o) => o.outcome)).toEqual(["failed"])
+    expect(events(final, "payment.failed")[0]?.data).toMatchObject({
+      final: true,
+      whyNoRetry: "retry schedule exhausted",
+    })
+    expect(notifications(final, "payment.failed")[0]?.data).toMatchObject({ final: true })
+    expect(harness.state).toMatchObject({ retry: null, failedInARow: 1 })
+    expect(new Set(harness.transitions.flatMap(commands).map((c) => c.paymentId)).size).toBe(4)
+  })
+
+  it("never plans a retry at or past the next occurrence", () => {
+    const harness = dailyHarness()
+    const day = "2027-01-01"
+    harness.wake(`${day}T09:00:00Z`)
+    harness.result(pid(day, 1), "failed", { retryable: true })
+    expect(harness.state.retry?.at).toBe(at(`${day}T10:00:00Z`))
+    harness.wake(`${day}T10:00:00Z`)
+    harness.result(pid(day, 2), "failed", { retryable: true })
+    expect(harness.state.retry?.at).toBe(at(`${day}T16:00:00Z`))
+    harness.wake(`${day}T16:00:00Z`)
+    // 16:00 + 24 h is past tomorrow's 09:00 occurrence: this failure is final.
+    const final = harness.result(pid(day, 3), "failed", { retryable: true })
+    expect(final.outcomes.map((o) => o.outcome)).toEqual(["failed"])
+    expect(events(final, "payment.failed")[0]?.data).toMatchObject({
+      whyNoRetry: "the next occurrence comes before the next retry",
+    })
+    expect(harness.state.retry).toBeNull()
+    const tomorrow = harness.wake("2027-01-02T09:00:00Z")
+    expect(commands(tomorrow).map((c) => [c.occurrence, c.attempt])).toEqual([["2027-01-02", 1]])
+  })
+
+  it("a retry that would land exactly on the next occurrence is not planned", () => {
+    const harness = dailyHarness()
+    harness.wake("2027-01-01T09:00:00Z")
+    const final = harness.result(pid("2027-01-01"), "failed", { retryable: true, at: "2027-01-02T08:00:00Z" })
+    expect(final.outcomes.map((o) => o.outcome)).toEqual(["failed"])
+  })
+
+  it("declined and non-retryable failures are final", () => {
+    const cases: ReadonlyArray<[PaymentStatus, boolean, string]> = [
+      ["declined", true, "declined payments are final"],
+      ["declined", false, "declined payments are final"],
+      ["failed", false, "the hub marked the failure as not retryable"],
+    ]
+    for (const [status, retryable, why] of cases) {
+      const harness = monthlyHarness()
+      harness.wake(JAN_DUE)
+      const final = harness.result(pid(JAN), status, { retryable })
+      expect(final.outcomes.map((o) => [o.status, o.outcome])).toEqual([[status, "failed"]])
+      expect(events(final, "payment.failed")[0]?.data).toMatchObject({ final: true, whyNoRetry: why })
+      expect(harness.state).toMatchObject({ retry: null, failedInARow: 1 })
+      expect(harness.subscription.nextDueAt).toBe(FEB_DUE - 24 * HOUR)
+      expect(commands(harness.wake(FEB_DUE - HOUR))).toEqual([])
+    }
+  })
+
+  it("abandons a pending retry when the next occurrence comes due first (downtime)", () => {
+    const harness = dailyHarness()
+    harness.wake("2027-01-01T09:00:00Z")
+    harness.result(pid("2027-01-01"), "failed", { retryable: true })
+    expect(harness.state.retry?.at).toBe(at("2027-01-01T10:00:00Z"))
+    // The engine was down from 09:01 until after the next occurrence.
+    const transition = harness.wake("2027-01-02T09:30:00Z")
+    expect(commands(transition).map((c) => [c.occurrence, c.attempt])).toEqual([["2027-01-02", 1]])
+    expect(decisions(transition, "retry_abandoned").map((d) => [d.occurrence, d.reason])).toEqual([
+      ["2027-01-01", "next_occurrence_due"],
+    ])
+    expect(harness.state.retry).toBeNull()
+    expect(harness.state.failedInARow).toBe(1)
+  })
+
+  it("abandons a pending retry when a schedule change brings the next occurrence before it", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "failed", { retryable: true, at: JAN_DUE + 10 * MINUTE })
+    expect(harness.state.retry?.at).toBe(JAN_DUE + 70 * MINUTE)
+    // Moving to 09:30 daily puts 2027-01-02 09:30 ahead; the retry at 10:10 today stays ahead of it.
+    expect(
+      Result.isSuccess(harness.update({ schedule: daily({ time: "09:30" }) }, { at: JAN_DUE + 20 * MINUTE })),
+    ).toBe(true)
+    expect(harness.state.cursor?.date).toBe("2027-01-02")
+    expect(onlyCommand(harness.wake(JAN_DUE + 70 * MINUTE))).toMatchObject({ occurrence: JAN, attempt: 2 })
+  })
+})
+
+describe("6. auto-pause after consecutive failures", () => {
+  const failOccurrence = (harness: PolicyHarness, due: number) => {
+    const sent = onlyCommand(harness.wake(due))
+    return harness.result(sent.paymentId, "failed", { retryable: false })
+  }
+
+  it("pauses itself after three failed occurrences in a row and says so", () => {
+    const harness = monthlyHarness()
+    failOccurrence(harness, JAN_DUE)
+    failOccurrence(harness, FEB_DUE)
+    expect(harness.subscription).toMatchObject({ status: "active", version: 1 })
+    expect(harness.state.failedInARow).toBe(2)
+    const third = failOccurrence(harness, MAR_DUE)
+    expect(harness.subscription).toMatchObject({
+      status: "paused",
+      statusReason: "consecutive_failures",
+      version: 2,
+    })
+    expect(decisions(third, "paused").map((d) => [d.reason, d.details.failedOccurrencesInARow])).toEqual([
+      ["consecutive_failures", 3],
+    ])
+    expect(events(third, "subscription.paused")[0]?.data).toMatchObject({
+      reason: "consecutive_failures",
+      subscription: { status: "paused", version: 2 },
+    })
+    expect(notificationTypes(third)).toEqual(["payment.failed", "subscription.paused"])
+    const april = harness.wake(at("2027-04-01T09:00:00Z"))
+    expect(commands(april)).toEqual([])
+    expect(decisions(april, "skipped").map((d) => [d.occurrence, d.reason])).toEqual([[APR, "paused"]])
+  })
+
+  it("a success in between resets the count", () => {
+    const harness = monthlyHarness()
+    failOccurrence(harness, JAN_DUE)
+    failOccurrence(harness, FEB_DUE)
+    harness.result(onlyCommand(harness.wake(MAR_DUE)).paymentId, "succeeded")
+    expect(harness.state.failedInARow).toBe(0)
+    failOccurrence(harness, at("2027-04-01T09:00:00Z"))
+    failOccurrence(harness, at("2027-05-01T09:00:00Z"))
+    expect(harness.subscription.status).toBe("active")
+    expect(harness.state.failedInARow).toBe(2)
+  })
+
+  it("an occurrence that runs out of retries counts once", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      harness.result(pid(JAN, attempt), "failed", { retryable: true })
+      if (attempt < 4) harness.wakeWhenDue()
+    }
+    expect(harness.state.failedInARow).toBe(1)
+  })
+})
+
+describe("7. pause and resume", () => {
+  it("skips and records occurrences while paused; resume does not backfill", () => {
+    const harness = monthlyHarness()
+    const paused = harness.pause(at("2026-12-15T00:00:00Z"))
+    expect(Result.isSuccess(paused)).toBe(true)
+    expect(harness.subscription).toMatchObject({
+      status: "paused",
+      statusReason: "client_request",
+      version: 2,
+    })
+    if (Result.isSuccess(paused)) {
+      expect(decisions(paused.success).map((d) => [d.outcome, d.reason, d.channel, d.terminal])).toEqual([
+        ["paused", "client_request", "mobile", "device-42"],
+      ])
+      expect(eventTypes(paused.success)).toEqual(["subscription.paused"])
+    }
+    const january = harness.wake(JAN_DUE)
+    expect(commands(january)).toEqual([])
+    expect(decisions(january, "skipped").map((d) => [d.occurrence, d.reason])).toEqual([[JAN, "paused"]])
+    expect(events(january, "payment.skipped").map((e) => e.data.reason)).toEqual(["paused"])
+
+    // February falls due while paused but no wake handled it before the resume.
+    const resumed = harness.resume(FEB_DUE + 3 * HOUR)
+    expect(Result.isSuccess(resumed)).toBe(true)
+    expect(harness.subscription).toMatchObject({ status: "active", statusReason: null, version: 3 })
+    if (Result.isSuccess(resumed)) {
+      expect(commands(resumed.success)).toEqual([])
+      expect(decisions(resumed.success, "skipped").map((d) => [d.occurrence, d.reason])).toEqual([
+        [FEB, "paused"],
+      ])
+      expect(eventTypes(resumed.success)).toEqual(["payment.skipped", "subscription.resumed"])
+    }
+    expect(harness.state.cursor?.date).toBe(MAR)
+    expect(commands(harness.wake(FEB_DUE + 4 * HOUR))).toEqual([])
+    expect(commands(harness.wake(MAR_DUE)).map((c) => c.occurrence)).toEqual([MAR])
+    expect(harness.transitions.flatMap(commands).map((c) => c.occurrence)).toEqual([MAR])
+  })
+
+  it("refuses to pause a paused subscription and to resume an active one", () => {
+    const harness = monthlyHarness()
+    expect(harness.refuse({ _tag: "Resume", by: client })).toMatchObject({ _tag: "Conflict" })
+    harness.pause()
+    const before = harness.subscription
+    expect(harness.refuse({ _tag: "Pause", by: client })).toMatchObject({ _tag: "Conflict" })
+    expect(harness.subscription).toBe(before)
+    harness.resume()
+    expect(harness.subscription.version).toBe(3)
+  })
+
+  it("abandons a pending retry on pause and never sends it", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "failed", { retryable: true })
+    const paused = harness.pause(JAN_DUE + 10 * MINUTE)
+    if (Result.isFailure(paused)) throw new Error("pause refused")
+    expect(decisions(paused.success, "retry_abandoned").map((d) => [d.occurrence, d.reason])).toEqual([
+      [JAN, "paused"],
+    ])
+    expect(harness.state.retry).toBeNull()
+    harness.resume(JAN_DUE + 20 * MINUTE)
+    expect(commands(harness.wake(JAN_DUE + 2 * HOUR))).toEqual([])
+  })
+
+  it("an attempt in flight when paused is still recorded, without a retry", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.pause()
+    const result = harness.result(pid(JAN), "failed", { retryable: true })
+    expect(result.outcomes.map((o) => o.outcome)).toEqual(["failed"])
+    expect(harness.state.retry).toBeNull()
+  })
+
+  it("leaves no pending skip behind for an occurrence that passed while paused", () => {
+    const harness = monthlyHarness()
+    harness.skipNext()
+    harness.pause()
+    harness.wake(JAN_DUE)
+    expect(harness.state.skip).toEqual([])
+    harness.resume()
+    expect(harness.subscription.state.skip).toEqual([])
+  })
+})
+
+describe("8. cancel", () => {
+  it("is final: nothing is sent afterwards", () => {
+    const harness = monthlyHarness()
+    const cancelled = harness.cancel()
+    if (Result.isFailure(cancelled)) throw new Error("cancel refused")
+    expect(harness.subscription).toMatchObject({ status: "cancelled", version: 2, nextDueAt: null })
+    expect(eventTypes(cancelled.success)).toEqual(["subscription.cancelled"])
+    const later = harness.wake(JAN_DUE)
+    expect(commands(later)).toEqual([])
+    expect(later.changed).toBe(false)
+    for (const tag of ["Cancel", "Pause", "Resume", "SkipNext"] as const) {
+      expect(harness.refuse({ _tag: tag, by: client })).toMatchObject({ _tag: "Conflict" })
+    }
+    expect(harness.update({ amount: 1 })).toMatchObject({ failure: { _tag: "Conflict" } })
+  })
+
+  it("still records the result of an attempt in flight, and never retries it", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    const cancelled = harness.cancel(JAN_DUE + MINUTE)
+    if (Result.isFailure(cancelled)) throw new Error("cancel refused")
+    expect(decisions(cancelled.success, "cancelled")[0]?.details).toEqual({ attemptsInFlight: [pid(JAN)] })
+    // The attempt is still watched for its result.
+    expect(harness.subscription.nextDueAt).toBe(JAN_DUE + 15 * MINUTE)
+    const result = harness.result(pid(JAN), "failed", { retryable: true, at: JAN_DUE + 2 * MINUTE })
+    expect(result.outcomes.map((o) => [o.paymentId, o.status, o.outcome])).toEqual([
+      [pid(JAN), "failed", "failed"],
+    ])
+    expect(events(result, "payment.failed")[0]?.data).toMatchObject({
+      whyNoRetry: "the subscription is cancelled",
+    })
+    expect(commands(result)).toEqual([])
+    expect(harness.state.retry).toBeNull()
+    expect(harness.subscription.nextDueAt).toBeNull()
+    expect(commands(harness.wake(JAN_DUE + 2 * HOUR))).toEqual([])
+  })
+
+  it("records a success that arrives after cancel", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.cancel()
+    const result = harness.result(pid(JAN), "succeeded")
+    expect(result.outcomes.map((o) => o.outcome)).toEqual(["paid"])
+    expect(harness.subscription.status).toBe("cancelled")
+  })
+
+  it("abandons a pending retry", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "failed", { retryable: true })
+    const cancelled = harness.cancel()
+    if (Result.isFailure(cancelled)) throw new Error("cancel refused")
+    expect(decisions(cancelled.success, "retry_abandoned").map((d) => d.reason)).toEqual(["cancelled"])
+    expect(commands(harness.wake(JAN_DUE + 2 * HOUR))).toEqual([])
+  })
+})
+
+describe("9. skip next", () => {
+  it("skips the next occurrence, and a second request skips the one after", () => {
+    const harness = monthlyHarness()
+    const first = harness.skipNext()
+    if (Result.isFailure(first)) throw new Error("skip refused")
+    expect(decisions(first.success).map((d) => [d.outcome, d.occurrence])).toEqual([["skip_requested", JAN]])
+    expect(events(first.success, "subscription.updated")[0]?.data).toMatchObject({
+      change: "skipNext",
+      occurrence: JAN,
+    })
+    expect(harness.subscription.version).toBe(2)
+    const second = harness.skipNext()
+    if (Result.isFailure(second)) throw new Error("skip refused")
+    expect(decisions(second.success).map((d) => d.occurrence)).toEqual([FEB])
+    expect(harness.subscription.version).toBe(3)
+    expect(harness.state.skip).toEqual([JAN, FEB])
+
+    const january = harness.wake(JAN_DUE)
+    expect(commands(january)).toEqual([])
+    expect(decisions(january, "skipped").map((d) => [d.occurrence, d.reason])).toEqual([[JAN, "skip_next"]])
+    expect(events(january, "payment.skipped").map((e) => e.data.reason)).toEqual(["skip_next"])
+    expect(commands(harness.wake(FEB_DUE))).toEqual([])
+    expect(commands(harness.wake(MAR_DUE)).map((c) => c.occurrence)).toEqual([MAR])
+    expect(harness.state.skip).toEqual([])
+  })
+
+  it("refuses when nothing is left to skip", () => {
+    const harness = monthlyHarness({ endDate: "2027-01-31" })
+    expect(Result.isSuccess(harness.skipNext())).toBe(true)
+    expect(harness.refuse({ _tag: "SkipNext", by: client })).toMatchObject({ _tag: "Conflict" })
+    expect(harness.subscription.version).toBe(2)
+    // The last occurrence skipped, the schedule is over.
+    const end = harness.wake(JAN_DUE)
+    expect(commands(end)).toEqual([])
+    expect(harness.subscription.status).toBe("completed")
+  })
+})
+
+describe("10. update", () => {
+  it("refuses a stale expectedVersion", () => {
+    const harness = monthlyHarness()
+    harness.pause()
+    const before = harness.subscription
+    expect(harness.update({ amount: 99_00 }, { expectedVersion: 1 })).toMatchObject({
+      failure: { _tag: "Conflict" },
+    })
+    expect(harness.subscription).toBe(before)
+  })
+
+  it("applies a new amount to the next occurrence but not to a retry of the current one", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "failed", { retryable: true })
+    const updated = harness.update({ amount: 200_000 }, { at: JAN_DUE + 5 * MINUTE })
+    if (Result.isFailure(updated)) throw new Error("update refused")
+    expect(harness.subscription.version).toBe(2)
+    expect(decisions(updated.success, "updated")[0]?.details).toEqual({
+      amount: { from: rub(150_000), to: rub(200_000) },
+    })
+    expect(events(updated.success, "subscription.updated")[0]?.data).toMatchObject({
+      change: "terms",
+      subscription: { amount: rub(200_000), version: 2 },
+    })
+    expect(onlyCommand(harness.wakeWhenDue())).toMatchObject({
+      occurrence: JAN,
+      attempt: 2,
+      amount: rub(150_000),
+    })
+    harness.result(pid(JAN, 2), "succeeded")
+    expect(onlyCommand(harness.wake(FEB_DUE))).toMatchObject({
+      occurrence: FEB,
+      attempt: 1,
+      amount: rub(200_000),
+    })
+  })
+
+  it("a schedule change never pays again an occurrence already settled", () => {
+    const harness = dailyHarness()
+    harness.wake("2027-01-01T09:00:00Z")
+    harness.result(pid("2027-01-01"), "succeeded")
+    const updated = harness.update({ schedule: daily({ time: "18:00" }) }, { at: "2027-01-01T10:00:00Z" })
+    expect(Result.isSuccess(updated)).toBe(true)
+    expect(harness.state.cursor).toMatchObject({ date: "2027-01-02", dueAt: at("2027-01-02T18:00:00Z") })
+    expect(commands(harness.wake("2027-01-01T18:00:00Z"))).toEqual([])
+    const next = onlyCommand(harness.wake("2027-01-02T18:00:00Z"))
+    expect(next.occurrence).toBe("2027-01-02")
+  })
+
+  it("a schedule change with a new date re-announces the new next occurrence", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE - 20 * HOUR)
+    expect(harness.state.noticeFor).toBe(JAN)
+    const updated = harness.update({ schedule: monthly({ dayOfMonth: 2, startDate: "2027-01-02" }) })
+    if (Result.isFailure(updated)) throw new Error("update refused")
+    expect(harness.state.cursor?.date).toBe("2027-01-02")
+    expect(notificationTypes(updated.success)).toEqual([])
+    const notice = harness.wake(at("2027-01-01T09:00:00Z"))
+    expect(notifications(notice, "payment.upcoming").map((n) => n.data.occurrence)).toEqual(["2027-01-02"])
+  })
+
+  it("refuses a currency change", () => {
+    const harness = monthlyHarness()
+    const refused = harness.update({ amount: 100, currency: "USD" })
+    expect(refused).toMatchObject({
+      failure: { _tag: "ValidationFailed", details: [{ path: "body.amount.currency" }] },
+    })
+    expect(harness.subscription.version).toBe(1)
+  })
+})
+
+describe("11. unknown outcome", () => {
+  const sentAt = JAN_DUE
+  const timeoutAt = JAN_DUE + 15 * MINUTE
+
+  const silentHarness = () => {
+    const harness = monthlyHarness()
+    harness.wake(sentAt)
+    return harness
+  }
+
+  it("asks the hub instead of sending again, records unknown once and backs off", () => {
+    const harness = silentHarness()
+    expect(attemptsAwaitingStatus(harness.subscription, timeoutAt - 1)).toEqual([])
+    expect(attemptsAwaitingStatus(harness.subscription, timeoutAt).map((a) => a.paymentId)).toEqual([
+      pid(JAN),
+    ])
+
+    const first = harness.wake(timeoutAt, { [pid(JAN)]: { status: "unknown" } })
+    expect(commands(first)).toEqual([])
+    expect(first.outcomes).toEqual([
+      {
+        paymentId: pid(JAN),
+        status: "unknown",
+        retryable: null,
+        reason: "no result within the result timeout",
+        hubReference: null,
+        outcome: "awaiting_status",
+        resultAt: timeoutAt,
+      },
+    ])
+    expect(decisions(first, "result_overdue")[0]?.details).toMatchObject({ hubAnswer: "unknown" })
+    expect(harness.state.open[0]).toMatchObject({ statusQueries: 1, nextQueryAt: timeoutAt + MINUTE })
+    expect(harness.subscription.nextDueAt).toBe(timeoutAt + MINUTE)
+
+    // Before the next query is due there is nothing to ask.
+    expect(attemptsAwaitingStatus(harness.subscription, timeoutAt + 30_000)).toEqual([])
+
+    let now = timeoutAt + MINUTE
+    const expectedBackoff = [5 * MINUTE, 15 * MINUTE, HOUR, HOUR]
+    for (const [index, backoff] of expectedBackoff.entries()) {
+      const reply = index % 2 === 0 ? ("unreachable" as const) : { status: "unknown" as const }
+      const again = harness.wake(now, { [pid(JAN)]: reply })
+      expect(commands(again)).toEqual([])
+      expect(again.outcomes).toEqual([])
+      expect(harness.state.open[0]).toMatchObject({ statusQueries: index + 2, nextQueryAt: now + backoff })
+      expect(harness.subscription.nextDueAt).toBe(now + backoff)
+      now += backoff
+    }
+    // A wake without any answer (the hub was not asked) is still no reason to resend.
+    expect(commands(harness.wake(now))).toEqual([])
+    expect(harness.transitions.flatMap(commands)).toHaveLength(1)
+  })
+
+  it("an unreachable hub on the first query is recorded as such", () => {
+    const harness = silentHarness()
+    const first = harness.wake(timeoutAt, { [pid(JAN)]: "unreachable" })
+    expect(first.outcomes.map((o) => o.status)).toEqual(["unknown"])
+    expect(decisions(first, "result_overdue")[0]?.details).toMatchObject({ hubAnswer: "unreachable" })
+  })
+
+  it("a failed retryable status reply allows the retry", () => {
+    const harness = silentHarness()
+    harness.wake(timeoutAt, { [pid(JAN)]: { status: "unknown" } })
+    const queryAt = timeoutAt + MINUTE
+    const answered = harness.wake(queryAt, {
+      [pid(JAN)]: hubResult(pid(JAN), "failed", true, queryAt - 1, "insufficient funds"),
+    })
+    expect(commands(answered)).toEqual([])
+    expect(answered.outcomes.map((o) => [o.status, o.outcome])).toEqual([["failed", "retry_scheduled"]])
+    expect(harness.state.open).toEqual([])
+    expect(harness.state.retry).toMatchObject({ attempt: 2, at: queryAt + HOUR })
+    expect(onlyCommand(harness.wake(queryAt + HOUR))).toMatchObject({ occurrence: JAN, attempt: 2 })
+  })
+
+  it("a failed but non-retryable or declined status reply is final", () => {
+    for (const [status, retryable] of [
+      ["failed", false],
+      ["declined", true],
+    ] as const) {
+      const harness = silentHarness()
+      const answered = harness.wake(timeoutAt, {
+        [pid(JAN)]: hubResult(pid(JAN), status, retryable, timeoutAt),
+      })
+      expect(answered.outcomes.map((o) => o.outcome)).toEqual(["failed"])
+      expect(harness.state.retry).toBeNull()
+      expect(harness.state.open).toEqual([])
+    }
+  })
+
+  it("a succeeded status reply settles the payment", () => {
+    const harness = silentHarness()
+    harness.wake(timeoutAt, { [pid(JAN)]: { status: "unknown" } })
+    const settled = harness.wake(timeoutAt + MINUTE, {
+      [pid(JAN)]: hubResult(pid(JAN), "succeeded", false, timeoutAt),
+    })
+    expect(settled.outcomes.map((o) => [o.status, o.outcome])).toEqual([["succeeded", "paid"]])
+    expect(eventTypes(settled)).toEqual(["payment.succeeded"])
+    expect(harness.state).toMatchObject({ open: [], paid: 1 })
+    expect(harness.subscription.nextDueAt).toBe(FEB_DUE - 24 * HOUR)
+  })
+
+  it("a late hub result after the outcome was recorded unknown is applied", () => {
+    const harness = silentHarness()
+    harness.wake(timeoutAt, { [pid(JAN)]: { status: "unknown" } })
+    expect(harness.recorded.get(pid(JAN))).toBe("unknown")
+    const late = harness.result(pid(JAN), "succeeded", { at: timeoutAt + 30_000 })
+    expect(late.outcomes.map((o) => o.outcome)).toEqual(["paid"])
+    expect(harness.state.open).toEqual([])
+  })
+})
+
+describe("12. maxPayments and endDate", () => {
+  it("completes after maxPayments successes and never sends more", () => {
+    const harness = monthlyHarness({ maxPayments: 3 })
+    expect(payUntil(harness, 10)).toEqual([JAN, FEB, MAR])
+    expect(harness.subscription).toMatchObject({
+      status: "completed",
+      statusReason: "max_payments_reached",
+      version: 2,
+      nextDueAt: null,
+    })
+    const last = harness.transitions.at(-1)
+    expect(last === undefined ? [] : eventTypes(last)).toEqual([
+      "payment.succeeded",
+      "subscription.completed",
+    ])
+    expect(commands(harness.wake(at("2027-04-01T09:00:00Z")))).toEqual([])
+    expect(harness.transitions.flatMap(commands)).toHaveLength(3)
+  })
+
+  it("counts an attempt in flight toward maxPayments and does not spin on a withheld notice", () => {
+    const harness = dailyHarness({ maxPayments: 1 })
+    const first = harness.wake("2027-01-01T09:00:00Z")
+    expect(commands(first).map((c) => c.occurrence)).toEqual(["2027-01-01"])
+    // No notice for 2027-01-02: it cannot be paid while 2027-01-01 might still succeed.
+    expect(notifications(first, "payment.upcoming")).toEqual([])
+    expect(harness.subscription.nextDueAt).toBeGreaterThan(harness.now)
+    const second = harness.wake("2027-01-02T09:00:00Z", { [pid("2027-01-01")]: { status: "unknown" } })
+    expect(commands(second)).toEqual([])
+    expect(decisions(second, "skipped").map((d) => [d.occurrence, d.reason])).toEqual([
+      ["2027-01-02", "max_payments_in_flight"],
+    ])
+    harness.result(pid("2027-01-01"), "succeeded")
+    expect(harness.subscription).toMatchObject({ status: "completed", statusReason: "max_payments_reached" })
+  })
+
+  it("a withheld notice goes out once the payment in flight fails for good", () => {
+    const harness = dailyHarness({ maxPayments: 1 })
+    harness.wake("2027-01-01T09:00:00Z")
+    harness.result(pid("2027-01-01"), "declined", { at: "2027-01-01T09:05:00Z" })
+    const notice = harness.wakeWhenDue()
+    expect(notifications(notice, "payment.upcoming").map((n) => n.data.occurrence)).toEqual(["2027-01-02"])
+    expect(onlyCommand(harness.wake("2027-01-02T09:00:00Z")).occurrence).toBe("2027-01-02")
+  })
+
+  it("completes when the last occurrence before endDate settles", () => {
+    const harness = monthlyHarness({ endDate: "2027-03-15" })
+    harness.result(onlyCommand(harness.wake(JAN_DUE)).paymentId, "succeeded")
+    harness.result(onlyCommand(harness.wake(FEB_DUE)).paymentId, "succeeded")
+    harness.wake(MAR_DUE)
+    expect(harness.state.cursor).toBeNull()
+    expect(harness.subscription.status).toBe("active")
+    // The last occurrence may still retry: there is no next occurrence to run into.
+    harness.result(pid(MAR), "failed", { retryable: true })
+    expect(harness.state.retry).toMatchObject({ attempt: 2, at: MAR_DUE + HOUR })
+    harness.wakeWhenDue()
+    const done = harness.result(pid(MAR, 2), "succeeded")
+    expect(harness.subscription).toMatchObject({
+      status: "completed",
+      statusReason: "schedule_ended",
+      version: 2,
+    })
+    expect(eventTypes(done)).toContain("subscription.completed")
+    expect(harness.subscription.nextDueAt).toBeNull()
+  })
+
+  it("keeps paying after a failure until maxPayments successes", () => {
+    const harness = monthlyHarness({ maxPayments: 2 })
+    harness.result(onlyCommand(harness.wake(JAN_DUE)).paymentId, "declined")
+    expect(payUntil(harness, 5)).toEqual([FEB, MAR])
+    expect(harness.subscription.status).toBe("completed")
+  })
+})
+
+describe("13. redelivered and contradicting results", () => {
+  it("a second identical result changes nothing", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "succeeded")
+    const before = harness.subscription
+    const again = harness.result(pid(JAN), "succeeded")
+    expect(again.changed).toBe(false)
+    expect(again.outcomes).toEqual([])
+    expect(again.decisions).toEqual([])
+    expect(again.outgoing).toEqual([])
+    expect(harness.subscription).toBe(before)
+  })
+
+  it("a redelivered retryable failure does not plan a second retry", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "failed", { retryable: true })
+    const retry = harness.state.retry
+    const again = harness.result(pid(JAN), "failed", { retryable: true, at: JAN_DUE + 30 * MINUTE })
+    expect(again.changed).toBe(false)
+    expect(harness.state.retry).toEqual(retry)
+  })
+
+  it("a contradicting result for a settled payment is recorded as a conflict and nothing else", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "succeeded")
+    const before = harness.subscription
+    const contradiction = harness.result(pid(JAN), "failed", { retryable: true, at: JAN_DUE + HOUR })
+    expect(
+      decisions(contradiction).map((d) => [d.outcome, d.paymentId, d.details.recorded, d.details.received]),
+    ).toEqual([["result_conflict", pid(JAN), "succeeded", "failed"]])
+    expect(contradiction.outcomes).toEqual([])
+    expect(contradiction.outgoing).toEqual([])
+    expect(contradiction.payments).toEqual([])
+    expect(harness.subscription.state).toEqual(before.state)
+    expect(harness.subscription.version).toBe(before.version)
+    expect(harness.recorded.get(pid(JAN))).toBe("succeeded")
+  })
+
+  it("a result for a payment this subscription never sent changes nothing", () => {
+    const harness = monthlyHarness()
+    const stray = harness.result(pid(FEB), "succeeded")
+    expect(stray.changed).toBe(false)
+  })
+})
+
+describe("previewOccurrences", () => {
+  it("shows skips and the maxPayments limit ahead", () => {
+    const harness = monthlyHarness({ maxPayments: 2 })
+    harness.skipNext()
+    expect(previewOccurrences(harness.subscription, 4).map((o) => [o.date, o.willPay, o.reason])).toEqual([
+      [JAN, false, "skip_next"],
+      [FEB, true, null],
+      [MAR, true, null],
+      [APR, false, "max_payments_reached"],
+    ])
+    harness.pause()
+    expect(previewOccurrences(harness.subscription, 1).map((o) => o.reason)).toEqual(["paused"])
+    harness.cancel()
+    expect(previewOccurrences(harness.subscription, 3)).toEqual([])
+  })
+})
+
+// ---- 14. properties -----------------------------------------------------------
+
+type Action =
+  | { readonly _tag: "WakeWhenDue"; readonly replies: ReadonlyArray<ReplyChoice> }
+  | { readonly _tag: "WakeAfter"; readonly ms: number; readonly replies: ReadonlyArray<ReplyChoice> }
+  | {
+      readonly _tag: "Result"
+      readonly pick: number
+      readonly status: PaymentStatus
+      readonly retryable: boolean
+      readonly delayMs: number
+    }
+  | { readonly _tag: "Lifecycle"; readonly command: "Pause" | "Resume" | "Cancel" | "SkipNext" }
+  | {
+      readonly _tag: "Update"
+      readonly amount: number | null
+      readonly time: string | null
+      readonly stale: boolean
+    }
+
+type ReplyChoice = "unknown" | "unreachable" | "absent" | { status: PaymentStatus; retryable: boolean }
+
+const replyChoice: fc.Arbitrary<ReplyChoice> = fc.oneof(
+  fc.constantFrom<ReplyChoice>("unknown", "unreachable", "absent"),
+  fc.record({
+    status: fc.constantFrom<PaymentStatus>("succeeded", "failed", "declined"),
+    retryable: fc.boolean(),
+  }),
+)
+
+const action: fc.Arbitrary<Action> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      _tag: fc.constant("WakeWhenDue" as const),
+      replies: fc.array(replyChoice, { maxLength: 3 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      _tag: fc.constant("WakeAfter" as const),
+      ms: fc.oneof(fc.integer({ min: 0, max: 2 * HOUR }), fc.integer({ min: 0, max: 3 * DAY })),
+      replies: fc.array(replyChoice, { maxLength: 3 }),
+    }),
+  },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      _tag: fc.constant("Result" as const),
+      pick: fc.nat(),
+      status: fc.constantFrom<PaymentStatus>("succeeded", "failed", "failed", "declined"),
+      retryable: fc.boolean(),
+      delayMs: fc.integer({ min: 0, max: 20 * MINUTE }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("Lifecycle" as const),
+      command: fc.constantFrom("Pause" as const, "Resume" as const, "Cancel" as const, "SkipNext" as const),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("Update" as const),
+      amount: fc.option(fc.integer({ min: 1, max: 500_000 }), { nil: null }),
+      time: fc.option(fc.constantFrom("06:00", "09:00", "18:00", "23:30"), { nil: null }),
+      stale: fc.boolean(),
+    }),
+  },
+)
+
+const scheduleArb: fc.Arbitrary<ScheduleInput> = fc
+  .record({
+    every: fc.constantFrom("day" as const, "week" as const, "month" as const),
+    maxPayments: fc.option(fc.integer({ min: 1, max: 6 }), { nil: undefined }),
+    endDate: fc.option(fc.constantFrom("2027-01-10", "2027-03-01", "2027-06-30"), { nil: undefined }),
+    time: fc.constantFrom("00:00", "09:00", "23:59"),
+    timezone: fc.constantFrom("UTC", "Europe/Moscow", "Europe/Berlin"),
+  })
+  .map(({ every, maxPayments, endDate, time, timezone }) => ({
+    every,
+    time,
+    timezone,
+    startDate: "2027-01-01",
+    ...(every === "month" ? { dayOfMonth: 31 } : {}),
+    ...(maxPayments === undefined ? {} : { maxPayments }),
+    ...(endDate === undefined ? {} : { endDate }),
+  }))
+
+/** Runs `actions` against a fresh subscription; returns the harness with every step it took. */
+const runScenario = (schedule: ScheduleInput, actions: ReadonlyArray<Action>): PolicyHarness => {
+  const harness = PolicyHarness.create({ schedule, createdAt: "2026-12-31T12:00:00Z" })
+  const sent: Array<string> = []
+  const remember = (transition: Transition) => {
+    for (const command of commands(transition)) sent.push(command.paymentId)
+  }
+  const replies = (choices: ReadonlyArray<ReplyChoice>, now: number) => {
+    const map: Record<string, PaymentStatusReply | "unreachable"> = {}
+    attemptsAwaitingStatus(harness.subscription, now).forEach((attempt, index) => {
+      const choice = choices.length === 0 ? "unknown" : choices[index % choices.length]
+      if (choice === undefined || choice === "absent") return
+      if (choice === "unknown") map[attempt.paymentId] = { status: "unknown" }
+      else if (choice === "unreachable") map[attempt.paymentId] = "unreachable"
+      else map[attempt.paymentId] = hubResult(attempt.paymentId, choice.status, choice.retryable, now)
+    })
+    return map
+  }
+  for (const step of actions) {
+    switch (step._tag) {
+      case "WakeWhenDue": {
+        const due = harness.subscription.nextDueAt
+        if (due === null) break
+        const now = Math.max(due, harness.now)
+        remember(harness.wake(now, replies(step.replies, now)))
+        break
+      }
+      case "WakeAfter": {
+        const now = harness.now + step.ms
+        remember(harness.wake(now, replies(step.replies, now)))
+        break
+      }
+      case "Result": {
+        if (sent.length === 0) break
+        const paymentId = sent[step.pick % sent.length] as string
+        remember(
+          harness.result(paymentId, step.status, {
+            retryable: step.retryable,
+            at: harness.now + step.delayMs,
+          }),
+        )
+        break
+      }
+      case "Lifecycle":
+        harness.send({ _tag: step.command, by: client })
+        break
+      case "Update": {
+        const current = harness.subscription.terms.schedule
+        harness.update(
+          {
+            ...(step.amount === null ? {} : { amount: step.amount }),
+            ...(step.time === null
+              ? {}
+              : {
+                  schedule: {
+                    every: current.every,
+                    time: step.time,
+                    timezone: current.timezone,
+                    startDate: current.startDate,
+                    ...(current.dayOfMonth === undefined ? {} : { dayOfMonth: current.dayOfMonth }),
+                    ...(current.maxPayments === undefined ? {} : { maxPayments: current.maxPayments }),
+                    ...(current.endDate === undefined ? {} : { endDate: current.endDate }),
+                  },
+                }),
+          },
+          { expectedVersion: harness.subscription.version - (step.stale ? 1 : 0) },
+        )
+        break
+      }
+    }
+  }
+  return harness
+}
+
+const checkInvariants = (harness: PolicyHarness): void => {
+  const id = harness.subscription.id
+  const seenPaymentIds = new Set<string>()
+  /** The first definite (non-unknown) outcome of each payment. */
+  const verdict = new Map<string, { status: string; retryable: boolean | null }>()
+  const occurrenceOf = new Map<string, string>()
+  const succeededByOccurrence = new Map<string, number>()
+  const eventIds = new Set<string>()
+  let succeeded = 0
+
+  for (const step of harness.steps) {
+    if (Result.isFailure(step.result)) continue
+    const transition = step.result.success
+    for (const command of commands(transition)) {
+      // Payment ids are unique per (occurrence, attempt) and derived from them.
+      expect(command.paymentId).toBe(paymentIdFor(id, command.occurrence, command.attempt))
+      expect(seenPaymentIds.has(command.paymentId)).toBe(false)
+      seenPaymentIds.add(command.paymentId)
+      occurrenceOf.set(command.paymentId, command.occurrence)
+      // Attempt n+1 only after attempt n definitely failed with retryable: true.
+      if (command.attempt > 1) {
+        const previous = verdict.get(paymentIdFor(id, command.occurrence, command.attempt - 1))
+        expect(previous).toEqual({ status: "failed", retryable: true })
+      }
+      // Only an active subscription sends anything, and only when woken.
+      expect(step.input._tag).toBe("Wake")
+      expect(step.before.status).toBe("active")
+    }
+    for (const outcome of transition.outcomes) {
+      expect(seenPaymentIds.has(outcome.paymentId)).toBe(true)
+      if (outcome.status === "unknown") continue
+      expect(verdict.has(outcome.paymentId)).toBe(false)
+      verdict.set(outcome.paymentId, { status: outcome.status, retryable: outcome.retryable })
+      if (outcome.status === "succeeded") {
+        const key = occurrenceOf.get(outcome.paymentId) ?? outcome.paymentId
+        succeededByOccurrence.set(key, (succeededByOccurrence.get(key) ?? 0) + 1)
+        expect(succeededByOccurrence.get(key)).toBe(1)
+        succeeded += 1
+      }
+    }
+    for (const event of events(transition)) {
+      expect(eventIds.has(event.eventId)).toBe(false)
+      eventIds.add(event.eventId)
+    }
+    // Liveness: a wake never leaves the subscription due again at the same instant.
+    if (step.input._tag === "Wake") {
+      const due = transition.subscription.nextDueAt
+      if (due !== null) expect(due).toBeGreaterThan(step.now)
+    }
+    // The stored next due time is what the state says it is.
+    expect(transition.subscription.nextDueAt).toBe(
+      nextDueAt(
+        transition.subscription.status,
+        transition.subscription.state,
+        harness.settings,
+        transition.subscription.terms.schedule.maxPayments,
+      ),
+    )
+  }
+  const max = harness.subscription.terms.schedule.maxPayments
+  if (max !== undefined) expect(succeeded).toBeLessThanOrEqual(max)
+}
+
+describe("14. properties", () => {
+  it("pays at most once per occurrence, retries only after retryable failures, and never spins", () => {
+    fc.assert(
+      fc.property(scheduleArb, fc.array(action, { minLength: 1, maxLength: 60 }), (schedule, actions) => {
+        checkInvariants(runScenario(schedule, actions))
+      }),
+      { numRuns: 20000 },
+    )
+  })
+
+  it("duplicate and out-of-order delivery of every result changes nothing the second time", () => {
+    fc.assert(
+      fc.property(
+        scheduleArb,
+        fc.array(action, { minLength: 1, maxLength: 40 }),
+        fc.nat(),
+        (schedule, actions, pick) => {
+          const harness = runScenario(schedule, actions)
+          const settled = [...harness.recorded.entries()].filter(
+            ([, status]) => status === "succeeded" || status === "failed" || status === "declined",
+          )
+          if (settled.length === 0) return
+          const [paymentId, status] = settled[pick % settled.length] as [string, PaymentStatus]
+          const before = harness.subscription
+          const again = harness.result(paymentId, status, { retryable: false })
+          expect(again.changed).toBe(false)
+          expect(harness.subscription).toBe(before)
+        },
+      ),
+      { numRuns: 3000 },
+    )
+  })
+})
