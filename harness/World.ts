@@ -10,12 +10,13 @@ import { randomBytes } from "node:crypto"
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Effect, Layer, Logger, type LogLevel, ManagedRuntime, Redacted, References } from "effect"
-import { Kysely, PostgresDialect } from "kysely"
+import type { Kysely } from "kysely"
 import pg from "pg"
 import { FakeChannel } from "../fakes/FakeChannel.ts"
 import { type FakeHub, type FakeHubOptions, startFakeHub } from "../fakes/FakeHub.ts"
 import { EngineLive } from "../src/Engine.ts"
 import { defaultSettings, EngineConfig, type EngineSettings } from "../src/EngineConfig.ts"
+import { makeKysely } from "../src/store/Database.ts"
 import type { Tables } from "../src/store/Tables.ts"
 import { makeTopology, type TopologyService } from "../src/streams/Topology.ts"
 
@@ -89,11 +90,7 @@ export class World {
     await admin.connect()
     await admin.query(`CREATE DATABASE ${databaseName}`)
     await admin.end()
-    const db = new Kysely<Tables>({
-      dialect: new PostgresDialect({
-        pool: new pg.Pool({ connectionString: databaseUrl.toString(), max: 2 }),
-      }),
-    })
+    const db = makeKysely(databaseUrl.toString(), 2)
     return new World(settings, makeTopology(naming), databaseName, db, connection, js, jsm)
   }
 

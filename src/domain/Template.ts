@@ -4,6 +4,7 @@
  * client and reused by their autopayments.
  */
 import { Schema } from "effect"
+import { Text } from "./Text.ts"
 
 /** Provider ids appear in subjects (`provider.<providerId>.…`), so they are subject-safe tokens. */
 export const ProviderId = Schema.String.check(
@@ -14,20 +15,6 @@ export const ProviderId = Schema.String.check(
   ),
 )
 
-const Text = (max: number) =>
-  Schema.String.check(
-    Schema.makeFilter((text: string) =>
-      text.trim().length === 0
-        ? "must not be empty"
-        : text.length > max
-          ? `must be at most ${max} characters`
-          : // Control characters break receipts, logs and terminals' displays.
-            /\p{Cc}/u.test(text)
-            ? "must not contain control characters"
-            : undefined,
-    ),
-  )
-
 /** Template fields as a client sends them. */
 export const TemplateInput = Schema.Struct({
   name: Text(100),
@@ -35,7 +22,7 @@ export const TemplateInput = Schema.Struct({
   account: Text(64),
   source: Text(64),
   fields: Schema.optionalKey(
-    Schema.Record(Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(64)), Text(256)).check(
+    Schema.Record(Text(64), Text(256)).check(
       Schema.makeFilter((fields: Readonly<Record<string, string>>) =>
         Object.keys(fields).length <= 32 ? undefined : "must have at most 32 entries",
       ),

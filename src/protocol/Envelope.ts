@@ -4,6 +4,7 @@
  */
 import { Schema } from "effect"
 import type { FieldIssue } from "../domain/Errors.ts"
+import { OptionalText, Text } from "../domain/Text.ts"
 import { Timestamp } from "../domain/Timestamp.ts"
 
 /** Client ids end up in subjects (`rp.notify.<clientId>`), so they are restricted to subject-safe characters. */
@@ -18,12 +19,12 @@ export const ClientId = Schema.String.check(
 /** A request as a channel sends it on `rp.v3.<channel>`. */
 export const RequestEnvelope = Schema.Struct({
   v: Schema.Literal(3),
-  requestId: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(128)),
-  channel: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(64)),
-  terminal: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(128))),
+  requestId: Text(128),
+  channel: Text(64),
+  terminal: Schema.optionalKey(OptionalText(128)),
   clientId: ClientId,
   sentAt: Timestamp,
-  operation: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(64)),
+  operation: Text(64),
   body: Schema.Unknown,
 })
 export type RequestEnvelope = typeof RequestEnvelope.Type

@@ -55,6 +55,18 @@ const requestIdOf = (json: unknown): string | null =>
     ? json.requestId
     : null
 
+/** JSON with object keys sorted, so the same request hashes the same whatever order a channel writes keys in. */
+export const canonicalJson = (value: unknown): string => {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value)
+      .filter(([, field]) => field !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return `{${entries.map(([key, field]) => `${JSON.stringify(key)}:${canonicalJson(field)}`).join(",")}}`
+  }
+  return JSON.stringify(value) ?? "null"
+}
+
 /** Handles one request's bytes and returns the reply's JSON text. Never fails. */
 export type RequestHandler = (data: Uint8Array, subject: string) => Effect.Effect<string>
 
@@ -73,8 +85,10 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
         ...(yield* subscriptionOperations),
       }
 
-      const handle: RequestHandler = (data, subject) =>
-        Effect.gen(function* () {
+      const handle: RequestHandler = (data, subject) => {
+        // Known once the envelope decodes, so that even an INTERNAL reply names its request.
+        let knownRequestId: string | null = null
+        return Effect.gen(function* () {
           if (data.length > MAX_REQUEST_BYTES) {
             return errorReply(null, "BAD_REQUEST", `request is larger than ${MAX_REQUEST_BYTES} bytes`)
           }
@@ -98,6 +112,7 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
           }
           const envelope = decoded.success
           const { requestId } = envelope
+          knownRequestId = requestId
           const subjectChannel = subject.split(".")[subjects.channelTokenIndex]
           if (subjectChannel !== envelope.channel) {
             return errorReply(
@@ -121,7 +136,7 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
             return errorReply(requestId, "VALIDATION_FAILED", body.failure.message, body.failure.details)
           }
           const requestHash = createHash("sha256")
-            .update(JSON.stringify([envelope.operation, envelope.clientId, envelope.body]))
+            .update(canonicalJson([envelope.operation, envelope.clientId, envelope.body]))
             .digest("base64url")
           const context: RequestContext = {
             channel: envelope.channel,
@@ -176,11 +191,16 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
             Effect.logError("request failed unexpectedly; nothing was written").pipe(
               Effect.annotateLogs({ subject, cause: Cause.pretty(cause) }),
               Effect.as(
-                errorReply(null, "INTERNAL", "the engine failed to handle the request; nothing was written"),
+                errorReply(
+                  knownRequestId,
+                  "INTERNAL",
+                  "the engine failed to handle the request; nothing was written",
+                ),
               ),
             ),
           ),
         )
+      }
 
       return ProtocolHandler.of({ handle })
     }),

@@ -142,22 +142,25 @@ export const subscriptionOperations = Effect.gen(function* () {
         change(subscriptionId, { _tag: tag, by: context.by }, context, subscriptionReply(context.requestId)),
     })
 
-  const create = defineOperation({
+  // The kind is checked before the rest of the body so that a kind this version does not
+  // offer gets one clear message instead of a list of fields it does not have.
+  const create: Operation = {
     mutating: true,
-    // The kind is checked first so that a kind this version does not offer gets one clear message.
-    body: Schema.Unknown,
-    run: (raw, context) =>
-      Effect.gen(function* () {
-        const kind = decodeKind(raw)
-        if (kind._tag === "Some" && kind.value.kind !== "scheduled") {
-          return yield* invalidField(
+    decode: (raw) => {
+      const kind = decodeKind(raw)
+      if (kind._tag === "Some" && kind.value.kind !== "scheduled") {
+        return Effect.fail(
+          invalidField(
             "body.kind",
             `"${kind.value.kind}" autopayments are not available in this version of the engine; use "scheduled"`,
-          )
-        }
-        return yield* createScheduled(yield* decodeScheduledCreate(raw), context)
-      }),
-  })
+          ),
+        )
+      }
+      return decodeScheduledCreate(raw)
+    },
+    // The table only passes bodies this operation's own decode produced.
+    run: (body, context) => createScheduled(body as typeof ScheduledCreate.Type, context),
+  }
 
   const createScheduled = (body: typeof ScheduledCreate.Type, context: RequestContext) =>
     Effect.gen(function* () {

@@ -31,6 +31,14 @@ const typeParsers = {
       : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
 }
 
+/** A Kysely instance over a new pool, with the engine's type parsing (int8 as safe numbers). */
+export const makeKysely = (url: string, poolSize: number): Kysely<Tables> =>
+  new Kysely<Tables>({
+    dialect: new PostgresDialect({
+      pool: new pg.Pool({ connectionString: url, max: poolSize, types: typeParsers }),
+    }),
+  })
+
 /** The database, ready to use: migrated, pooled. */
 export interface DatabaseService {
   readonly db: Kysely<Tables>
@@ -91,14 +99,7 @@ export class Database extends Context.Service<Database, DatabaseService>()("rp/s
       const url = Redacted.value(config.databaseUrl)
       yield* ensureDatabaseExists(url)
       const db = yield* Effect.acquireRelease(
-        Effect.sync(
-          () =>
-            new Kysely<Tables>({
-              dialect: new PostgresDialect({
-                pool: new pg.Pool({ connectionString: url, max: config.dbPoolSize, types: typeParsers }),
-              }),
-            }),
-        ),
+        Effect.sync(() => makeKysely(url, config.dbPoolSize)),
         (db) => Effect.promise(() => db.destroy()),
       )
       const applied = yield* migrateToLatest(db)

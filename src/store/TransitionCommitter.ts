@@ -161,12 +161,18 @@ export const writeBatch = async (
   const outcomes: Array<CommitOutcome> = requests.map(() => ({ _tag: "Committed" }))
 
   // 1. Claim idempotency keys first: a request answered before must have no second effect.
-  const withRequest = requests.flatMap((request, index) =>
-    request.request === null ? [] : [{ index, record: request.request }],
-  )
+  // Two requests in one batch may carry the same key: only the first may claim it.
+  const keyOf = (record: RequestRecord) => `${record.channel}\u0000${record.requestId}`
+  const firstWithKey = new Map<string, { index: number; record: RequestRecord }>()
+  requests.forEach((request, index) => {
+    if (request.request === null) return
+    const key = keyOf(request.request)
+    if (firstWithKey.has(key)) outcomes[index] = { _tag: "DuplicateRequest" }
+    else firstWithKey.set(key, { index, record: request.request })
+  })
   const claimed = new Set<number>()
-  if (withRequest.length > 0) {
-    const records = withRequest.map(({ record }) => record)
+  if (firstWithKey.size > 0) {
+    const records = [...firstWithKey.values()].map(({ record }) => record)
     const rows = await sql<{ channel: string; request_id: string }>`
       INSERT INTO requests (channel, request_id, client_id, operation, request_hash, reply)
       SELECT * FROM unnest(
@@ -176,8 +182,8 @@ export const writeBatch = async (
       ON CONFLICT DO NOTHING
       RETURNING channel, request_id`.execute(trx)
     const won = new Set(rows.rows.map((row) => `${row.channel}\u0000${row.request_id}`))
-    for (const { index, record } of withRequest) {
-      if (won.has(`${record.channel}\u0000${record.requestId}`) && !claimed.has(index)) claimed.add(index)
+    for (const [key, { index }] of firstWithKey) {
+      if (won.has(key)) claimed.add(index)
       else outcomes[index] = { _tag: "DuplicateRequest" }
     }
   }

@@ -7,9 +7,10 @@
  */
 import { Schema } from "effect"
 import { Money } from "../domain/Money.ts"
+import { OptionalText, Text } from "../domain/Text.ts"
 import { Timestamp } from "../domain/Timestamp.ts"
 
-const Id = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200))
+const Id = Text(200)
 
 /** `rp.tick`: the clock. */
 export const Tick = Schema.Struct({ at: Timestamp })
@@ -40,8 +41,8 @@ export const PaymentResult = Schema.Struct({
   paymentId: Id,
   status: PaymentStatus,
   retryable: Schema.Boolean,
-  reason: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(2_000))),
-  hubReference: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(200))),
+  reason: Schema.optionalKey(OptionalText(2_000)),
+  hubReference: Schema.optionalKey(OptionalText(200)),
   at: Timestamp,
 })
 export type PaymentResult = typeof PaymentResult.Type

@@ -87,22 +87,34 @@ export class OutboxPublisher extends Context.Service<
             }),
           )
           const done = settled.filter((entry) => entry.ok).map((entry) => entry.row.id)
-          if (done.length > 0) {
-            await sql`DELETE FROM outbox WHERE id = ANY(${done}::uuid[])`.execute(db)
+          const failed = settled.filter((entry) => !entry.ok)
+          try {
+            if (done.length > 0) await sql`DELETE FROM outbox WHERE id = ANY(${done}::uuid[])`.execute(db)
+          } catch (error) {
+            // Published but still in the table: the sweeper publishes them again and the
+            // streams drop the repeats by message id.
+            for (const id of done) known.delete(id)
+            return [...failed, ...settled.filter((entry) => entry.ok).map((entry) => ({ ...entry, error }))]
           }
           for (const id of done) known.delete(id)
-          return settled.filter((entry) => !entry.ok)
+          return failed
         })
 
       const worker = Effect.forever(
         Effect.gen(function* () {
           const rows = yield* Queue.takeBetween(queue, 1, 256)
-          const failed = yield* publishRows(rows)
+          const failed = yield* publishRows(rows).pipe(
+            Effect.catchCause((cause) =>
+              Effect.logError("outbox publish batch failed", cause).pipe(
+                Effect.as(rows.map((row) => ({ row, error: cause }))),
+              ),
+            ),
+          )
           if (failed.length > 0) {
             yield* Effect.logWarning(
               "outbox publish failed; the rows stay in the table and will be retried",
             ).pipe(Effect.annotateLogs({ rows: failed.length, error: String(failed[0]?.error) }))
-            // Leave them to the sweeper, which retries with its own pace.
+            // Leave them to the sweeper, which retries at its own pace.
             for (const entry of failed) known.delete(entry.row.id)
           }
         }),
@@ -130,18 +142,17 @@ export class OutboxPublisher extends Context.Service<
         })
 
       for (let index = 0; index < config.publishWorkers; index++) yield* Effect.forkScoped(worker)
-      // First sweep at start takes everything: whatever is there was left by a previous run.
+      const sweepSafely = (minimumAgeMs: number) =>
+        sweep(minimumAgeMs).pipe(Effect.catchCause((cause) => Effect.logError("outbox sweep failed", cause)))
+      // The first sweep takes everything: whatever is there was left by a previous run.
       yield* Effect.forkScoped(
-        sweep(0).pipe(
+        sweepSafely(0).pipe(
           Effect.andThen(
             Effect.repeat(
-              sweep(config.outboxSweepAgeMs).pipe(
-                Effect.catchCause((cause) => Effect.logError("outbox sweep failed", cause)),
-              ),
+              sweepSafely(config.outboxSweepAgeMs),
               Schedule.spaced(config.outboxSweepIntervalMs),
             ),
           ),
-          Effect.catchCause((cause) => Effect.logError("outbox sweeper stopped", cause)),
         ),
       )
       yield* Effect.logInfo("outbox publisher ready").pipe(

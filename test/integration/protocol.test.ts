@@ -290,6 +290,49 @@ describe("channel protocol", () => {
     expect(fromAtm.status).toBe("ok")
   })
 
+  it("treats a repeat with its JSON keys in another order as the same request", async () => {
+    const mobile = env.channel("mobile")
+    const options = { clientId: "reorder-1", requestId: "template-once" }
+    const first = await mobile.request(
+      "template.create",
+      { name: "Phone", providerId: "mts", account: "+79990000001", source: "card-1" },
+      options,
+    )
+    const again = await mobile.request(
+      "template.create",
+      { source: "card-1", account: "+79990000001", providerId: "mts", name: "Phone" },
+      options,
+    )
+    expect(again).toEqual(first)
+  })
+
+  it("refuses control characters where they would be stored, before writing anything", async () => {
+    const mobile = env.channel("mobile")
+    const before = await footprint()
+    const badKey = await mobile.request(
+      "template.create",
+      {
+        name: "Phone",
+        providerId: "mts",
+        account: "+7999",
+        source: "card-1",
+        fields: { "re\u0000gion": "77" },
+      },
+      { clientId: "client-7" },
+    )
+    expect(errorOf(badKey)).toMatchObject({
+      code: "VALIDATION_FAILED",
+      details: [{ path: expect.stringMatching(/^body\.fields/) }],
+    })
+    const badRequestId = await mobile.request(
+      "template.create",
+      { name: "Phone", providerId: "mts", account: "+7999", source: "card-1" },
+      { clientId: "client-7", requestId: "id\u0000with-nul" },
+    )
+    expect(errorOf(badRequestId).code).toBe("BAD_REQUEST")
+    expect(await footprint()).toEqual(before)
+  })
+
   it("makes a pause idempotent on its request id", async () => {
     const mobile = env.channel("mobile")
     const client = { clientId: "pauser-1" }
