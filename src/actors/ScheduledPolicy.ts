@@ -81,7 +81,12 @@ export const decide = (
 }
 
 /** The next time the subscription needs its actor woken, or null when nothing is ahead. */
-export const nextDueAt = (status: Status, state: ScheduledState, settings: PolicySettings): number | null => {
+export const nextDueAt = (
+  status: Status,
+  state: ScheduledState,
+  settings: PolicySettings,
+  maxPayments: number | undefined = undefined,
+): number | null => {
   const candidates: Array<number> = []
   const live = status === "active" || status === "paused"
   if (live && state.cursor !== null) {
@@ -89,7 +94,13 @@ export const nextDueAt = (status: Status, state: ScheduledState, settings: Polic
     if (
       status === "active" &&
       state.noticeFor !== state.cursor.date &&
-      !state.skip.includes(state.cursor.date)
+      !state.skip.includes(state.cursor.date) &&
+      // Fix: sendNoticeIfDue withholds the notice while maxPayments is taken up by payments made
+      // and in flight; waking for it then would change nothing and leave the subscription due at
+      // the same instant, so the scheduler would wake it on every tick (found by the liveness
+      // property: maxPayments 1, daily, the notice window of day 2 opens as day 1 is sent). A
+      // result that frees the slot recomputes this, and the next wake sends the notice.
+      !maxPaymentsTaken(state, maxPayments)
     ) {
       candidates.push(state.cursor.dueAt - settings.noticeLeadMs)
     }
@@ -98,6 +109,17 @@ export const nextDueAt = (status: Status, state: ScheduledState, settings: Polic
   for (const attempt of state.open) candidates.push(attempt.nextQueryAt ?? attempt.timeoutAt)
   return candidates.length === 0 ? null : Math.min(...candidates)
 }
+
+/** Distinct occurrences with an attempt in flight or a retry planned. */
+const occurrencesInFlight = (open: ReadonlyArray<OpenAttempt>, retry: RetryPlan | null): number => {
+  const occurrences = new Set(open.map((attempt) => attempt.occurrence))
+  if (retry !== null) occurrences.add(retry.occurrence)
+  return occurrences.size
+}
+
+/** True when payments made plus occurrences in flight already reach `maxPayments`. */
+const maxPaymentsTaken = (state: ScheduledState, maxPayments: number | undefined): boolean =>
+  maxPayments !== undefined && state.paid + occurrencesInFlight(state.open, state.retry) >= maxPayments
 
 type LifecycleEventType =
   | "subscription.paused"
@@ -146,7 +168,12 @@ class ScheduledRun {
 
   wake(statusReplies: ReadonlyMap<string, unknown>): void {
     this.applyStatusReplies(statusReplies)
-    if (this.retry !== null && this.retry.at <= this.now) this.sendRetry(this.retry)
+    // Fix: a retry is never sent past the next occurrence (contract 3.3). When a late wake finds
+    // both the retry time and the next occurrence passed (downtime, or a schedule change that
+    // moved the next occurrence ahead of the retry), processDueOccurrences abandons the retry
+    // instead of the old code sending attempt n+1 and the next occurrence together.
+    const nextOccurrenceDue = this.cursor !== null && this.cursor.dueAt <= this.now
+    if (this.retry !== null && this.retry.at <= this.now && !nextOccurrenceDue) this.sendRetry(this.retry)
     this.processDueOccurrences()
     this.sendNoticeIfDue()
     this.completeIfDone()
@@ -210,6 +237,9 @@ class ScheduledRun {
     due.forEach((occurrence, position) => {
       this.handleDueOccurrence(occurrence, position === due.length - 1)
       if (this.lastSettled === null || occurrence.date > this.lastSettled) this.lastSettled = occurrence.date
+      // Fix: a skip request for an occurrence that passed for another reason (paused) is spent
+      // too; it used to stay in `skip` and show as a pending skip of a past date.
+      this.dropSkip(occurrence.date)
     })
   }
 
@@ -460,9 +490,7 @@ class ScheduledRun {
   }
 
   occurrencesInFlight(): number {
-    const occurrences = new Set(this.open.map((attempt) => attempt.occurrence))
-    if (this.retry !== null) occurrences.add(this.retry.occurrence)
-    return occurrences.size
+    return occurrencesInFlight(this.open, this.retry)
   }
 
   completeIfDone(): void {
@@ -518,6 +546,7 @@ class ScheduledRun {
       this.skipOccurrence(this.cursor, "paused", { dueAt: Timestamp.format(this.cursor.dueAt) })
       if (this.lastSettled === null || this.cursor.date > this.lastSettled)
         this.lastSettled = this.cursor.date
+      this.dropSkip(this.cursor.date) // Fix: as in processDueOccurrences.
       this.cursor = advanceCursor(this.terms.schedule, this.cursor)
     }
     this.builder.decide("resumed", { by })
@@ -613,6 +642,10 @@ class ScheduledRun {
     this.retry = null
   }
 
+  dropSkip(date: string): void {
+    if (this.skip.includes(date)) this.skip = this.skip.filter((skipped) => skipped !== date)
+  }
+
   replaceOpen(previous: OpenAttempt, next: OpenAttempt): void {
     this.open = this.open.map((attempt) => (attempt === previous ? next : attempt))
   }
@@ -650,7 +683,7 @@ class ScheduledRun {
       version: this.version,
       terms: this.terms,
       state,
-      nextDueAt: nextDueAt(this.status, state, this.settings),
+      nextDueAt: nextDueAt(this.status, state, this.settings, this.terms.schedule.maxPayments),
     }
     // Lifecycle events carry the subscription as it now is, so consumers need no call back.
     for (const { type, data } of this.lifecycleEvents) {
@@ -732,7 +765,7 @@ export const create = (input: NewScheduled, now: number, settings: PolicySetting
     currency: input.terms.amount.currency,
     terms: input.terms,
     state,
-    nextDueAt: nextDueAt("active", state, settings),
+    nextDueAt: nextDueAt("active", state, settings, input.terms.schedule.maxPayments),
     createdAt: input.createdAt,
     createdChannel: input.by.channel,
     createdTerminal: input.by.terminal,

@@ -149,11 +149,7 @@ export class PolicyHarness {
 
   /** Like `send`, but the policy must accept the message. */
   accept(input: ActorInput, when: When = undefined): Transition {
-    const result = this.send(input, when)
-    if (Result.isFailure(result)) {
-      throw new Error(`expected ${input._tag} to be accepted, refused: ${result.failure.message}`)
-    }
-    return result.success
+    return ok(this.send(input, when))
   }
 
   /** Like `send`, but the policy must refuse the message; the subscription is left as it was. */
@@ -285,6 +281,13 @@ export const notificationTypes = (transition: Transition): ReadonlyArray<string>
 
 export const decisions = (transition: Transition, outcome?: string): ReadonlyArray<DecisionRecord> =>
   transition.decisions.filter((decision) => outcome === undefined || decision.outcome === outcome)
+
+/** The transition of an accepted message (fails loudly on a refusal). */
+export const ok = (result: PolicyResult): Transition => {
+  if (Result.isFailure(result))
+    throw new Error(`expected the message to be accepted, refused: ${result.failure.message}`)
+  return result.success
+}
 
 /** The single command of a transition (fails loudly when there is not exactly one). */
 export const onlyCommand = (transition: Transition): PaymentCommand => {
