@@ -225,14 +225,9 @@ class ScheduledRun {
     if (due.length === 0) return
     if (this.retry !== null) {
       // The next occurrence has arrived: the old one stops retrying and counts as failed.
-      const retry = this.retry
-      this.retry = null
-      this.builder.decide("retry_abandoned", {
-        reason: "next_occurrence_due",
-        occurrence: retry.occurrence,
-        details: { plannedAt: Timestamp.format(retry.at), attempt: retry.attempt },
-      })
-      this.countFailedOccurrence(retry.occurrence)
+      const occurrence = this.retry.occurrence
+      this.abandonRetry("next_occurrence_due")
+      this.countFailedOccurrence(occurrence)
     }
     due.forEach((occurrence, position) => {
       this.handleDueOccurrence(occurrence, position === due.length - 1)
@@ -284,7 +279,8 @@ class ScheduledRun {
     }
     const maxPayments = this.terms.schedule.maxPayments
     if (maxPayments !== undefined && this.paid + this.occurrencesInFlight() >= maxPayments) {
-      return { reason: "max_payments_in_flight", details: { maxPayments, paid: this.paid } }
+      const reason = this.paid >= maxPayments ? "max_payments_reached" : "max_payments_in_flight"
+      return { reason, details: { maxPayments, paid: this.paid, inFlight: this.occurrencesInFlight() } }
     }
     return null
   }
@@ -463,6 +459,7 @@ class ScheduledRun {
     if (result.status === "declined") return "declined payments are final"
     if (!result.retryable) return "the hub marked the failure as not retryable"
     if (this.status !== "active") return `the subscription is ${this.status}`
+    if (this.retry !== null) return `a retry of occurrence ${this.retry.occurrence} is already planned`
     if (this.settings.retryScheduleMs[attempt.attempt - 1] === undefined) return "retry schedule exhausted"
     return "the next occurrence comes before the next retry"
   }
@@ -479,7 +476,7 @@ class ScheduledRun {
     this.status = "paused"
     this.statusReason = "consecutive_failures"
     this.version += 1
-    this.retry = null
+    this.abandonRetry("paused")
     const details = { failedOccurrencesInARow: this.failedInARow, lastFailedOccurrence: occurrence }
     this.builder.decide("paused", { reason: "consecutive_failures", details })
     this.lifecycleEvents.push({
@@ -608,18 +605,27 @@ class ScheduledRun {
       )
     }
     const changes: Record<string, unknown> = {}
+    if (command.schedule !== undefined) {
+      const schedule = normalizeSchedule(command.schedule)
+      const cursor = firstCursorAfter(schedule, this.now, this.lastSettled)
+      if (cursor === null) {
+        return invalidField(
+          "body.schedule",
+          `has no occurrence after the engine's current time ${Timestamp.format(this.now)} (check startDate and endDate)`,
+        )
+      }
+      changes.schedule = { from: this.terms.schedule, to: schedule }
+      this.terms = { ...this.terms, schedule }
+      // Skip marks name dates of the old schedule; they do not carry over to the new one.
+      this.skip = []
+      if (cursor.date !== this.cursor?.date) this.noticeFor = null
+      this.cursor = cursor
+    }
     if (command.amount !== undefined && !Money.equals(command.amount, this.terms.amount)) {
       changes.amount = { from: this.terms.amount, to: command.amount }
       this.terms = { ...this.terms, amount: command.amount }
-    }
-    if (command.schedule !== undefined) {
-      const schedule = normalizeSchedule(command.schedule)
-      changes.schedule = { from: this.terms.schedule, to: schedule }
-      this.terms = { ...this.terms, schedule }
-      const previousDate = this.cursor?.date ?? null
-      this.cursor = firstCursorAfter(schedule, this.now, this.lastSettled)
-      this.skip = []
-      if (this.cursor?.date !== previousDate) this.noticeFor = null
+      // A notice already sent named the old amount: the customer gets a corrected one.
+      this.noticeFor = null
     }
     this.version += 1
     this.builder.decide("updated", { by: command.by, details: changes })
@@ -632,14 +638,27 @@ class ScheduledRun {
     return undefined
   }
 
-  abandonRetry(reason: string): void {
-    if (this.retry === null) return
-    this.builder.decide("retry_abandoned", {
-      reason,
-      occurrence: this.retry.occurrence,
-      details: { plannedAt: Timestamp.format(this.retry.at), attempt: this.retry.attempt },
-    })
+  /** Drops a planned retry: its occurrence has failed for good, and everyone told "will retry" hears so. */
+  abandonRetry(reason: "next_occurrence_due" | "paused" | "cancelled"): void {
+    const retry = this.retry
+    if (retry === null) return
     this.retry = null
+    const details = { plannedAt: Timestamp.format(retry.at), attempt: retry.attempt }
+    this.builder.decide("retry_abandoned", { reason, occurrence: retry.occurrence, details })
+    const data = {
+      occurrence: retry.occurrence,
+      amount: retry.amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+      final: true,
+      whyNoRetry:
+        reason === "next_occurrence_due"
+          ? "the next occurrence came before the retry"
+          : `the subscription was ${reason}`,
+      abandonedRetry: details,
+    }
+    this.builder.event("payment.failed", this.base, data)
+    this.builder.notify("payment.failed", data)
   }
 
   dropSkip(date: string): void {
@@ -668,12 +687,15 @@ class ScheduledRun {
       paid: this.paid,
       lastSettled: this.lastSettled,
     }
+    const due = nextDueAt(this.status, state, this.settings, this.terms.schedule.maxPayments)
     const touched =
       this.builder.payments.length > 0 ||
       this.builder.outcomes.length > 0 ||
       this.builder.decisions.length > 0 ||
       this.builder.outgoing.length > 0 ||
       this.version !== this.base.version ||
+      // A stored due time computed under other settings is corrected on the next look.
+      due !== this.base.nextDueAt ||
       !sameState(state, this.base.state)
     if (!touched) return this.builder.build(this.base)
     const next: Subscription = {
@@ -683,7 +705,7 @@ class ScheduledRun {
       version: this.version,
       terms: this.terms,
       state,
-      nextDueAt: nextDueAt(this.status, state, this.settings, this.terms.schedule.maxPayments),
+      nextDueAt: due,
     }
     // Lifecycle events carry the subscription as it now is, so consumers need no call back.
     for (const { type, data } of this.lifecycleEvents) {

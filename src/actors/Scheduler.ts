@@ -51,7 +51,7 @@ export class Scheduler extends Context.Service<
               Effect.map((batch) => {
                 const last = batch[batch.length - 1]
                 const next =
-                  batch.length === config.sweepBatchSize && last !== undefined && last.nextDueAt !== null
+                  batch.length === config.sweepBatchSize && last !== undefined
                     ? Option.some({ dueAt: last.nextDueAt, id: last.id })
                     : Option.none()
                 return [batch, next] as const
@@ -60,12 +60,12 @@ export class Scheduler extends Context.Service<
           )
           yield* pages.pipe(
             Stream.mapEffect(
-              (subscription) =>
+              (due) =>
                 actors
                   .send(
-                    subscription.id,
+                    due.id,
                     { _tag: "Wake", statusReplies: noStatusReplies },
-                    { primed: subscription },
+                    due.subscription === undefined ? {} : { primed: due.subscription },
                   )
                   .pipe(
                     Effect.matchCauseEffect({
@@ -81,7 +81,7 @@ export class Scheduler extends Context.Service<
                           Effect.andThen(
                             Effect.logWarning("wake failed").pipe(
                               Effect.annotateLogs({
-                                subscriptionId: subscription.id,
+                                subscriptionId: due.id,
                                 cause: Cause.pretty(cause),
                               }),
                             ),

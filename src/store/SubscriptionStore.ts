@@ -98,6 +98,24 @@ export const decodePageCursor = (text: string): PageCursor | undefined => {
   }
 }
 
+/** A due row: decoded when it could be, so one unreadable row cannot stop a sweep. */
+export interface DueSubscription {
+  readonly id: string
+  readonly nextDueAt: number
+  readonly subscription: Subscription | undefined
+}
+
+const decodeDue = (row: SubscriptionRow): DueSubscription => {
+  let subscription: Subscription | undefined
+  try {
+    subscription = fromRow(row)
+  } catch {
+    // The actor loads it itself and fails on its own, visibly, without holding up the others.
+    subscription = undefined
+  }
+  return { id: row.id, nextDueAt: row.next_due_at?.getTime() ?? 0, subscription }
+}
+
 class LoadSubscription extends Request.Class<
   { readonly id: string },
   Subscription | undefined,
@@ -118,7 +136,7 @@ export class SubscriptionStore extends Context.Service<
       now: number,
       after: { readonly dueAt: number; readonly id: string } | null,
       limit: number,
-    ) => Effect.Effect<ReadonlyArray<Subscription>>
+    ) => Effect.Effect<ReadonlyArray<DueSubscription>>
     /** A client's subscriptions, newest first, paged. */
     readonly listByClient: (
       clientId: string,
@@ -143,7 +161,14 @@ export class SubscriptionStore extends Context.Service<
           const byId = new Map(rows.map((row) => [row.id, row]))
           for (const entry of entries) {
             const row = byId.get(entry.request.id)
-            entry.completeUnsafe(Exit.succeed(row === undefined ? undefined : fromRow(row)))
+            // Each row decodes on its own: one unreadable row must not fail the others in its batch.
+            let exit: Exit.Exit<Subscription | undefined>
+            try {
+              exit = Exit.succeed(row === undefined ? undefined : fromRow(row))
+            } catch (error) {
+              exit = Exit.die(error)
+            }
+            entry.completeUnsafe(exit)
           }
         }),
       ).pipe(RequestResolver.setDelay(1), RequestResolver.batchN(1_000))
@@ -169,7 +194,7 @@ export class SubscriptionStore extends Context.Service<
               )
             }
             return query.execute()
-          }).pipe(Effect.map((rows) => rows.map(fromRow))),
+          }).pipe(Effect.map((rows) => rows.map(decodeDue))),
         listByClient: (clientId, { includeHidden, limit, cursor }) =>
           use((runner) => {
             let query = runner

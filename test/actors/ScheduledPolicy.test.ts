@@ -414,6 +414,21 @@ describe("5. retries", () => {
     expect(harness.state.failedInARow).toBe(1)
   })
 
+  it("tells the hub and the customer that an abandoned retry's occurrence failed for good", () => {
+    const harness = dailyHarness()
+    harness.wake("2027-01-01T09:00:00Z")
+    harness.result(pid("2027-01-01"), "failed", { retryable: true })
+    const transition = harness.wake("2027-01-02T09:30:00Z")
+    expect(events(transition, "payment.failed").map((event) => event.data)).toEqual([
+      expect.objectContaining({
+        occurrence: "2027-01-01",
+        final: true,
+        whyNoRetry: expect.stringContaining("next occurrence"),
+      }),
+    ])
+    expect(notifications(transition, "payment.failed").map((notice) => notice.data.final)).toEqual([true])
+  })
+
   it("abandons a pending retry when a schedule change brings the next occurrence before it", () => {
     const harness = monthlyHarness()
     harness.wake(JAN_DUE)
@@ -756,6 +771,25 @@ describe("10. update", () => {
     expect(notificationTypes(updated)).toEqual([])
     const notice = harness.wake(at("2027-01-01T09:00:00Z"))
     expect(notifications(notice, "payment.upcoming").map((n) => n.data.occurrence)).toEqual(["2027-01-02"])
+  })
+
+  it("refuses a schedule with no occurrence left, as create does, and changes nothing", () => {
+    const harness = monthlyHarness()
+    const before = harness.subscription
+    const refused = harness.update({ schedule: monthly({ startDate: "2026-01-01", endDate: "2026-06-01" }) })
+    expect(refused).toMatchObject({
+      failure: { _tag: "ValidationFailed", details: [{ path: "body.schedule" }] },
+    })
+    expect(harness.subscription).toBe(before)
+  })
+
+  it("sends a corrected notice when the amount changes after the notice went out", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE - 20 * HOUR)
+    const updated = ok(harness.update({ amount: 175_000 }, { at: JAN_DUE - 19 * HOUR }))
+    expect(notifications(updated, "payment.upcoming").map((notice) => notice.data.amount)).toEqual([
+      rub(175_000),
+    ])
   })
 
   it("refuses a currency change", () => {

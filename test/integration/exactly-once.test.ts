@@ -84,7 +84,7 @@ describe("exactly one payment per occurrence", () => {
     await env.js.publish(env.topology.subjects.tick, JSON.stringify({ at: "2027-01-01T06:00:00Z" }), {
       msgID: "tick:2027-01-01T06:00:00Z",
     })
-    await hub.waitForCommands(30)
+    await hub.waitForCommands(30, 60_000)
     engineProcess.kill("SIGKILL")
     await new Promise((resolve) => engineProcess.once("exit", resolve))
     const sentBeforeCrash = hub.commands.length
@@ -92,8 +92,8 @@ describe("exactly one payment per occurrence", () => {
     await env.startEngine()
     // The tick is redelivered (it was never acknowledged) and also published again by an impatient clock.
     await env.tick("2027-01-01T06:00:00Z")
-    await hub.waitForCommands(subscriptions.length)
-    await env.settled()
+    await hub.waitForCommands(subscriptions.length, 60_000)
+    await env.settled(60_000)
 
     const commands = await commandsInStream(env)
     const perOccurrence = countBy(commands, (command) => `${command.subscriptionId}/${command.occurrence}`)
