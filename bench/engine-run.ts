@@ -1,0 +1,173 @@
+/**
+ * The engine phase: the real engine and a fake hub, each in its own process,
+ * on a seeded database; one tick makes every subscription due at once, and
+ * Postgres tells us when the last result is recorded and the outbox is empty.
+ */
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import { jetstream, jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
+import type { Naming } from "../src/EngineConfig.ts"
+import { makeTopology } from "../src/streams/Topology.ts"
+import {
+  count,
+  deleteStreamsOf,
+  namingEnvironment,
+  natsUrl,
+  progress,
+  secondsSince,
+  sleep,
+} from "./common.ts"
+import { type BenchProcess, memoryMb, startTsProcess } from "./processes.ts"
+import { burstAt, databaseUrlFor, openBenchPool } from "./seed.ts"
+
+/** What the engine run measured. */
+export interface EngineReport {
+  /** Seconds from the tick until the last result was recorded. */
+  readonly seconds: number
+  readonly paymentsPerSec: number
+  /** Seconds from the tick until every result was recorded and the outbox was empty. */
+  readonly drainSeconds: number
+  readonly peakRssMb: number | null
+  readonly startupSeconds: number
+  /** Payment rows and how many succeeded: one per subscription when the engine is right. */
+  readonly paymentRows: number
+  readonly succeeded: number
+  /** Commands the fake hub received, duplicates included (from its exit line). */
+  readonly hubCommands: number | null
+  /** How the engine ended on SIGTERM: "0" when it shut down cleanly, "SIGKILL" when it had to be killed. */
+  readonly engineExit: string
+}
+
+/** Where and how much to run. */
+export interface EngineRunOptions {
+  readonly database: string
+  readonly expected: number
+  readonly naming: Naming
+  readonly cwd: string
+  readonly logDirectory: string
+}
+
+const engineEntry = "src/main.ts"
+const readyTimeoutMs = 120_000
+const pollEveryMs = 100
+const progressEveryMs = 2_000
+const stallLimitMs = Number(process.env.BENCH_STALL_SECONDS ?? 120) * 1_000
+const stopGraceMs = 30_000
+
+interface Counts {
+  readonly recorded: number
+  readonly outbox: number
+}
+
+const hubCommandsFrom = (hub: BenchProcess): number | null => {
+  const match = /commands=(\d+)/.exec(hub.tail(5))
+  return match?.[1] === undefined ? null : Number(match[1])
+}
+
+/** Runs the engine on a seeded database until every payment has a result; stops it and deletes its streams. */
+export const runEngine = async (options: EngineRunOptions): Promise<EngineReport> => {
+  if (!existsSync(join(options.cwd, engineEntry))) {
+    throw new Error(`${engineEntry} does not exist yet: the engine phase cannot run`)
+  }
+  const environment = { ...process.env, ...namingEnvironment(options.naming) }
+  const connection = await connect({ servers: natsUrl, name: "bench-engine-run" })
+  const pool = openBenchPool(options.database, 1)
+  const hub = startTsProcess("fake hub", "fakes/run-fake-hub.ts", {
+    cwd: options.cwd,
+    env: environment,
+    logPath: join(options.logDirectory, "engine-fake-hub.log"),
+  })
+  const launched = performance.now()
+  const engine = startTsProcess("engine", engineEntry, {
+    cwd: options.cwd,
+    env: { ...environment, DATABASE_URL: databaseUrlFor(options.database), RP_CLOCK: "off" },
+    logPath: join(options.logDirectory, "engine.log"),
+  })
+  try {
+    await Promise.all([
+      engine.waitForLine("engine ready", readyTimeoutMs),
+      hub.waitForLine("fake hub ready", readyTimeoutMs),
+    ])
+    const startupSeconds = secondsSince(launched)
+    progress(
+      "engine",
+      `engine ready after ${startupSeconds.toFixed(1)}s (pid ${engine.pid}), log ${engine.logPath}`,
+    )
+
+    const counts = async (): Promise<Counts> => {
+      const { rows } = await pool.query<Counts>(
+        `SELECT (SELECT count(*) FROM payments WHERE status <> 'pending')::int AS recorded,
+           (SELECT count(*) FROM outbox)::int AS outbox`,
+      )
+      return rows[0] ?? { recorded: 0, outbox: 0 }
+    }
+
+    const js = jetstream(connection)
+    const tickAt = performance.now()
+    await js.publish(makeTopology(options.naming).subjects.tick, JSON.stringify({ at: burstAt }), {
+      msgID: `tick:${burstAt}`,
+    })
+
+    let recordedSeconds: number | undefined
+    let drainSeconds: number | undefined
+    let lastRecorded = -1
+    let lastChange = performance.now()
+    let lastProgress = performance.now()
+    while (drainSeconds === undefined) {
+      await sleep(pollEveryMs)
+      if (!engine.running()) {
+        throw new Error(
+          `the engine exited (${await engine.exited}) during the run; last output:\n${engine.tail(30)}`,
+        )
+      }
+      const { recorded, outbox } = await counts()
+      const elapsed = secondsSince(tickAt)
+      if (recorded >= options.expected && recordedSeconds === undefined) recordedSeconds = elapsed
+      if (recorded >= options.expected && outbox === 0) drainSeconds = elapsed
+      if (recorded !== lastRecorded) {
+        lastRecorded = recorded
+        lastChange = performance.now()
+      } else if (performance.now() - lastChange > stallLimitMs) {
+        throw new Error(
+          `the engine stalled: ${recorded} of ${options.expected} results recorded, ${outbox} outbox rows, no progress for ${stallLimitMs / 1_000} s; see ${engine.logPath}`,
+        )
+      }
+      if (performance.now() - lastProgress >= progressEveryMs || drainSeconds !== undefined) {
+        lastProgress = performance.now()
+        progress(
+          "engine",
+          `${elapsed.toFixed(1)}s  results ${count(recorded)}/${count(options.expected)}  ${count(recorded / elapsed)}/s  outbox ${count(outbox)}  rss ${count(memoryMb(engine.pid, "VmRSS") ?? 0)} MB`,
+        )
+      }
+    }
+    const seconds = recordedSeconds ?? drainSeconds
+    const peakRssMb = memoryMb(engine.pid, "VmHWM") ?? null
+    const { rows } = await pool.query<{ payments: number; succeeded: number }>(
+      `SELECT count(*)::int AS payments, (count(*) FILTER (WHERE status = 'succeeded'))::int AS succeeded
+       FROM payments`,
+    )
+    const engineExit = await engine.stop(stopGraceMs)
+    await hub.stop(stopGraceMs)
+    return {
+      seconds,
+      paymentsPerSec: options.expected / seconds,
+      drainSeconds,
+      peakRssMb,
+      startupSeconds,
+      paymentRows: rows[0]?.payments ?? 0,
+      succeeded: rows[0]?.succeeded ?? 0,
+      hubCommands: hubCommandsFrom(hub),
+      engineExit,
+    }
+  } finally {
+    await engine.stop(stopGraceMs)
+    await hub.stop(stopGraceMs)
+    // Only now that nothing uses them: streams named with this run's own prefix.
+    await jetstreamManager(connection)
+      .then((jsm) => deleteStreamsOf(jsm, options.naming))
+      .catch(() => undefined)
+    await connection.drain().catch(() => undefined)
+    await pool.end()
+  }
+}

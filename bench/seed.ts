@@ -1,0 +1,154 @@
+/**
+ * Seeds a fresh benchmark database: N clients, each with one template and one
+ * monthly scheduled subscription, all due at the same instant (the
+ * month-start burst). Rows go in with `unnest` batches so 100,000 take
+ * seconds; the row contents follow what `insertSubscription` writes.
+ */
+import { randomUUID } from "node:crypto"
+import { Effect } from "effect"
+import { Kysely, PostgresDialect } from "kysely"
+import pg from "pg"
+import { nextDueAt } from "../src/actors/ScheduledPolicy.ts"
+import { initialScheduledState, type ScheduledTerms } from "../src/domain/Subscription.ts"
+import { defaultSettings } from "../src/EngineConfig.ts"
+import { ensureDatabaseExists, migrateToLatest } from "../src/store/Database.ts"
+import type { Tables } from "../src/store/Tables.ts"
+
+/** Engine time when the subscriptions were created: two days before the burst. */
+export const seedNow = Date.parse("2026-12-30T00:00:00.000Z")
+
+/** The instant every seeded subscription is due: 1 January 2027, 09:00 in Moscow. */
+export const burstAt = "2027-01-01T06:00:00.000Z"
+
+/** What every seeded subscription pays, and when. */
+export const benchTerms: ScheduledTerms = {
+  amount: { value: 150_000, currency: "RUB" },
+  schedule: {
+    every: "month",
+    interval: 1,
+    dayOfMonth: 1,
+    time: "09:00",
+    timezone: "Europe/Moscow",
+    startDate: "2027-01-01",
+  },
+}
+
+/** The provider every seeded template pays. */
+export const benchProviderId = "bench-mobile"
+
+const rowsPerBatch = 5_000
+
+/** The server the bench databases live on; DATABASE_URL's database part is ignored. */
+export const postgresServerUrl = (): string => {
+  const url = new URL(process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres")
+  url.pathname = "/"
+  return url.toString()
+}
+
+/** The connection URL of one bench database. */
+export const databaseUrlFor = (database: string): string => new URL(database, postgresServerUrl()).toString()
+
+/** A small connection pool on one bench database; the caller ends it. */
+export const openBenchPool = (database: string, maxConnections: number): pg.Pool => {
+  const pool = new pg.Pool({ connectionString: databaseUrlFor(database), max: maxConnections })
+  // An idle connection closed by the server (a database dropped on interrupt) must not crash the bench.
+  pool.on("error", () => undefined)
+  return pool
+}
+
+/** What seeding did and how long it took. */
+export interface SeedReport {
+  readonly database: string
+  readonly subscriptions: number
+  readonly seconds: number
+  readonly nextDueAt: string
+}
+
+const padded = (index: number) => String(index).padStart(7, "0")
+
+/** Creates `database`, migrates it with the engine's migrations and seeds `count` due subscriptions. */
+export const seedBenchDatabase = async (database: string, count: number): Promise<SeedReport> => {
+  const started = performance.now()
+  await Effect.runPromise(ensureDatabaseExists(databaseUrlFor(database)))
+  const pool = openBenchPool(database, 4)
+  // Kysely only for the engine's own migrations; destroying it ends the pool.
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) })
+  try {
+    await Effect.runPromise(migrateToLatest(db))
+    const state = initialScheduledState(benchTerms, seedNow)
+    const dueAt = nextDueAt("active", state, defaultSettings)
+    if (dueAt === null) throw new Error("bench terms have no next due time: the seed is wrong")
+    const termsJson = JSON.stringify(benchTerms)
+    const stateJson = JSON.stringify(state)
+    const createdAt = new Date(seedNow)
+
+    for (let first = 0; first < count; first += rowsPerBatch) {
+      const size = Math.min(rowsPerBatch, count - first)
+      const subscriptionIds: Array<string> = []
+      const templateIds: Array<string> = []
+      const clientIds: Array<string> = []
+      const accounts: Array<string> = []
+      const sources: Array<string> = []
+      for (let offset = 0; offset < size; offset += 1) {
+        const number = padded(first + offset)
+        subscriptionIds.push(randomUUID())
+        templateIds.push(randomUUID())
+        clientIds.push(`bench-client-${number}`)
+        accounts.push(`+7900${number}`)
+        sources.push(`card-token-${number}`)
+      }
+      await pool.query(
+        `INSERT INTO templates (id, client_id, name, provider_id, account, source, created_at, created_channel)
+         SELECT t.id, t.client_id, 'Mobile ' || t.account, $4, t.account, t.source, $5, 'bench'
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $6::text[]) AS t(id, client_id, account, source)`,
+        [templateIds, clientIds, accounts, benchProviderId, createdAt, sources],
+      )
+      await pool.query(
+        `INSERT INTO subscriptions (id, client_id, kind, status, hidden, version, revision, template_id,
+           provider_id, account, source, currency, terms, state, next_due_at, created_at, updated_at, created_channel)
+         SELECT s.id, s.client_id, 'scheduled', 'active', false, 1, 1, s.template_id,
+           $5, s.account, s.source, $6, $7::jsonb, $8::jsonb, $9, $10, $10, 'bench'
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $11::text[])
+           AS s(id, client_id, template_id, account, source)`,
+        [
+          subscriptionIds,
+          clientIds,
+          templateIds,
+          accounts,
+          benchProviderId,
+          benchTerms.amount.currency,
+          termsJson,
+          stateJson,
+          new Date(dueAt),
+          createdAt,
+          sources,
+        ],
+      )
+    }
+    await pool.query(
+      "INSERT INTO engine_clock (id, now) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET now = EXCLUDED.now",
+      [createdAt],
+    )
+    // Fresh statistics, so the planner sees 100k rows and not an empty table.
+    await pool.query("ANALYZE")
+    return {
+      database,
+      subscriptions: count,
+      seconds: (performance.now() - started) / 1_000,
+      nextDueAt: new Date(dueAt).toISOString(),
+    }
+  } finally {
+    await db.destroy()
+  }
+}
+
+/** Drops a bench database, closing any connection still open on it. */
+export const dropBenchDatabase = async (database: string): Promise<void> => {
+  const client = new pg.Client({ connectionString: databaseUrlFor("postgres") })
+  await client.connect()
+  try {
+    await client.query(`DROP DATABASE IF EXISTS "${database.replaceAll('"', '""')}" WITH (FORCE)`)
+  } finally {
+    await client.end()
+  }
+}
