@@ -118,7 +118,7 @@ export class World {
   }
 
   /** Starts the engine as its own process (`node --import tsx src/main.ts`), for tests that kill it. */
-  async spawnEngine(): Promise<ChildProcess> {
+  async spawnEngine(environment: Record<string, string> = {}): Promise<ChildProcess> {
     const { naming } = this.settings
     const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
       env: {
@@ -134,6 +134,7 @@ export class World {
         RP_QUEUE_GROUP: this.settings.queueGroup,
         RP_ACK_WAIT: "PT5S",
         RP_LOG_LEVEL: "Info",
+        ...environment,
       },
       stdio: ["ignore", "pipe", "pipe"],
     })

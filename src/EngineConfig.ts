@@ -39,6 +39,7 @@ export interface EngineSettings {
   readonly mailboxCapacity: number
   readonly commitBatchSize: number
   readonly commitWorkers: number
+  readonly commitLingerMs: number
   readonly publishWorkers: number
   readonly outboxSweepAgeMs: number
   readonly outboxSweepIntervalMs: number
@@ -72,6 +73,7 @@ export const defaultSettings: EngineSettings = {
   mailboxCapacity: 64,
   commitBatchSize: 500,
   commitWorkers: 3,
+  commitLingerMs: 2,
   publishWorkers: 4,
   outboxSweepAgeMs: 10_000,
   outboxSweepIntervalMs: 5_000,
@@ -137,6 +139,7 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   mailboxCapacity: positiveInt("RP_MAILBOX_CAPACITY", defaultSettings.mailboxCapacity),
   commitBatchSize: positiveInt("RP_COMMIT_BATCH", defaultSettings.commitBatchSize),
   commitWorkers: positiveInt("RP_COMMIT_WORKERS", defaultSettings.commitWorkers),
+  commitLingerMs: duration("RP_COMMIT_LINGER", defaultSettings.commitLingerMs),
   publishWorkers: positiveInt("RP_PUBLISH_WORKERS", defaultSettings.publishWorkers),
   outboxSweepAgeMs: duration("RP_OUTBOX_SWEEP_AGE", defaultSettings.outboxSweepAgeMs),
   outboxSweepIntervalMs: duration("RP_OUTBOX_SWEEP_INTERVAL", defaultSettings.outboxSweepIntervalMs),

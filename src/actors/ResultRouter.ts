@@ -1,25 +1,25 @@
 /**
  * Routing hub results to the actor of the subscription that made the payment.
  *
- * A result for a payment already settled the same way is a redelivery and
- * stops here; anything else goes to the actor, which alone decides what a
- * result means (paid, retry, final failure, or a contradiction to record).
+ * A batch of results is looked up in one query. A result for a payment
+ * already settled the same way is a redelivery and stops here; a result for a
+ * payment the engine never sent is dead-lettered; anything else goes to the
+ * actor, which alone decides what a result means (paid, retry, final failure,
+ * or a contradiction to record).
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Exit, Layer } from "effect"
 import { PaymentStore } from "../store/PaymentStore.ts"
-import { done, type HandlerVerdict, type MessageContext } from "../streams/DurableConsumer.ts"
+import { type Delivery, done } from "../streams/DurableConsumer.ts"
 import type { PaymentResult } from "../streams/Messages.ts"
+import { InFlightWindow } from "./Scheduler.ts"
 import { SubscriptionActors } from "./SubscriptionActors.ts"
 
 /** The hub result router. */
 export class ResultRouter extends Context.Service<
   ResultRouter,
   {
-    readonly route: (
-      result: PaymentResult,
-      context: MessageContext,
-      consumer: string,
-    ) => Effect.Effect<HandlerVerdict>
+    /** Handles a batch of results from `consumer`; completes when each is settled. */
+    readonly route: (batch: ReadonlyArray<Delivery<PaymentResult>>, consumer: string) => Effect.Effect<void>
   }
 >()("rp/actors/ResultRouter") {
   static readonly layer = Layer.effect(
@@ -28,31 +28,52 @@ export class ResultRouter extends Context.Service<
       const payments = yield* PaymentStore
       const actors = yield* SubscriptionActors
       return ResultRouter.of({
-        route: (result, context, consumer) =>
+        route: (batch, consumer) =>
           Effect.gen(function* () {
-            const payment = yield* payments.route(result.paymentId)
-            if (payment === undefined) {
-              return {
-                _tag: "DeadLetter",
-                reason: `result for unknown paymentId ${JSON.stringify(result.paymentId)}`,
-              } as const
-            }
-            if (payment.status === result.status) return done
-            const outcome = yield* Effect.result(
-              actors.send(
+            const routes = yield* payments.routes(batch.map((delivery) => delivery.message.paymentId))
+            const window = new InFlightWindow(batch.length + 1)
+            for (const delivery of batch) {
+              const result = delivery.message
+              const payment = routes.get(result.paymentId.toLowerCase())
+              if (payment === undefined) {
+                delivery.settle(
+                  Exit.succeed({
+                    _tag: "DeadLetter",
+                    reason: `result for unknown paymentId ${JSON.stringify(result.paymentId)}`,
+                  }),
+                )
+                continue
+              }
+              if (payment.status === result.status) {
+                delivery.settle(Exit.succeed(done))
+                continue
+              }
+              window.started()
+              yield* actors.tell(
                 payment.subscriptionId,
-                { _tag: "HubResult", result, recordedStatus: payment.status },
-                { inbox: { consumer, messageId: context.messageId } },
-              ),
-            )
-            if (outcome._tag === "Failure") {
-              return {
-                _tag: "DeadLetter",
-                reason: `result could not be applied: ${outcome.failure.message}`,
-              } as const
+                {
+                  _tag: "HubResult",
+                  result: { ...result, paymentId: payment.paymentId },
+                  recordedStatus: payment.status,
+                },
+                { inbox: { consumer, messageId: delivery.context.messageId } },
+                (exit) => {
+                  delivery.settle(
+                    Exit.isSuccess(exit)
+                      ? Exit.succeed(done)
+                      : Exit.hasFails(exit)
+                        ? Exit.succeed({
+                            _tag: "DeadLetter",
+                            reason: `result could not be applied: ${String(exit.cause)}`,
+                          })
+                        : Exit.failCause(exit.cause),
+                  )
+                  window.finished()
+                },
+              )
             }
-            return done
-          }).pipe(Effect.annotateLogs({ paymentId: result.paymentId })),
+            yield* window.empty
+          }),
       })
     }),
   )

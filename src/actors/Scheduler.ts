@@ -7,13 +7,54 @@
  * flight at once, so a month-start burst of a hundred thousand subscriptions
  * flows through the actors and the group committer at a steady pace.
  */
-import { Cause, Context, Effect, Layer, Option, Semaphore, Stream } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Semaphore } from "effect"
 import { EngineConfig } from "../EngineConfig.ts"
-import { SubscriptionStore } from "../store/SubscriptionStore.ts"
+import { type DueSubscription, SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { EngineClock } from "./EngineClock.ts"
-import { SubscriptionActors } from "./SubscriptionActors.ts"
+import { type ActorExit, SubscriptionActors } from "./SubscriptionActors.ts"
 
 const noStatusReplies: ReadonlyMap<string, never> = new Map<string, never>()
+
+/**
+ * Counts work started and finished through callbacks, and lets the starter
+ * wait for room or for everything to finish without a fiber per item.
+ */
+export class InFlightWindow {
+  #inFlight = 0
+  #waiter: { readonly until: number; readonly deferred: Deferred.Deferred<void> } | undefined
+
+  constructor(readonly limit: number) {}
+
+  started(): void {
+    this.#inFlight += 1
+  }
+
+  finished(): void {
+    this.#inFlight -= 1
+    const waiter = this.#waiter
+    if (waiter !== undefined && this.#inFlight <= waiter.until) {
+      this.#waiter = undefined
+      Deferred.doneUnsafe(waiter.deferred, Exit.void)
+    }
+  }
+
+  /** Waits until fewer than `limit` are in flight (resuming at half, so the waits are few). */
+  get room(): Effect.Effect<void> {
+    return this.#waitUntil(this.#inFlight < this.limit ? undefined : Math.floor(this.limit / 2))
+  }
+
+  /** Waits until nothing is in flight. */
+  get empty(): Effect.Effect<void> {
+    return this.#waitUntil(this.#inFlight === 0 ? undefined : 0)
+  }
+
+  #waitUntil(until: number | undefined): Effect.Effect<void> {
+    if (until === undefined) return Effect.void
+    const deferred = Deferred.makeUnsafe<void>()
+    this.#waiter = { until, deferred }
+    return Deferred.await(deferred)
+  }
+}
 
 /** Sweep statistics, for logs and benchmarks. */
 export interface SweepReport {
@@ -42,58 +83,51 @@ export class Scheduler extends Context.Service<
       // One sweep at a time: a second would only wake the same actors again.
       const sweeping = yield* Semaphore.make(1)
 
+      // Pages of due rows in (next_due_at, id) order; at most `sweepInFlight` wakes at once.
+      // Wakes are told, not sent: each completes through a callback, so a burst of a hundred
+      // thousand costs no fiber per subscription beyond the actors' own.
       const sweepAt = (now: number) =>
         Effect.gen(function* () {
-          let woken = 0
-          let failed = 0
-          const pages = Stream.paginate(null as { dueAt: number; id: string } | null, (after) =>
-            store.dueBatch(now, after, config.sweepBatchSize).pipe(
-              Effect.map((batch) => {
-                const last = batch[batch.length - 1]
-                const next =
-                  batch.length === config.sweepBatchSize && last !== undefined
-                    ? Option.some({ dueAt: last.nextDueAt, id: last.id })
-                    : Option.none()
-                return [batch, next] as const
-              }),
-            ),
-          )
-          yield* pages.pipe(
-            Stream.mapEffect(
-              (due) =>
-                actors
-                  .send(
-                    due.id,
-                    { _tag: "Wake", statusReplies: noStatusReplies },
-                    due.subscription === undefined ? {} : { primed: due.subscription },
-                  )
-                  .pipe(
-                    Effect.matchCauseEffect({
-                      onSuccess: () =>
-                        Effect.sync(() => {
-                          woken += 1
-                        }),
-                      // One subscription's failure must not stop the sweep; it stays due and is retried next tick.
-                      onFailure: (cause) =>
-                        Effect.sync(() => {
-                          failed += 1
-                        }).pipe(
-                          Effect.andThen(
-                            Effect.logWarning("wake failed").pipe(
-                              Effect.annotateLogs({
-                                subscriptionId: due.id,
-                                cause: Cause.pretty(cause),
-                              }),
-                            ),
-                          ),
-                        ),
-                    }),
-                  ),
-              { concurrency: config.sweepInFlight, unordered: true },
-            ),
-            Stream.runDrain,
-          )
-          return { now, woken, failed }
+          const report = { woken: 0, failed: 0 }
+          const window = new InFlightWindow(config.sweepInFlight)
+          const completed = (due: DueSubscription) => (exit: ActorExit) => {
+            if (Exit.isSuccess(exit)) report.woken += 1
+            else {
+              // One subscription's failure must not stop the sweep; it stays due and is retried next tick.
+              report.failed += 1
+              if (failures.length < 20) failures.push({ id: due.id, cause: exit.cause })
+            }
+            window.finished()
+          }
+          const failures: Array<{ id: string; cause: Cause.Cause<unknown> }> = []
+          let after: { dueAt: number; id: string } | null = null
+          for (;;) {
+            const page: ReadonlyArray<DueSubscription> = yield* store.dueBatch(
+              now,
+              after,
+              config.sweepBatchSize,
+            )
+            for (const due of page) {
+              yield* window.room
+              window.started()
+              yield* actors.tell(
+                due.id,
+                { _tag: "Wake", statusReplies: noStatusReplies },
+                due.subscription === undefined ? {} : { primed: due.subscription },
+                completed(due),
+              )
+            }
+            const last: DueSubscription | undefined = page[page.length - 1]
+            if (page.length < config.sweepBatchSize || last === undefined) break
+            after = { dueAt: last.nextDueAt, id: last.id }
+          }
+          yield* window.empty
+          for (const failure of failures) {
+            yield* Effect.logWarning("wake failed").pipe(
+              Effect.annotateLogs({ subscriptionId: failure.id, cause: Cause.pretty(failure.cause) }),
+            )
+          }
+          return { now, ...report }
         })
 
       const sweep = sweeping.withPermits(1)(clock.now.pipe(Effect.flatMap(sweepAt)))

@@ -4,7 +4,7 @@
  * committer writes all of it — the new subscription row, payment records,
  * decisions and the outbox of messages it causes — in one transaction.
  */
-import { nameBasedId } from "../domain/Ids.ts"
+import { newId } from "../domain/Ids.ts"
 import type { Money } from "../domain/Money.ts"
 import type { Subscription } from "../domain/Subscription.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
@@ -81,26 +81,20 @@ export const engineActor: Actor = { channel: null, terminal: null, requestId: nu
 /**
  * Accumulates a transition while a policy works through one message.
  *
- * Ids of events and notifications are derived from the subscription id, the
- * revision being written and a counter: the same transition recomputed after
- * a crash yields the same ids, which the streams' duplicate window drops.
+ * Events and notifications get random ids: they are fixed the moment the
+ * transition is committed (the outbox row holds them), and a transition that
+ * was never committed never published anything, so nothing needs to be
+ * recomputed identically. Payment ids, which the hub keys on, are name-based.
  */
 export class TransitionBuilder {
   readonly payments: Array<PaymentRecord> = []
   readonly outcomes: Array<PaymentOutcomeRecord> = []
   readonly decisions: Array<DecisionRecord> = []
   readonly outgoing: Array<Outgoing> = []
-  #counter = 0
-
   constructor(
     readonly base: Subscription,
     readonly now: number,
   ) {}
-
-  #nextId(kind: string): string {
-    this.#counter += 1
-    return nameBasedId(`${kind}:${this.base.id}:${this.base.revision + 1}:${this.#counter}`)
-  }
 
   /** Records a decision. */
   decide(
@@ -131,7 +125,7 @@ export class TransitionBuilder {
     this.outgoing.push({
       _tag: "Event",
       event: {
-        eventId: this.#nextId("event"),
+        eventId: newId(),
         type,
         at: Timestamp.format(this.now),
         subscriptionId: subscription.id,
@@ -151,7 +145,7 @@ export class TransitionBuilder {
     this.outgoing.push({
       _tag: "Notification",
       notification: {
-        notificationId: this.#nextId("notification"),
+        notificationId: newId(),
         clientId: this.base.clientId,
         type,
         subscriptionId: this.base.id,

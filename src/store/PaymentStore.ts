@@ -1,8 +1,8 @@
 /**
- * Payment lookups by id, batched across concurrent callers: every hub result
- * needs to know which subscription its payment belongs to.
+ * Payment lookups by id: every hub result needs to know which subscription
+ * its payment belongs to. Results arrive in batches, and so are looked up.
  */
-import { Context, Effect, Exit, Layer, Request, RequestResolver } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { isUuid } from "../domain/Ids.ts"
 import { Database } from "./Database.ts"
 
@@ -13,52 +13,41 @@ export interface PaymentRoute {
   readonly status: string
 }
 
-class FindPayment extends Request.Class<
-  { readonly paymentId: string },
-  PaymentRoute | undefined,
-  never,
-  never
-> {}
-
 /** Payment reads. */
 export class PaymentStore extends Context.Service<
   PaymentStore,
   {
-    /** The payment's subscription and recorded status, or undefined for an id the engine never minted. */
-    readonly route: (paymentId: string) => Effect.Effect<PaymentRoute | undefined>
+    /** Each known payment's subscription and recorded status, keyed by payment id (lower case). */
+    readonly routes: (paymentIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, PaymentRoute>>
   }
 >()("rp/store/PaymentStore") {
   static readonly layer = Layer.effect(
     PaymentStore,
     Effect.gen(function* () {
-      const { db } = yield* Database
-      const resolver = RequestResolver.make<FindPayment>((entries) =>
-        Effect.promise(async () => {
-          const ids = [...new Set(entries.map((entry) => entry.request.paymentId))]
-          const rows = await db
-            .selectFrom("payments")
-            .select(["payment_id", "subscription_id", "status"])
-            .where("payment_id", "in", ids)
-            .execute()
-          const byId = new Map(rows.map((row) => [row.payment_id, row]))
-          for (const entry of entries) {
-            const row = byId.get(entry.request.paymentId)
-            entry.completeUnsafe(
-              Exit.succeed(
-                row === undefined
-                  ? undefined
-                  : { paymentId: row.payment_id, subscriptionId: row.subscription_id, status: row.status },
-              ),
-            )
-          }
-        }),
-      ).pipe(RequestResolver.setDelay(1), RequestResolver.batchN(1_000))
+      const { use } = yield* Database
       return PaymentStore.of({
-        route: (paymentId) =>
+        routes: (paymentIds) => {
           // Ids the engine mints are UUIDs; anything else cannot be ours and must not reach a uuid column.
-          isUuid(paymentId)
-            ? Effect.request(new FindPayment({ paymentId: paymentId.toLowerCase() }), resolver)
-            : Effect.succeed(undefined),
+          const ids = [...new Set(paymentIds.filter(isUuid).map((id) => id.toLowerCase()))]
+          if (ids.length === 0) return Effect.succeed(new Map())
+          return use((db) =>
+            db
+              .selectFrom("payments")
+              .select(["payment_id", "subscription_id", "status"])
+              .where("payment_id", "in", ids)
+              .execute(),
+          ).pipe(
+            Effect.map(
+              (rows) =>
+                new Map(
+                  rows.map((row) => [
+                    row.payment_id,
+                    { paymentId: row.payment_id, subscriptionId: row.subscription_id, status: row.status },
+                  ]),
+                ),
+            ),
+          )
+        },
       })
     }),
   )

@@ -16,7 +16,7 @@
  * If a batch fails as a whole, each transition is retried alone so one bad
  * transition cannot hold the others back.
  */
-import { Context, Deferred, Effect, Layer, Queue } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Queue, Semaphore } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
 import type { DecisionRecord, Outgoing, Transition } from "../actors/Transition.ts"
 import { newId } from "../domain/Ids.ts"
@@ -50,6 +50,8 @@ export interface InboxRecord {
 export interface CommitRequest {
   readonly transition: Transition
   readonly expectedRevision: number
+  /** Whether the terms differ from the stored ones (they are written only then). */
+  readonly termsChanged: boolean
   readonly request: RequestRecord | null
   readonly inbox: InboxRecord | null
 }
@@ -89,23 +91,38 @@ export const address = (outgoing: Outgoing, topology: TopologyService): Publisha
 const iso = (millis: number | null): string | null =>
   millis === null ? null : new Date(millis).toISOString()
 
+/**
+ * One JSON document per statement: rows travel as a JSON array and Postgres
+ * unpacks them with `jsonb_to_recordset`. Far cheaper than the driver's
+ * per-element array escaping, and nested objects (state, rules, details) go
+ * in as they are instead of as strings inside strings.
+ */
+const rowsJson = (rows: ReadonlyArray<object>): string => JSON.stringify(rows)
+
 /** Inserts decision rows. */
 const insertDecisions = async (
   trx: KyselyTransaction<Tables>,
   decisions: ReadonlyArray<DecisionRecord>,
 ): Promise<void> => {
   if (decisions.length === 0) return
+  const rows = decisions.map((d) => ({
+    subscription_id: d.subscriptionId,
+    at: iso(d.at),
+    outcome: d.outcome,
+    reason: d.reason,
+    occurrence: d.occurrence,
+    payment_id: d.paymentId,
+    details: d.details,
+    channel: d.channel,
+    terminal: d.terminal,
+  }))
   await sql`
     INSERT INTO decisions (subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal)
-    SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details::jsonb, v.channel, v.terminal
-    FROM unnest(
-      ${decisions.map((d) => d.subscriptionId)}::uuid[], ${decisions.map((d) => iso(d.at))}::timestamptz[],
-      ${decisions.map((d) => d.outcome)}::text[], ${decisions.map((d) => d.reason)}::text[],
-      ${decisions.map((d) => d.occurrence)}::text[], ${decisions.map((d) => d.paymentId)}::uuid[],
-      ${decisions.map((d) => JSON.stringify(d.details))}::text[], ${decisions.map((d) => d.channel)}::text[],
-      ${decisions.map((d) => d.terminal)}::text[])
-      WITH ORDINALITY AS v(subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal, position)
-    ORDER BY v.position`.execute(trx)
+    SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details, v.channel, v.terminal
+    FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS v(subscription_id uuid, at timestamptz,
+      outcome text, reason text, occurrence text, payment_id uuid, details jsonb, channel text, terminal text)`.execute(
+    trx,
+  )
 }
 
 /** Inserts one outbox row per transition that causes messages; returns the rows for publishing. */
@@ -121,9 +138,10 @@ const insertOutbox = async (
       messages: transition.outgoing.map((outgoing) => address(outgoing, topology)),
     }))
   if (rows.length === 0) return rows
+  // `json` (not jsonb) keeps each row's messages exactly as written.
   await sql`
     INSERT INTO outbox (id, messages)
-    SELECT * FROM unnest(${rows.map((row) => row.id)}::uuid[], ${rows.map((row) => JSON.stringify(row.messages))}::text[])`.execute(
+    SELECT v.id, v.messages::text FROM json_to_recordset(${rowsJson(rows)}::json) AS v(id uuid, messages json)`.execute(
     trx,
   )
   return rows
@@ -195,20 +213,29 @@ export const writeBatch = async (
     .sort((a, b) => (a.request.transition.subscription.id < b.request.transition.subscription.id ? -1 : 1))
   const applied = new Set<string>()
   if (candidates.length > 0) {
-    const subs = candidates.map(({ request }) => request.transition.subscription)
-    const rows = await sql<{ id: string }>`
+    const rows = candidates.map(({ request }) => {
+      const subscription = request.transition.subscription
+      return {
+        id: subscription.id,
+        expected: request.expectedRevision,
+        status: subscription.status,
+        status_reason: subscription.statusReason,
+        version: subscription.version,
+        // Terms rarely change; when they did not, the stored ones stay (null keeps them).
+        terms: request.termsChanged ? subscription.terms : null,
+        state: subscription.state,
+        next_due_at: iso(subscription.nextDueAt),
+      }
+    })
+    const updated = await sql<{ id: string }>`
       UPDATE subscriptions AS s SET
         status = v.status, status_reason = v.status_reason, version = v.version, revision = v.expected + 1,
-        terms = v.terms::jsonb, state = v.state::jsonb, next_due_at = v.next_due_at, updated_at = now()
-      FROM unnest(
-        ${subs.map((s) => s.id)}::uuid[], ${candidates.map(({ request }) => request.expectedRevision)}::bigint[],
-        ${subs.map((s) => s.status)}::text[], ${subs.map((s) => s.statusReason)}::text[],
-        ${subs.map((s) => s.version)}::int[], ${subs.map((s) => JSON.stringify(s.terms))}::text[],
-        ${subs.map((s) => JSON.stringify(s.state))}::text[], ${subs.map((s) => iso(s.nextDueAt))}::timestamptz[])
-        AS v(id, expected, status, status_reason, version, terms, state, next_due_at)
+        terms = COALESCE(v.terms, s.terms), state = v.state, next_due_at = v.next_due_at, updated_at = now()
+      FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS v(id uuid, expected bigint, status text,
+        status_reason text, version int, terms jsonb, state jsonb, next_due_at timestamptz)
       WHERE s.id = v.id AND s.revision = v.expected
       RETURNING s.id`.execute(trx)
-    for (const row of rows.rows) applied.add(row.id)
+    for (const row of updated.rows) applied.add(row.id)
   }
   const staleClaims: Array<RequestRecord> = []
   const winners: Array<CommitRequest> = []
@@ -222,40 +249,54 @@ export const writeBatch = async (
   }
   if (staleClaims.length > 0) {
     // The actor will recompute and claim again with the reply it then gives.
+    const keys = staleClaims.map((r) => ({ channel: r.channel, request_id: r.requestId }))
     await sql`
-      DELETE FROM requests r USING unnest(${staleClaims.map((r) => r.channel)}::text[], ${staleClaims.map((r) => r.requestId)}::text[]) AS v(channel, request_id)
+      DELETE FROM requests r USING jsonb_to_recordset(${rowsJson(keys)}::jsonb) AS v(channel text, request_id text)
       WHERE r.channel = v.channel AND r.request_id = v.request_id`.execute(trx)
   }
 
   // 3. Everything the winning transitions caused.
   const payments = winners.flatMap(({ transition }) => transition.payments)
   if (payments.length > 0) {
+    const rows = payments.map((p) => ({
+      payment_id: p.paymentId,
+      subscription_id: p.subscriptionId,
+      client_id: p.clientId,
+      occurrence: p.occurrence,
+      attempt: p.attempt,
+      amount: p.amount.value,
+      currency: p.amount.currency,
+      provider_id: p.providerId,
+      account: p.account,
+      source: p.source,
+      rule: p.rule,
+      requested_at: iso(p.requestedAt),
+    }))
     await sql`
       INSERT INTO payments (payment_id, subscription_id, client_id, occurrence, attempt, amount, currency,
         provider_id, account, source, status, rule, requested_at)
       SELECT v.payment_id, v.subscription_id, v.client_id, v.occurrence, v.attempt, v.amount, v.currency,
-        v.provider_id, v.account, v.source, 'pending', v.rule::jsonb, v.requested_at
-      FROM unnest(
-        ${payments.map((p) => p.paymentId)}::uuid[], ${payments.map((p) => p.subscriptionId)}::uuid[],
-        ${payments.map((p) => p.clientId)}::text[], ${payments.map((p) => p.occurrence)}::text[],
-        ${payments.map((p) => p.attempt)}::int[], ${payments.map((p) => p.amount.value)}::bigint[],
-        ${payments.map((p) => p.amount.currency)}::text[], ${payments.map((p) => p.providerId)}::text[],
-        ${payments.map((p) => p.account)}::text[], ${payments.map((p) => p.source)}::text[],
-        ${payments.map((p) => JSON.stringify(p.rule))}::text[], ${payments.map((p) => iso(p.requestedAt))}::timestamptz[])
-        AS v(payment_id, subscription_id, client_id, occurrence, attempt, amount, currency, provider_id, account,
-          source, rule, requested_at)`.execute(trx)
+        v.provider_id, v.account, v.source, 'pending', v.rule, v.requested_at
+      FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS v(payment_id uuid, subscription_id uuid, client_id text,
+        occurrence text, attempt int, amount bigint, currency text, provider_id text, account text, source text,
+        rule jsonb, requested_at timestamptz)`.execute(trx)
   }
   const results = winners.flatMap(({ transition }) => transition.outcomes)
   if (results.length > 0) {
+    const rows = results.map((r) => ({
+      payment_id: r.paymentId,
+      status: r.status,
+      retryable: r.retryable,
+      reason: r.reason,
+      hub_reference: r.hubReference,
+      outcome: r.outcome,
+      result_at: iso(r.resultAt),
+    }))
     await sql`
       UPDATE payments AS p SET status = v.status, retryable = v.retryable, reason = v.reason,
         hub_reference = v.hub_reference, outcome = v.outcome, result_at = v.result_at
-      FROM unnest(
-        ${results.map((r) => r.paymentId)}::uuid[], ${results.map((r) => r.status)}::text[],
-        ${results.map((r) => r.retryable)}::boolean[], ${results.map((r) => r.reason)}::text[],
-        ${results.map((r) => r.hubReference)}::text[], ${results.map((r) => r.outcome)}::text[],
-        ${results.map((r) => iso(r.resultAt))}::timestamptz[])
-        AS v(payment_id, status, retryable, reason, hub_reference, outcome, result_at)
+      FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS v(payment_id uuid, status text, retryable boolean,
+        reason text, hub_reference text, outcome text, result_at timestamptz)
       WHERE p.payment_id = v.payment_id`.execute(trx)
   }
   await insertDecisions(
@@ -267,11 +308,13 @@ export const writeBatch = async (
     winners.map(({ transition }) => transition),
     topology,
   )
-  const inbox = winners.flatMap(({ inbox }) => (inbox === null ? [] : [inbox]))
+  const inbox = winners.flatMap(({ inbox }) =>
+    inbox === null ? [] : [{ consumer: inbox.consumer, message_id: inbox.messageId }],
+  )
   if (inbox.length > 0) {
     await sql`
       INSERT INTO inbox (consumer, message_id)
-      SELECT * FROM unnest(${inbox.map((i) => i.consumer)}::text[], ${inbox.map((i) => i.messageId)}::text[])
+      SELECT v.consumer, v.message_id FROM jsonb_to_recordset(${rowsJson(inbox)}::jsonb) AS v(consumer text, message_id text)
       ON CONFLICT DO NOTHING`.execute(trx)
   }
   return { outcomes, outbox }
@@ -341,12 +384,38 @@ export class TransitionCommitter extends Context.Service<
           ),
         )
 
-      const worker = Effect.forever(
-        Queue.takeBetween(queue, 1, config.commitBatchSize).pipe(
-          Effect.flatMap((batch) => commitBatch(batch)),
-        ),
+      // One dispatcher forms batches; up to `commitWorkers` transactions run at once. A batch is
+      // taken only when a worker is free, so while all are busy transitions pile up into the next
+      // batch; and while any transaction is in flight, a small batch waits `commitLinger` for
+      // company. Alone (a single channel request) a transition is written at once.
+      const workers = yield* Semaphore.make(config.commitWorkers)
+      let inFlight = 0
+      const dispatcher = Effect.forever(
+        Effect.gen(function* () {
+          yield* workers.take(1)
+          const batch: Array<Pending> = [...(yield* Queue.takeBetween(queue, 1, config.commitBatchSize))]
+          if (batch.length < config.commitBatchSize && inFlight > 0 && config.commitLingerMs > 0) {
+            yield* Effect.sleep(Duration.millis(config.commitLingerMs))
+            const waiting = yield* Queue.size(queue)
+            if (waiting > 0)
+              batch.push(
+                ...(yield* Queue.takeN(queue, Math.min(waiting, config.commitBatchSize - batch.length))),
+              )
+          }
+          inFlight += 1
+          yield* Effect.forkScoped(
+            commitBatch(batch).pipe(
+              Effect.ensuring(
+                Effect.suspend(() => {
+                  inFlight -= 1
+                  return workers.release(1)
+                }),
+              ),
+            ),
+          )
+        }),
       )
-      for (let index = 0; index < config.commitWorkers; index++) yield* Effect.forkScoped(worker)
+      yield* Effect.forkScoped(dispatcher)
 
       return TransitionCommitter.of({
         create: (creation) =>

@@ -4,31 +4,24 @@
  * What happens to a message is decided here and only here:
  * - it does not decode → it goes to the dead-letter stream with the reasons,
  *   and is terminated so the stream moves on;
- * - its handler succeeds → ack;
+ * - its handler settles it as done → ack;
+ * - its handler settles it as unusable → dead-letter stream, terminated;
  * - its handler fails → nak with a growing delay, so it comes back later;
  *   after `maxDeliveries` attempts it goes to the dead-letter stream too.
  * Handlers never ack, nak or term themselves.
+ *
+ * Messages are decoded as they arrive and handed to the handler in batches:
+ * everything that arrived in one turn of the event loop goes to one handler
+ * run, so a burst of results costs one fiber and one database lookup per
+ * batch, not per message. How many messages are unsettled at once is bounded
+ * by the server (the consumer's max_ack_pending).
  */
 import type { JsMsg } from "@nats-io/jetstream"
-import { Cause, Duration, Effect, Schedule, Schema, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, FiberSet, Schedule, Schema } from "effect"
 import { issuesOf } from "../domain/Issues.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { DeadLetters } from "./DeadLetters.ts"
 import { Nats } from "./Nats.ts"
-
-/** How a consumer should run. */
-export interface ConsumerSpec<A, R> {
-  readonly stream: string
-  readonly consumer: string
-  /** How many messages are handled at once (ordering per key is the handler's business). */
-  readonly concurrency: number
-  /** Messages pulled ahead of handling. */
-  readonly prefetch: number
-  /** Keep telling the server we are still working, for handlers that may run past ack_wait. */
-  readonly heartbeat: boolean
-  readonly schema: Schema.Codec<A, unknown>
-  readonly handle: (message: A, context: MessageContext) => Effect.Effect<HandlerVerdict, never, R>
-}
 
 /** What a handler made of a message it could decode. */
 export type HandlerVerdict =
@@ -47,7 +40,38 @@ export interface MessageContext {
   readonly deliveries: number
 }
 
+/** One decoded message, and how to report what became of it (exactly once, now or later). */
+export interface Delivery<A> {
+  readonly message: A
+  readonly context: MessageContext
+  readonly settle: (outcome: Exit.Exit<HandlerVerdict, unknown>) => void
+}
+
+/** How a consumer should run. */
+export interface ConsumerSpec<A, R> {
+  readonly stream: string
+  readonly consumer: string
+  /** Messages pulled ahead of handling. */
+  readonly prefetch: number
+  /** Keep telling the server we are still working, for handlers that may run past ack_wait. */
+  readonly heartbeat: boolean
+  readonly schema: Schema.Codec<A, unknown>
+  /**
+   * Handles a batch and completes once every delivery is settled. If the run fails, the
+   * deliveries it did not settle are settled with that failure.
+   */
+  readonly handle: (batch: ReadonlyArray<Delivery<A>>) => Effect.Effect<void, never, R>
+}
+
 const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+type Decoded<A> =
+  | { readonly ok: true; readonly value: A }
+  | {
+      readonly ok: false
+      readonly reason: string
+      readonly details: Array<{ path: string; message: string }>
+    }
 
 /** Runs the consumer until interrupted; restarts the subscription if the server drops it. */
 export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
@@ -55,86 +79,135 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
     const config = yield* EngineConfig
     const { js } = yield* Nats
     const deadLetters = yield* DeadLetters
-    const decode = Schema.decodeUnknownEffect(spec.schema)
+    const decode = Schema.decodeUnknownExit(spec.schema)
 
-    const settle = (message: JsMsg) =>
-      Effect.gen(function* () {
-        let text: string
-        try {
-          text = utf8.decode(message.data)
-        } catch {
-          yield* deadLetters.send(message, spec.consumer, "payload is not valid UTF-8", [])
-          return message.term()
-        }
-        let json: unknown
-        try {
-          json = JSON.parse(text)
-        } catch (error) {
-          yield* deadLetters.send(
-            message,
-            spec.consumer,
-            `payload is not JSON: ${(error as Error).message}`,
-            [],
-          )
-          return message.term()
-        }
-        const decoded = yield* Effect.result(decode(json, { errors: "all", onExcessProperty: "ignore" }))
-        if (decoded._tag === "Failure") {
-          yield* deadLetters.send(
-            message,
-            spec.consumer,
-            "message does not match its schema",
-            issuesOf(decoded.failure),
-          )
-          return message.term()
-        }
-        const context: MessageContext = {
-          messageId: message.headers?.get("Nats-Msg-Id") || `${message.info.stream}:${message.seq}`,
-          subject: message.subject,
-          deliveries: message.info.deliveryCount,
-        }
-        const heartbeat = spec.heartbeat
-          ? Effect.repeat(
-              Effect.sync(() => message.working()),
-              Schedule.spaced(Duration.millis(Math.max(1_000, config.consumerAckWaitMs / 3))),
-            )
-          : Effect.never
-        const handled = yield* Effect.exit(
-          Effect.raceFirst(spec.handle(decoded.success, context), Effect.andThen(heartbeat, Effect.never)),
-        )
-        if (handled._tag === "Success") {
-          if (handled.value._tag === "DeadLetter") {
-            yield* deadLetters.send(message, spec.consumer, handled.value.reason, [])
-            return message.term()
-          }
-          return message.ack()
-        }
-        if (Cause.hasInterruptsOnly(handled.cause)) return
-        if (message.info.deliveryCount >= config.consumerMaxDeliveries) {
-          yield* deadLetters.send(
-            message,
-            spec.consumer,
-            `processing failed ${message.info.deliveryCount} times: ${Cause.pretty(handled.cause).split("\n")[0]}`,
-            [],
-          )
-          return message.term()
-        }
-        yield* Effect.logWarning("message handling failed; it will be redelivered").pipe(
-          Effect.annotateLogs({
-            consumer: spec.consumer,
-            subject: message.subject,
-            deliveries: message.info.deliveryCount,
-            cause: Cause.pretty(handled.cause),
-          }),
-        )
-        // Back off: 1 s, 2 s, 4 s ... capped at a minute.
-        message.nak(Math.min(60_000, 1_000 * 2 ** (message.info.deliveryCount - 1)))
-      })
+    const decodeMessage = (message: JsMsg): Decoded<A> => {
+      let text: string
+      try {
+        text = utf8.decode(message.data)
+      } catch {
+        return { ok: false, reason: "payload is not valid UTF-8", details: [] }
+      }
+      let json: unknown
+      try {
+        json = JSON.parse(text)
+      } catch (error) {
+        return { ok: false, reason: `payload is not JSON: ${(error as Error).message}`, details: [] }
+      }
+      const decoded = decode(json, { errors: "all", onExcessProperty: "ignore" })
+      if (Exit.isSuccess(decoded)) return { ok: true, value: decoded.value }
+      const error = Cause.findErrorOption(decoded.cause)
+      return {
+        ok: false,
+        reason: "message does not match its schema",
+        details: error._tag === "Some" && Schema.isSchemaError(error.value) ? issuesOf(error.value) : [],
+      }
+    }
 
     const consumeOnce = Effect.gen(function* () {
       const consumer = yield* Effect.promise(() => js.consumers.get(spec.stream, spec.consumer))
+      const fibers = yield* FiberSet.make<void, never>()
+      const runInSet = yield* FiberSet.runtime(fibers)<R>()
+      const unsettled = new Set<JsMsg>()
+
+      const deadLetter = (
+        message: JsMsg,
+        reason: string,
+        details: Array<{ path: string; message: string }>,
+      ) => {
+        runInSet(
+          deadLetters.send(message, spec.consumer, reason, details).pipe(
+            Effect.andThen(Effect.sync(() => message.term())),
+            // If even the dead-letter stream is unreachable, leave the message for redelivery.
+            Effect.catchCause((cause) =>
+              Effect.logError("could not dead-letter a message; it will be redelivered", cause).pipe(
+                Effect.andThen(Effect.sync(() => message.nak(5_000))),
+              ),
+            ),
+          ),
+        )
+      }
+
+      const settle = (message: JsMsg) => (outcome: Exit.Exit<HandlerVerdict, unknown>) => {
+        if (!unsettled.delete(message)) return
+        if (Exit.isSuccess(outcome)) {
+          if (outcome.value._tag === "Done") message.ack()
+          else deadLetter(message, outcome.value.reason, [])
+          return
+        }
+        if (Cause.hasInterruptsOnly(outcome.cause)) return
+        const deliveries = message.info.deliveryCount
+        if (deliveries >= config.consumerMaxDeliveries) {
+          const firstLine = Cause.pretty(outcome.cause).split("\n")[0]
+          deadLetter(message, `processing failed ${deliveries} times: ${firstLine}`, [])
+          return
+        }
+        runInSet(
+          Effect.logWarning("message handling failed; it will be redelivered").pipe(
+            Effect.annotateLogs({
+              consumer: spec.consumer,
+              subject: message.subject,
+              deliveries,
+              cause: Cause.pretty(outcome.cause),
+            }),
+          ),
+        )
+        // Back off: 1 s, 2 s, 4 s ... capped at a minute.
+        message.nak(Math.min(60_000, 1_000 * 2 ** (deliveries - 1)))
+      }
+
+      let batch: Array<Delivery<A>> = []
+      const flush = () => {
+        const ready = batch
+        batch = []
+        runInSet(
+          spec.handle(ready).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) =>
+              Effect.sync(() => {
+                // Whatever the handler did not settle (it failed part way) is settled as failed.
+                const failure = Exit.failCause(
+                  Exit.isFailure(exit) ? exit.cause : Cause.die(new Error("the handler did not settle it")),
+                )
+                for (const delivery of ready) delivery.settle(failure)
+              }),
+            ),
+          ),
+        )
+      }
+
+      const receive = (message: JsMsg) => {
+        unsettled.add(message)
+        const decoded = decodeMessage(message)
+        if (!decoded.ok) {
+          unsettled.delete(message)
+          deadLetter(message, decoded.reason, decoded.details)
+          return
+        }
+        if (batch.length === 0) setImmediate(flush)
+        batch.push({
+          message: decoded.value,
+          context: {
+            messageId: message.headers?.get("Nats-Msg-Id") || `${message.info.stream}:${message.seq}`,
+            subject: message.subject,
+            deliveries: message.info.deliveryCount,
+          },
+          settle: settle(message),
+        })
+      }
+
+      if (spec.heartbeat) {
+        yield* Effect.forkScoped(
+          Effect.repeat(
+            Effect.sync(() => {
+              for (const message of unsettled) message.working()
+            }),
+            Schedule.spaced(Duration.millis(Math.max(500, config.consumerAckWaitMs / 3))),
+          ),
+        )
+      }
       const messages = yield* Effect.acquireRelease(
-        Effect.promise(() => consumer.consume({ max_messages: spec.prefetch })),
+        Effect.promise(() => consumer.consume({ max_messages: spec.prefetch, callback: receive })),
         (messages) =>
           Effect.promise(() =>
             messages.close().then(
@@ -143,16 +216,14 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
             ),
           ),
       )
-      yield* Stream.fromAsyncIterable(messages, (error) => error).pipe(
-        Stream.mapEffect((message) => settle(message), { concurrency: spec.concurrency, unordered: true }),
-        Stream.runDrain,
-      )
+      const ended = yield* Effect.promise(() => messages.closed())
+      if (ended instanceof Error) return yield* Effect.die(ended)
     }).pipe(Effect.scoped)
 
     yield* Effect.logInfo("consumer running").pipe(
-      Effect.annotateLogs({ stream: spec.stream, consumer: spec.consumer, concurrency: spec.concurrency }),
+      Effect.annotateLogs({ stream: spec.stream, consumer: spec.consumer }),
     )
-    // The iterator ends when the server or connection goes away: start again after a pause, forever.
+    // The subscription ends when the server or connection goes away: start again after a pause, forever.
     yield* consumeOnce.pipe(
       Effect.catchCause((cause) =>
         Effect.logWarning("consumer stopped; restarting").pipe(

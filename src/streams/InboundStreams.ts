@@ -27,20 +27,26 @@ export const InboundStreams = Layer.effectDiscard(
       runConsumer({
         stream: topology.streams.ticks,
         consumer: topology.consumers.ticks,
-        concurrency: 1,
         prefetch: 1,
         heartbeat: true,
         schema: Tick,
-        handle: (tick) =>
-          scheduler.tick(Timestamp.millisOf(tick.at)).pipe(
-            Effect.tap((report) =>
-              report.woken + report.failed > 0
-                ? Effect.logInfo("tick processed").pipe(
-                    Effect.annotateLogs({ at: tick.at, woken: report.woken, failed: report.failed }),
-                  )
-                : Effect.void,
-            ),
-            Effect.as(done),
+        handle: (batch) =>
+          Effect.forEach(
+            batch,
+            ({ message: tick, settle }) =>
+              scheduler.tick(Timestamp.millisOf(tick.at)).pipe(
+                Effect.tap((report) =>
+                  report.woken + report.failed > 0
+                    ? Effect.logInfo("tick processed").pipe(
+                        Effect.annotateLogs({ at: tick.at, woken: report.woken, failed: report.failed }),
+                      )
+                    : Effect.void,
+                ),
+                Effect.as(done),
+                Effect.exit,
+                Effect.map(settle),
+              ),
+            { discard: true },
           ),
       }),
     )
@@ -48,11 +54,10 @@ export const InboundStreams = Layer.effectDiscard(
       runConsumer({
         stream: topology.streams.hubPayments,
         consumer: topology.consumers.hubResults,
-        concurrency: 2_000,
         prefetch: 1_000,
         heartbeat: false,
         schema: PaymentResult,
-        handle: (result, context) => router.route(result, context, topology.consumers.hubResults),
+        handle: (batch) => router.route(batch, topology.consumers.hubResults),
       }),
     )
   }),

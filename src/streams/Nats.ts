@@ -29,6 +29,8 @@ export class Nats extends Context.Service<Nats, NatsService>()("rp/streams/Nats"
             // Keep reconnecting for as long as it takes: a NATS restart must not stop the engine.
             maxReconnectAttempts: -1,
             reconnectTimeWait: 500,
+            // Stack traces for every request cost more CPU than the requests themselves in a burst.
+            noAsyncTraces: true,
           }),
         ),
         (connection) => Effect.promise(() => connection.drain().catch(() => undefined)),

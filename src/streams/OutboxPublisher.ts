@@ -13,6 +13,7 @@ import { Context, Effect, Layer, Queue, Schedule, Schema } from "effect"
 import { sql } from "kysely"
 import { EngineConfig } from "../EngineConfig.ts"
 import { Database } from "../store/Database.ts"
+import { JetStreamPublisher } from "./JetStreamPublisher.ts"
 import { Nats } from "./Nats.ts"
 
 /** A message in an outbox row, addressed and identified. */
@@ -56,11 +57,14 @@ export class OutboxPublisher extends Context.Service<
     Effect.gen(function* () {
       const config = yield* EngineConfig
       const { db, use } = yield* Database
-      const { js } = yield* Nats
+      const { connection } = yield* Nats
+      const publisher = yield* Effect.acquireRelease(
+        Effect.sync(() => new JetStreamPublisher(connection)),
+        (publisher) => Effect.sync(() => publisher.close()),
+      )
       const queue = yield* Queue.dropping<OutboxRow>(50_000)
       const known = new Set<string>()
       const counters = { published: 0, duplicates: 0, failures: 0 }
-      const encoder = new TextEncoder()
 
       const publishRows = (rows: ReadonlyArray<OutboxRow>) =>
         Effect.promise(async () => {
@@ -69,12 +73,10 @@ export class OutboxPublisher extends Context.Service<
               try {
                 // Messages of one row go out in order: a command before the events about it.
                 for (const message of row.messages) {
-                  const ack = await js.publish(
+                  const ack = await publisher.publish(
                     message.subject,
-                    encoder.encode(JSON.stringify(message.body)),
-                    {
-                      msgID: message.msgId,
-                    },
+                    JSON.stringify(message.body),
+                    message.msgId,
                   )
                   if (ack.duplicate) counters.duplicates += 1
                   else counters.published += 1

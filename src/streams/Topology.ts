@@ -192,7 +192,8 @@ export const consumerDefinitions = (topology: TopologyService, ackWaitMs: number
         ...base,
         durable_name: topology.consumers.hubResults,
         filter_subject: topology.subjects.hubResult,
-        max_ack_pending: 20_000,
+        // Results are handled concurrently, this many at most: the bound on the engine's memory in a burst.
+        max_ack_pending: 5_000,
       },
     },
   ]

@@ -77,7 +77,12 @@ describe("exactly one payment per occurrence", () => {
   })
 
   it("survives being killed in the middle of a burst: no second command, nothing lost", async () => {
-    const engineProcess = await env.spawnEngine()
+    // Small batches, so the burst is still going when the engine is killed.
+    const engineProcess = await env.spawnEngine({
+      RP_COMMIT_BATCH: "10",
+      RP_SWEEP_IN_FLIGHT: "10",
+      RP_PUBLISH_WORKERS: "1",
+    })
     const subscriptions = await createMany(env.channel(), 300)
     const hub = await env.startHub()
 

@@ -91,8 +91,20 @@ describe("group commit", () => {
       writeBatch(
         trx,
         [
-          { transition: paused(a), expectedRevision: 1, request: request("same-id", "reply-a"), inbox: null },
-          { transition: paused(b), expectedRevision: 1, request: request("same-id", "reply-b"), inbox: null },
+          {
+            transition: paused(a),
+            expectedRevision: 1,
+            termsChanged: false,
+            request: request("same-id", "reply-a"),
+            inbox: null,
+          },
+          {
+            transition: paused(b),
+            expectedRevision: 1,
+            termsChanged: false,
+            request: request("same-id", "reply-b"),
+            inbox: null,
+          },
         ],
         world.topology,
       ),
@@ -118,7 +130,15 @@ describe("group commit", () => {
       .execute((trx) =>
         writeBatch(
           trx,
-          [{ transition: paused(a), expectedRevision: 7, request: request("late", "reply"), inbox: null }],
+          [
+            {
+              transition: paused(a),
+              expectedRevision: 7,
+              termsChanged: false,
+              request: request("late", "reply"),
+              inbox: null,
+            },
+          ],
           world.topology,
         ),
       )
