@@ -21,8 +21,8 @@ import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } fro
 import { connect, nanos } from "@nats-io/transport-node"
 import { Schema } from "effect"
 import type pg from "pg"
-import { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
 import { defaultSettings, type Naming } from "../src/EngineConfig.ts"
+import { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
 import { type PaymentCommand, PaymentResult } from "../src/streams/Messages.ts"
 import { makeTopology, streamDefinitions } from "../src/streams/Topology.ts"
 import {

@@ -45,15 +45,25 @@ interface LineWatcher {
 export const startTsProcess = (
   name: string,
   script: string,
-  options: { readonly cwd: string; readonly env: NodeJS.ProcessEnv; readonly logPath: string },
+  options: {
+    readonly cwd: string
+    readonly env: NodeJS.ProcessEnv
+    readonly logPath: string
+    /** Node flags the process always runs with (the engine: those of `npm start`). */
+    readonly nodeArgs?: ReadonlyArray<string>
+  },
 ): BenchProcess => {
   // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") reaches every child: node refuses them in NODE_OPTIONS.
   const extraNodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "")
-  const child = spawn(process.execPath, [...extraNodeArgs, "--import", "tsx", script], {
-    cwd: options.cwd,
-    env: options.env,
-    stdio: ["ignore", "pipe", "pipe"],
-  })
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), ...extraNodeArgs, "--import", "tsx", script],
+    {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  )
   if (child.pid === undefined) throw new Error(`${name}: could not start ${script}`)
   const pid = child.pid
   started.add(child)

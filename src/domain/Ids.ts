@@ -7,7 +7,7 @@
  * and one that recomputes it agree on the id, so the hub's idempotency on
  * `paymentId` is a second line of defence behind our own records.
  */
-import { createHash, randomUUID } from "node:crypto"
+import { hash, randomUUID } from "node:crypto"
 
 /** A fresh random (version 4) UUID. */
 export const newId = (): string => randomUUID()
@@ -17,7 +17,8 @@ const namespace = Buffer.from("6f1c2b7e5a0d4e4f9a3b8c1d2e3f4a5b", "hex")
 
 /** A version 5 UUID derived from `name`: the same name always gives the same id. */
 export const nameBasedId = (name: string): string => {
-  const digest = createHash("sha1").update(namespace).update(name, "utf8").digest()
+  // One-shot hashing: several times cheaper than a Hash object per id, which matters per payment.
+  const digest = hash("sha1", Buffer.concat([namespace, Buffer.from(name, "utf8")]), "buffer")
   const bytes = digest.subarray(0, 16)
   bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x50
   bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80

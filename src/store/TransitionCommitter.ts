@@ -22,7 +22,12 @@ import type { DecisionRecord, Outgoing, Transition } from "../actors/Transition.
 import { newId } from "../domain/Ids.ts"
 import type { Template } from "../domain/Template.ts"
 import { EngineConfig } from "../EngineConfig.ts"
-import { OutboxPublisher, type OutboxRow, type PublishableMessage } from "../streams/OutboxPublisher.ts"
+import {
+  OutboxPublisher,
+  type OutboxRow,
+  outboxText,
+  type PublishableMessage,
+} from "../streams/OutboxPublisher.ts"
 import { Topology, type TopologyService } from "../streams/Topology.ts"
 import { Database } from "./Database.ts"
 import { claimRequest } from "./RequestLog.ts"
@@ -71,19 +76,19 @@ export const address = (outgoing: Outgoing, topology: TopologyService): Publisha
       return {
         subject: topology.subjects.hubCommand,
         msgId: outgoing.command.paymentId,
-        body: outgoing.command,
+        payload: JSON.stringify(outgoing.command),
       }
     case "Event":
       return {
         subject: topology.subjects.event(outgoing.event.type),
         msgId: outgoing.event.eventId,
-        body: outgoing.event,
+        payload: JSON.stringify(outgoing.event),
       }
     case "Notification":
       return {
         subject: topology.subjects.notify(outgoing.notification.clientId),
         msgId: outgoing.notification.notificationId,
-        body: outgoing.notification,
+        payload: JSON.stringify(outgoing.notification),
       }
   }
 }
@@ -138,10 +143,11 @@ const insertOutbox = async (
       messages: transition.outgoing.map((outgoing) => address(outgoing, topology)),
     }))
   if (rows.length === 0) return rows
-  // `json` (not jsonb) keeps each row's messages exactly as written.
+  // `json` (not jsonb) keeps each row's messages exactly as written; bodies are embedded, not re-escaped.
+  const document = `[${rows.map((row) => `{"id":"${row.id}","messages":${outboxText(row.messages)}}`).join(",")}]`
   await sql`
     INSERT INTO outbox (id, messages)
-    SELECT v.id, v.messages::text FROM json_to_recordset(${rowsJson(rows)}::json) AS v(id uuid, messages json)`.execute(
+    SELECT v.id, v.messages::text FROM json_to_recordset(${document}::json) AS v(id uuid, messages json)`.execute(
     trx,
   )
   return rows

@@ -20,8 +20,18 @@ import { Nats } from "./Nats.ts"
 export interface PublishableMessage {
   readonly subject: string
   readonly msgId: string
-  readonly body: unknown
+  /** The message's JSON text, serialized once when the transition is committed. */
+  readonly payload: string
 }
+
+/** The outbox row's text: the messages as a JSON array, each body embedded as it is (not re-escaped). */
+export const outboxText = (messages: ReadonlyArray<PublishableMessage>): string =>
+  `[${messages
+    .map(
+      (message) =>
+        `{"subject":${JSON.stringify(message.subject)},"msgId":${JSON.stringify(message.msgId)},"body":${message.payload}}`,
+    )
+    .join(",")}]`
 
 /** One outbox row: the messages one committed transition caused. */
 export interface OutboxRow {
@@ -32,7 +42,13 @@ export interface OutboxRow {
 const StoredMessages = Schema.fromJsonString(
   Schema.Array(Schema.Struct({ subject: Schema.String, msgId: Schema.String, body: Schema.Unknown })),
 )
-const decodeStoredMessages = Schema.decodeUnknownSync(StoredMessages)
+const decodeStored = Schema.decodeUnknownSync(StoredMessages)
+const decodeStoredMessages = (text: string): ReadonlyArray<PublishableMessage> =>
+  decodeStored(text).map((message) => ({
+    subject: message.subject,
+    msgId: message.msgId,
+    payload: JSON.stringify(message.body),
+  }))
 
 /** Counters for progress lines and benchmarks. */
 export interface OutboxStats {
@@ -71,13 +87,14 @@ export class OutboxPublisher extends Context.Service<
           const settled = await Promise.all(
             rows.map(async (row) => {
               try {
-                // Messages of one row go out in order: a command before the events about it.
-                for (const message of row.messages) {
-                  const ack = await publisher.publish(
-                    message.subject,
-                    JSON.stringify(message.body),
-                    message.msgId,
-                  )
+                // One connection keeps publish order, so a command still reaches its stream before
+                // the events about it; a row is retried whole, and repeats are dropped by message id.
+                const acks = await Promise.all(
+                  row.messages.map((message) =>
+                    publisher.publish(message.subject, message.payload, message.msgId),
+                  ),
+                )
+                for (const ack of acks) {
                   if (ack.duplicate) counters.duplicates += 1
                   else counters.published += 1
                 }

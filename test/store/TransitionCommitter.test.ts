@@ -125,23 +125,21 @@ describe("group commit", () => {
 
   it("writes nothing for a transition computed from a stale revision, and frees its request id", async () => {
     const a = await create("00000000-0000-4000-8000-00000000000a")
-    const { outcomes } = await world.db
-      .transaction()
-      .execute((trx) =>
-        writeBatch(
-          trx,
-          [
-            {
-              transition: paused(a),
-              expectedRevision: 7,
-              termsChanged: false,
-              request: request("late", "reply"),
-              inbox: null,
-            },
-          ],
-          world.topology,
-        ),
-      )
+    const { outcomes } = await world.db.transaction().execute((trx) =>
+      writeBatch(
+        trx,
+        [
+          {
+            transition: paused(a),
+            expectedRevision: 7,
+            termsChanged: false,
+            request: request("late", "reply"),
+            inbox: null,
+          },
+        ],
+        world.topology,
+      ),
+    )
     expect(outcomes).toEqual([{ _tag: "Stale" }])
     const row = await world.db
       .selectFrom("subscriptions")
