@@ -70,6 +70,12 @@ const padded = (index: number) => String(index).padStart(7, "0")
 export const seedBenchDatabase = async (database: string, count: number): Promise<SeedReport> => {
   const started = performance.now()
   await Effect.runPromise(ensureDatabaseExists(databaseUrlFor(database)))
+  if (process.env.BENCH_LOG_STATEMENTS === "1") {
+    // Every statement's duration in the server log, for finding where Postgres spends its time.
+    const admin = openBenchPool("postgres", 1)
+    await admin.query(`ALTER DATABASE "${database}" SET log_min_duration_statement = 0`)
+    await admin.end()
+  }
   const pool = openBenchPool(database, 4)
   // Kysely only for the engine's own migrations; destroying it ends the pool.
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) })

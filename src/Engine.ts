@@ -61,5 +61,9 @@ export const runEngine = Effect.gen(function* () {
   yield* Effect.logInfo("engine ready").pipe(
     Effect.annotateLogs({ instance: config.instanceId, clock: config.clock, nats: config.natsUrl }),
   )
-  return yield* Effect.never
-}).pipe(Effect.scoped)
+  return yield* Effect.never.pipe(
+    Effect.onInterrupt(() =>
+      Effect.logInfo("engine stopping: consumers stop, in-flight commits and publishes finish"),
+    ),
+  )
+}).pipe(Effect.scoped, Effect.ensuring(Effect.logInfo("engine stopped")))

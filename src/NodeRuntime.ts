@@ -2,17 +2,24 @@
  * Running an Effect program as the Node process: SIGTERM and SIGINT
  * interrupt the main fiber, so every scope closes in order (consumers stop,
  * in-flight commits and publishes finish, connections drain) before exit.
+ * A stop asked for by a signal that completes cleanly exits with status 0,
+ * so supervisors see an orderly shutdown rather than a crash.
  */
-import { Runtime } from "effect"
+import { Cause, Exit, Runtime } from "effect"
 
 /** Runs `effect` as the process's main program. */
 export const runMain = Runtime.makeRunMain(({ fiber, teardown }) => {
-  const interrupt = () => fiber.interruptUnsafe(fiber.id)
+  let stoppedBySignal = false
+  const interrupt = () => {
+    stoppedBySignal = true
+    fiber.interruptUnsafe(fiber.id)
+  }
   process.once("SIGTERM", interrupt)
   process.once("SIGINT", interrupt)
   fiber.addObserver((exit) => {
     process.off("SIGTERM", interrupt)
     process.off("SIGINT", interrupt)
-    teardown(exit, (code) => process.exit(code))
+    const orderlyStop = stoppedBySignal && Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+    teardown(exit, (code) => process.exit(orderlyStop ? 0 : code))
   })
 })

@@ -130,6 +130,8 @@ export class TemplateStore extends Context.Service<
           const users = await trx
             .selectFrom("subscriptions")
             .select("id")
+            // Through the client's index: a template and its subscriptions belong to one client.
+            .where("client_id", "=", clientId)
             .where("template_id", "=", id)
             .where("status", "in", ["active", "paused"])
             .limit(20)

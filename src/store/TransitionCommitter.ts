@@ -98,7 +98,7 @@ const iso = (millis: number | null): string | null =>
 
 /**
  * One JSON document per statement: rows travel as a JSON array and Postgres
- * unpacks them with `jsonb_to_recordset`. Far cheaper than the driver's
+ * unpacks them with `json_to_recordset`. Far cheaper than the driver's
  * per-element array escaping, and nested objects (state, rules, details) go
  * in as they are instead of as strings inside strings.
  */
@@ -124,7 +124,7 @@ const insertDecisions = async (
   await sql`
     INSERT INTO decisions (subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal)
     SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details, v.channel, v.terminal
-    FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS v(subscription_id uuid, at timestamptz,
+    FROM json_to_recordset(${rowsJson(rows)}::json) AS v(subscription_id uuid, at timestamptz,
       outcome text, reason text, occurrence text, payment_id uuid, details jsonb, channel text, terminal text)`.execute(
     trx,
   )
@@ -237,7 +237,7 @@ export const writeBatch = async (
       UPDATE subscriptions AS s SET
         status = v.status, status_reason = v.status_reason, version = v.version, revision = v.expected + 1,
         terms = COALESCE(v.terms, s.terms), state = v.state, next_due_at = v.next_due_at, updated_at = now()
-      FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS v(id uuid, expected bigint, status text,
+      FROM json_to_recordset(${rowsJson(rows)}::json) AS v(id uuid, expected bigint, status text,
         status_reason text, version int, terms jsonb, state jsonb, next_due_at timestamptz)
       WHERE s.id = v.id AND s.revision = v.expected
       RETURNING s.id`.execute(trx)
@@ -257,7 +257,7 @@ export const writeBatch = async (
     // The actor will recompute and claim again with the reply it then gives.
     const keys = staleClaims.map((r) => ({ channel: r.channel, request_id: r.requestId }))
     await sql`
-      DELETE FROM requests r USING jsonb_to_recordset(${rowsJson(keys)}::jsonb) AS v(channel text, request_id text)
+      DELETE FROM requests r USING json_to_recordset(${rowsJson(keys)}::json) AS v(channel text, request_id text)
       WHERE r.channel = v.channel AND r.request_id = v.request_id`.execute(trx)
   }
 
@@ -283,7 +283,7 @@ export const writeBatch = async (
         provider_id, account, source, status, rule, requested_at)
       SELECT v.payment_id, v.subscription_id, v.client_id, v.occurrence, v.attempt, v.amount, v.currency,
         v.provider_id, v.account, v.source, 'pending', v.rule, v.requested_at
-      FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS v(payment_id uuid, subscription_id uuid, client_id text,
+      FROM json_to_recordset(${rowsJson(rows)}::json) AS v(payment_id uuid, subscription_id uuid, client_id text,
         occurrence text, attempt int, amount bigint, currency text, provider_id text, account text, source text,
         rule jsonb, requested_at timestamptz)`.execute(trx)
   }
@@ -301,7 +301,7 @@ export const writeBatch = async (
     await sql`
       UPDATE payments AS p SET status = v.status, retryable = v.retryable, reason = v.reason,
         hub_reference = v.hub_reference, outcome = v.outcome, result_at = v.result_at
-      FROM jsonb_to_recordset(${rowsJson(rows)}::jsonb) AS v(payment_id uuid, status text, retryable boolean,
+      FROM json_to_recordset(${rowsJson(rows)}::json) AS v(payment_id uuid, status text, retryable boolean,
         reason text, hub_reference text, outcome text, result_at timestamptz)
       WHERE p.payment_id = v.payment_id`.execute(trx)
   }
@@ -320,7 +320,7 @@ export const writeBatch = async (
   if (inbox.length > 0) {
     await sql`
       INSERT INTO inbox (consumer, message_id)
-      SELECT v.consumer, v.message_id FROM jsonb_to_recordset(${rowsJson(inbox)}::jsonb) AS v(consumer text, message_id text)
+      SELECT v.consumer, v.message_id FROM json_to_recordset(${rowsJson(inbox)}::json) AS v(consumer text, message_id text)
       ON CONFLICT DO NOTHING`.execute(trx)
   }
   return { outcomes, outbox }

@@ -37,6 +37,8 @@ export const up = async (db: Kysely<any>): Promise<void> => {
   // `version` is what clients see and pass back as expectedVersion: it moves only
   // when terms or status change. `revision` moves on every write and fences
   // concurrent writers (a payment result must not make a client's update stale).
+  // Indexes are few on purpose, and pages keep free space (fillfactor): every
+  // payment rewrites its subscription twice, and each index is another write.
   await sql`
     CREATE TABLE subscriptions (
       id uuid PRIMARY KEY,
@@ -59,19 +61,17 @@ export const up = async (db: Kysely<any>): Promise<void> => {
       updated_at timestamptz NOT NULL DEFAULT now(),
       created_channel text NOT NULL,
       created_terminal text
-    )`.execute(db)
+    ) WITH (fillfactor = 70)`.execute(db)
   await sql`CREATE INDEX subscriptions_due ON subscriptions (next_due_at, id) WHERE next_due_at IS NOT NULL`.execute(
     db,
   )
   await sql`CREATE INDEX subscriptions_by_client ON subscriptions (client_id, created_at DESC, id)`.execute(
     db,
   )
-  await sql`CREATE INDEX subscriptions_by_template ON subscriptions (template_id) WHERE status IN ('active', 'paused')`.execute(
-    db,
-  )
 
   // One row per attempt. The unique key is the database's own guard that an
-  // occurrence's attempt is recorded once, whatever the engine believes.
+  // occurrence's attempt is recorded once, whatever the engine believes; it also
+  // serves a subscription's history (a few hundred rows, sorted in memory).
   await sql`
     CREATE TABLE payments (
       payment_id uuid PRIMARY KEY,
@@ -93,10 +93,7 @@ export const up = async (db: Kysely<any>): Promise<void> => {
       requested_at timestamptz NOT NULL,
       result_at timestamptz,
       UNIQUE (subscription_id, occurrence, attempt)
-    )`.execute(db)
-  await sql`CREATE INDEX payments_history ON payments (subscription_id, requested_at DESC, payment_id DESC)`.execute(
-    db,
-  )
+    ) WITH (fillfactor = 70)`.execute(db)
 
   // Every decision that is not a payment attempt: skipped occurrences, lifecycle
   // changes and who made them, retries abandoned, status queries.
@@ -117,14 +114,14 @@ export const up = async (db: Kysely<any>): Promise<void> => {
   await sql`CREATE INDEX decisions_history ON decisions (subscription_id, at DESC, id DESC)`.execute(db)
 
   // One row per committed state change: the JSON array of every message it
-  // causes. Deleted once each message has a JetStream publish ack.
+  // causes. Deleted once each message has a JetStream publish ack. Usually
+  // nearly empty, so the sweeper's look for old rows needs no index.
   await sql`
     CREATE TABLE outbox (
       id uuid PRIMARY KEY,
       messages text NOT NULL,
       created_at timestamptz NOT NULL DEFAULT now()
     )`.execute(db)
-  await sql`CREATE INDEX outbox_by_age ON outbox (created_at)`.execute(db)
 
   await sql`
     CREATE TABLE inbox (
