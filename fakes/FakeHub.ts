@@ -28,9 +28,9 @@ import {
 import { connect, type NatsConnection, nanos, type Subscription } from "@nats-io/transport-node"
 import { Schema } from "effect"
 import type { Naming } from "../src/EngineConfig.ts"
+import { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
 import { PaymentCommand, type PaymentResult } from "../src/streams/Messages.ts"
 import { makeTopology } from "../src/streams/Topology.ts"
-import { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
 
 /** What the hub does with a command: answer with a result, or stay silent (an unknown outcome). */
 export type HubVerdict =

@@ -113,4 +113,36 @@ describe("exactly one payment per occurrence", () => {
     const outbox = await env.db.selectFrom("outbox").select("id").execute()
     expect(outbox).toHaveLength(0)
   })
+
+  it("stops cleanly on SIGTERM in the middle of a burst and loses nothing", async () => {
+    const engineProcess = await env.spawnEngine({
+      RP_COMMIT_BATCH: "10",
+      RP_SWEEP_IN_FLIGHT: "10",
+      RP_PUBLISH_WORKERS: "1",
+    })
+    const subscriptions = await createMany(env.channel(), 200)
+    const hub = await env.startHub()
+    await env.js.publish(env.topology.subjects.tick, JSON.stringify({ at: "2027-01-01T06:00:00Z" }), {
+      msgID: "tick:2027-01-01T06:00:00Z",
+    })
+    await hub.waitForCommands(20, 60_000)
+    const exited = new Promise<number | null>((resolve) =>
+      engineProcess.once("exit", (code) => resolve(code)),
+    )
+    engineProcess.kill("SIGTERM")
+    expect(await exited).toBe(0)
+
+    await env.startEngine()
+    await env.tick("2027-01-01T06:00:00Z")
+    await hub.waitForCommands(subscriptions.length, 60_000)
+    await env.settled(60_000)
+    const perOccurrence = countBy(
+      await commandsInStream(env),
+      (command) => `${command.subscriptionId}/${command.occurrence}`,
+    )
+    expect(perOccurrence.size).toBe(subscriptions.length)
+    expect([...perOccurrence.values()].every((count) => count === 1)).toBe(true)
+    const payments = await env.db.selectFrom("payments").select("status").execute()
+    expect(payments.filter((payment) => payment.status === "succeeded")).toHaveLength(subscriptions.length)
+  })
 })
