@@ -319,20 +319,18 @@ class ScheduledRun {
     rule: Readonly<Record<string, unknown>>,
   ): void {
     const paymentId = paymentIdFor(this.base.id, occurrence, attempt)
+    const payment = {
+      paymentId,
+      occurrence,
+      attempt,
+      amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+      source: this.base.payee.source,
+      rule,
+    }
     this.builder.requestPayment(
-      {
-        paymentId,
-        subscriptionId: this.base.id,
-        clientId: this.base.clientId,
-        occurrence,
-        attempt,
-        amount,
-        providerId: this.base.payee.providerId,
-        account: this.base.payee.account,
-        source: this.base.payee.source,
-        rule,
-        requestedAt: this.now,
-      },
+      { ...payment, subscriptionId: this.base.id, clientId: this.base.clientId, requestedAt: this.now },
       this.base.kind,
     )
     this.open.push({
@@ -345,16 +343,7 @@ class ScheduledRun {
       statusQueries: 0,
       nextQueryAt: null,
     })
-    this.builder.event("payment.requested", this.base, {
-      paymentId,
-      occurrence,
-      attempt,
-      amount,
-      providerId: this.base.payee.providerId,
-      account: this.base.payee.account,
-      source: this.base.payee.source,
-      rule,
-    })
+    this.builder.event("payment.requested", this.base, payment)
   }
 
   sendRetry(retry: RetryPlan): void {

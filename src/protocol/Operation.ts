@@ -19,6 +19,15 @@ export interface RequestContext {
   readonly by: Actor & { readonly channel: string }
 }
 
+/** The idempotency key of a request and what identifies the request behind it. */
+export const requestKey = (context: RequestContext) => ({
+  channel: context.channel,
+  requestId: context.requestId,
+  clientId: context.clientId,
+  operation: context.operation,
+  requestHash: context.requestHash,
+})
+
 /** How an operation answered. */
 export type OperationOutcome =
   /** A read: the server wraps `result` in a reply. */

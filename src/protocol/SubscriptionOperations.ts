@@ -27,6 +27,7 @@ import {
   type Operation,
   type OperationOutcome,
   type RequestContext,
+  requestKey,
 } from "./Operation.ts"
 import { decodePageCursorOrFail, PageRequest } from "./Paging.ts"
 
@@ -120,14 +121,7 @@ export const subscriptionOperations = Effect.gen(function* () {
       if (!isUuid(id)) return yield* notFound(id)
       const outcome: ActorOutcome = yield* actors.send(id, input, {
         clientId: context.clientId,
-        request: {
-          channel: context.channel,
-          requestId: context.requestId,
-          clientId: context.clientId,
-          operation: context.operation,
-          requestHash: context.requestHash,
-          render,
-        },
+        request: { ...requestKey(context), render },
       })
       return outcome._tag === "Applied" && outcome.reply !== null
         ? ({ _tag: "Reply", text: outcome.reply } satisfies OperationOutcome)
@@ -215,14 +209,7 @@ export const subscriptionOperations = Effect.gen(function* () {
       const outcome = yield* committer.create({
         transition,
         template: newTemplate,
-        request: {
-          channel: context.channel,
-          requestId: context.requestId,
-          clientId: context.clientId,
-          operation: context.operation,
-          requestHash: context.requestHash,
-          reply,
-        },
+        request: { ...requestKey(context), reply },
       })
       return outcome === "Created"
         ? ({ _tag: "Reply", text: reply } satisfies OperationOutcome)

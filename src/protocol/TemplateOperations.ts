@@ -9,7 +9,7 @@ import { Database } from "../store/Database.ts"
 import { claimRequest } from "../store/RequestLog.ts"
 import { insertTemplate, TemplateStore } from "../store/TemplateStore.ts"
 import { okReply } from "./Envelope.ts"
-import { defineOperation, type Operation, type RequestContext } from "./Operation.ts"
+import { defineOperation, type Operation, type RequestContext, requestKey } from "./Operation.ts"
 import { decodePageCursorOrFail, PageRequest } from "./Paging.ts"
 
 const TemplateRef = Schema.Struct({
@@ -19,14 +19,7 @@ const TemplateRef = Schema.Struct({
 /** Thrown inside a transaction callback to roll it back and report why. */
 class AlreadyAnswered extends Error {}
 
-const requestRecord = (context: RequestContext, reply: string) => ({
-  channel: context.channel,
-  requestId: context.requestId,
-  clientId: context.clientId,
-  operation: context.operation,
-  requestHash: context.requestHash,
-  reply,
-})
+const requestRecord = (context: RequestContext, reply: string) => ({ ...requestKey(context), reply })
 
 /** The template operations, bound to the services they use. */
 export const templateOperations = Effect.gen(function* () {

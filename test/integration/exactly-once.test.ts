@@ -76,73 +76,63 @@ describe("exactly one payment per occurrence", () => {
     expect((row.state as { paid: number }).paid).toBe(1)
   })
 
-  it("survives being killed in the middle of a burst: no second command, nothing lost", async () => {
-    // Small batches, so the burst is still going when the engine is killed.
+  /**
+   * Starts an engine process, lets a burst of `count` payments begin, stops the process
+   * with `signal` part way, then finishes the burst with a new engine; returns what was
+   * sent before the stop and the stopped process's exit.
+   */
+  const burstInterrupted = async (count: number, signal: NodeJS.Signals) => {
+    // Small batches, so the burst is still going when the engine is stopped.
     const engineProcess = await env.spawnEngine({
       RP_COMMIT_BATCH: "10",
       RP_SWEEP_IN_FLIGHT: "10",
       RP_PUBLISH_WORKERS: "1",
     })
-    const subscriptions = await createMany(env.channel(), 300)
+    const subscriptions = await createMany(env.channel(), count)
     const hub = await env.startHub()
-
     await env.js.publish(env.topology.subjects.tick, JSON.stringify({ at: "2027-01-01T06:00:00Z" }), {
       msgID: "tick:2027-01-01T06:00:00Z",
     })
-    await hub.waitForCommands(30, 60_000)
-    engineProcess.kill("SIGKILL")
-    await new Promise((resolve) => engineProcess.once("exit", resolve))
-    const sentBeforeCrash = hub.commands.length
+    await hub.waitForCommands(Math.floor(count / 10), 60_000)
+    const exited = new Promise<number | null>((resolve) =>
+      engineProcess.once("exit", (code) => resolve(code)),
+    )
+    engineProcess.kill(signal)
+    const exitCode = await exited
+    const sentBeforeStop = hub.commands.length
 
     await env.startEngine()
     // The tick is redelivered (it was never acknowledged) and also published again by an impatient clock.
     await env.tick("2027-01-01T06:00:00Z")
     await hub.waitForCommands(subscriptions.length, 60_000)
     await env.settled(60_000)
+    return { subscriptions, sentBeforeStop, exitCode }
+  }
 
-    const commands = await commandsInStream(env)
-    const perOccurrence = countBy(commands, (command) => `${command.subscriptionId}/${command.occurrence}`)
-    expect(perOccurrence.size).toBe(subscriptions.length)
-    expect([...perOccurrence.values()].every((count) => count === 1)).toBe(true)
-    expect(sentBeforeCrash).toBeGreaterThan(0)
-    expect(sentBeforeCrash).toBeLessThan(subscriptions.length)
-
-    const payments = await env.db.selectFrom("payments").select(["subscription_id", "status"]).execute()
-    expect(payments).toHaveLength(subscriptions.length)
-    expect(payments.every((payment) => payment.status === "succeeded")).toBe(true)
-    const outbox = await env.db.selectFrom("outbox").select("id").execute()
-    expect(outbox).toHaveLength(0)
-  })
-
-  it("stops cleanly on SIGTERM in the middle of a burst and loses nothing", async () => {
-    const engineProcess = await env.spawnEngine({
-      RP_COMMIT_BATCH: "10",
-      RP_SWEEP_IN_FLIGHT: "10",
-      RP_PUBLISH_WORKERS: "1",
-    })
-    const subscriptions = await createMany(env.channel(), 200)
-    const hub = await env.startHub()
-    await env.js.publish(env.topology.subjects.tick, JSON.stringify({ at: "2027-01-01T06:00:00Z" }), {
-      msgID: "tick:2027-01-01T06:00:00Z",
-    })
-    await hub.waitForCommands(20, 60_000)
-    const exited = new Promise<number | null>((resolve) =>
-      engineProcess.once("exit", (code) => resolve(code)),
-    )
-    engineProcess.kill("SIGTERM")
-    expect(await exited).toBe(0)
-
-    await env.startEngine()
-    await env.tick("2027-01-01T06:00:00Z")
-    await hub.waitForCommands(subscriptions.length, 60_000)
-    await env.settled(60_000)
+  /** Checks the burst ended with exactly one command and one successful payment per subscription. */
+  const expectEachPaidOnce = async (expected: number) => {
     const perOccurrence = countBy(
       await commandsInStream(env),
       (command) => `${command.subscriptionId}/${command.occurrence}`,
     )
-    expect(perOccurrence.size).toBe(subscriptions.length)
+    expect(perOccurrence.size).toBe(expected)
     expect([...perOccurrence.values()].every((count) => count === 1)).toBe(true)
-    const payments = await env.db.selectFrom("payments").select("status").execute()
-    expect(payments.filter((payment) => payment.status === "succeeded")).toHaveLength(subscriptions.length)
+    const payments = await env.db.selectFrom("payments").select(["subscription_id", "status"]).execute()
+    expect(payments).toHaveLength(expected)
+    expect(payments.every((payment) => payment.status === "succeeded")).toBe(true)
+    expect(await env.db.selectFrom("outbox").select("id").execute()).toHaveLength(0)
+  }
+
+  it("survives being killed in the middle of a burst: no second command, nothing lost", async () => {
+    const { subscriptions, sentBeforeStop } = await burstInterrupted(300, "SIGKILL")
+    expect(sentBeforeStop).toBeGreaterThan(0)
+    expect(sentBeforeStop).toBeLessThan(subscriptions.length)
+    await expectEachPaidOnce(subscriptions.length)
+  })
+
+  it("stops cleanly on SIGTERM in the middle of a burst and loses nothing", async () => {
+    const { subscriptions, exitCode } = await burstInterrupted(200, "SIGTERM")
+    expect(exitCode).toBe(0)
+    await expectEachPaidOnce(subscriptions.length)
   })
 })
