@@ -4,7 +4,7 @@
  */
 import { Effect, Schema } from "effect"
 import { invalidField, type ValidationFailed } from "../domain/Errors.ts"
-import { decodePageCursor } from "../store/SubscriptionStore.ts"
+import { CreatedPosition, decodeCursor } from "../store/Cursor.ts"
 
 /** `limit` (1-200, default 50) and `cursor` from a previous page's `nextCursor`. */
 export const PageRequest = Schema.Struct({
@@ -15,9 +15,9 @@ export const PageRequest = Schema.Struct({
 /** Decodes a cursor the engine handed out; anything else is a validation failure. */
 export const decodePageCursorOrFail = (
   cursor: string | undefined,
-): Effect.Effect<{ readonly createdAt: string; readonly id: string } | undefined, ValidationFailed> => {
+): Effect.Effect<CreatedPosition | undefined, ValidationFailed> => {
   if (cursor === undefined) return Effect.succeed(undefined)
-  const decoded = decodePageCursor(cursor)
+  const decoded = decodeCursor(CreatedPosition, cursor)
   return decoded === undefined
     ? Effect.fail(invalidField("body.cursor", "is not a cursor this engine returned"))
     : Effect.succeed(decoded)

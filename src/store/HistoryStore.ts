@@ -5,6 +5,7 @@
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import { sql } from "kysely"
+import { decodeCursor, keysetPage } from "./Cursor.ts"
 import { Database } from "./Database.ts"
 
 /** One line of history. */
@@ -41,20 +42,14 @@ export interface HistoryPage {
   readonly nextCursor: string | null
 }
 
-const HistoryCursor = Schema.Struct({ at: Schema.String, rank: Schema.Int, key: Schema.String })
+const HistoryCursor = Schema.Struct({ at: Schema.String, rank: Schema.Int, key: Schema.String }).check(
+  Schema.makeFilter((position) => !Number.isNaN(Date.parse(position.at))),
+)
 type HistoryCursor = typeof HistoryCursor.Type
 
 /** Decodes an opaque history cursor; undefined when it is not one of ours. */
-export const decodeHistoryCursor = (text: string): HistoryCursor | undefined => {
-  try {
-    const decoded = Schema.decodeUnknownOption(HistoryCursor)(
-      JSON.parse(Buffer.from(text, "base64url").toString()),
-    )
-    return decoded._tag === "Some" && !Number.isNaN(Date.parse(decoded.value.at)) ? decoded.value : undefined
-  } catch {
-    return undefined
-  }
-}
+export const decodeHistoryCursor = (text: string): HistoryCursor | undefined =>
+  decodeCursor(HistoryCursor, text)
 
 interface HistoryRow {
   readonly at: Date
@@ -139,17 +134,12 @@ export class HistoryStore extends Context.Service<
               LIMIT ${limit + 1}`.execute(db),
           ).pipe(
             Effect.map(({ rows }) => {
-              const page = rows.slice(0, limit)
-              const last = page[page.length - 1]
-              return {
-                entries: page.map(toEntry),
-                nextCursor:
-                  rows.length > limit && last !== undefined
-                    ? Buffer.from(
-                        JSON.stringify({ at: last.at_text, rank: last.rank, key: last.key }),
-                      ).toString("base64url")
-                    : null,
-              }
+              const page = keysetPage(rows, limit, toEntry, (row) => ({
+                at: row.at_text,
+                rank: row.rank,
+                key: row.key,
+              }))
+              return { entries: page.items, nextCursor: page.nextCursor }
             }),
           ),
       })

@@ -9,6 +9,7 @@
 import { Context, Effect, Exit, Layer, Request, RequestResolver, Schema } from "effect"
 import { type Kysely, type Selectable, sql, type Transaction } from "kysely"
 import { Kind, ScheduledState, ScheduledTerms, Status, type Subscription } from "../domain/Subscription.ts"
+import { type CreatedPosition, keysetPage } from "./Cursor.ts"
 import { Database } from "./Database.ts"
 import type { SubscriptionsTable, Tables } from "./Tables.ts"
 
@@ -77,27 +78,6 @@ export interface SubscriptionPage {
   readonly nextCursor: string | null
 }
 
-interface PageCursor {
-  readonly createdAt: string
-  readonly id: string
-}
-
-const encodeCursor = (cursor: PageCursor): string => Buffer.from(JSON.stringify(cursor)).toString("base64url")
-const PageCursorSchema = Schema.Struct({ createdAt: Schema.String, id: Schema.String })
-/** Decodes an opaque page cursor; undefined when it was not one of ours. */
-export const decodePageCursor = (text: string): PageCursor | undefined => {
-  try {
-    const decoded = Schema.decodeUnknownOption(PageCursorSchema)(
-      JSON.parse(Buffer.from(text, "base64url").toString()),
-    )
-    return decoded._tag === "Some" && !Number.isNaN(Date.parse(decoded.value.createdAt))
-      ? decoded.value
-      : undefined
-  } catch {
-    return undefined
-  }
-}
-
 /** A due row: decoded when it could be, so one unreadable row cannot stop a sweep. */
 export interface DueSubscription {
   readonly id: string
@@ -143,7 +123,7 @@ export class SubscriptionStore extends Context.Service<
       options: {
         readonly includeHidden: boolean
         readonly limit: number
-        readonly cursor: PageCursor | undefined
+        readonly cursor: CreatedPosition | undefined
       },
     ) => Effect.Effect<SubscriptionPage>
   }
@@ -212,17 +192,12 @@ export class SubscriptionStore extends Context.Service<
             }
             return query.execute()
           }).pipe(
-            Effect.map((rows) => {
-              const page = rows.slice(0, limit).map(fromRow)
-              const last = page[page.length - 1]
-              return {
-                items: page,
-                nextCursor:
-                  rows.length > limit && last !== undefined
-                    ? encodeCursor({ createdAt: new Date(last.createdAt).toISOString(), id: last.id })
-                    : null,
-              }
-            }),
+            Effect.map((rows) =>
+              keysetPage(rows, limit, fromRow, (row) => ({
+                createdAt: row.created_at.toISOString(),
+                id: row.id,
+              })),
+            ),
           ),
       })
     }),

@@ -5,6 +5,7 @@
 import { Context, Effect, Layer, Schema } from "effect"
 import { type Selectable, sql, type Transaction } from "kysely"
 import type { Template } from "../domain/Template.ts"
+import { type CreatedPosition, keysetPage } from "./Cursor.ts"
 import { Database } from "./Database.ts"
 import type { Tables, TemplatesTable } from "./Tables.ts"
 
@@ -64,7 +65,7 @@ export class TemplateStore extends Context.Service<
       clientId: string,
       options: {
         readonly limit: number
-        readonly after: { readonly createdAt: string; readonly id: string } | undefined
+        readonly after: CreatedPosition | undefined
       },
     ) => Effect.Effect<TemplatePage>
     /** Soft-deletes inside `trx`, refusing while live subscriptions use the template. */
@@ -103,19 +104,12 @@ export class TemplateStore extends Context.Service<
             }
             return query.execute()
           }).pipe(
-            Effect.map((rows) => {
-              const items = rows.slice(0, limit).map(fromRow)
-              const last = items[items.length - 1]
-              return {
-                items,
-                nextCursor:
-                  rows.length > limit && last !== undefined
-                    ? Buffer.from(
-                        JSON.stringify({ createdAt: new Date(last.createdAt).toISOString(), id: last.id }),
-                      ).toString("base64url")
-                    : null,
-              }
-            }),
+            Effect.map((rows) =>
+              keysetPage(rows, limit, fromRow, (row) => ({
+                createdAt: row.created_at.toISOString(),
+                id: row.id,
+              })),
+            ),
           ),
         deleteIn: async (trx, id, clientId) => {
           const template = await trx

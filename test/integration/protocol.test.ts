@@ -333,6 +333,34 @@ describe("channel protocol", () => {
     expect(await footprint()).toEqual(before)
   })
 
+  it("pages lists with an opaque cursor, and refuses a cursor it did not hand out", async () => {
+    const mobile = env.channel("mobile")
+    const client = { clientId: "pager-1" }
+    for (let index = 0; index < 5; index++) await createScheduled(mobile, client.clientId, {}, `acc-${index}`)
+    const seen: Array<string> = []
+    let cursor: string | null = null
+    do {
+      const page: { items: Array<{ subscriptionId: string }>; nextCursor: string | null } = await mobile.ok(
+        "subscription.list",
+        { limit: 2, ...(cursor === null ? {} : { cursor }) },
+        client,
+      )
+      expect(page.items.length).toBeLessThanOrEqual(2)
+      seen.push(...page.items.map((item) => item.subscriptionId))
+      cursor = page.nextCursor
+    } while (cursor !== null)
+    expect(new Set(seen).size).toBe(5)
+    const templates = await mobile.ok<{ items: Array<unknown>; nextCursor: string | null }>(
+      "template.list",
+      { limit: 3 },
+      client,
+    )
+    expect(templates.items).toHaveLength(3)
+    expect(templates.nextCursor).not.toBeNull()
+    const forged = await mobile.request("subscription.list", { cursor: "bm90LWEtY3Vyc29y" }, client)
+    expect(errorOf(forged)).toMatchObject({ code: "VALIDATION_FAILED", details: [{ path: "body.cursor" }] })
+  })
+
   it("makes a pause idempotent on its request id", async () => {
     const mobile = env.channel("mobile")
     const client = { clientId: "pauser-1" }
