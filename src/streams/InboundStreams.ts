@@ -18,10 +18,20 @@ export const InboundStreams = Layer.effectDiscard(
     const scheduler = yield* Scheduler
     const router = yield* ResultRouter
 
-    // Work a previous run left half done is due already: finish it before new ticks arrive.
-    const recovered = yield* scheduler.sweep
-    if (recovered.woken > 0)
-      yield* Effect.logInfo("resumed due work after start").pipe(Effect.annotateLogs({ ...recovered }))
+    // Work a previous run left half done is due already: finish it, in the background so the
+    // engine is ready at once (ticks wait for it: sweeps take turns).
+    yield* Effect.forkScoped(
+      scheduler.sweep.pipe(
+        Effect.tap((recovered) =>
+          recovered.woken + recovered.failed > 0
+            ? Effect.logInfo("resumed due work after start").pipe(Effect.annotateLogs({ ...recovered }))
+            : Effect.void,
+        ),
+        Effect.catchCause((cause) =>
+          Effect.logError("start-up sweep failed; the next tick sweeps again", cause),
+        ),
+      ),
+    )
 
     yield* Effect.forkScoped(
       runConsumer({
