@@ -14,6 +14,7 @@ import { Channels } from "./protocol/Channels.ts"
 import { ProtocolHandler, ProtocolServer } from "./protocol/ProtocolServer.ts"
 import { Database } from "./store/Database.ts"
 import { HistoryStore } from "./store/HistoryStore.ts"
+import { InboxStore } from "./store/InboxStore.ts"
 import { PaymentStore } from "./store/PaymentStore.ts"
 import { RequestLog } from "./store/RequestLog.ts"
 import { SubscriptionStore } from "./store/SubscriptionStore.ts"
@@ -37,6 +38,7 @@ const foundations = Layer.mergeAll(
   TemplateStore.layer,
   HistoryStore.layer,
   PaymentStore.layer,
+  InboxStore.layer,
   RequestLog.layer,
   Channels.layerDefault,
 )

@@ -48,6 +48,7 @@ export interface EngineSettings {
   readonly sweepInFlight: number
   readonly consumerAckWaitMs: number
   readonly consumerMaxDeliveries: number
+  readonly inboxRetentionMs: number
   readonly requestConcurrency: number
 }
 
@@ -82,6 +83,7 @@ export const defaultSettings: EngineSettings = {
   sweepInFlight: 1_000,
   consumerAckWaitMs: 30_000,
   consumerMaxDeliveries: 5,
+  inboxRetentionMs: 7 * 24 * 3_600_000,
   requestConcurrency: 256,
 }
 
@@ -148,6 +150,7 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   sweepInFlight: positiveInt("RP_SWEEP_IN_FLIGHT", defaultSettings.sweepInFlight),
   consumerAckWaitMs: duration("RP_ACK_WAIT", defaultSettings.consumerAckWaitMs),
   consumerMaxDeliveries: positiveInt("RP_MAX_DELIVERIES", defaultSettings.consumerMaxDeliveries),
+  inboxRetentionMs: duration("RP_INBOX_RETENTION", defaultSettings.inboxRetentionMs),
   requestConcurrency: positiveInt("RP_REQUEST_CONCURRENCY", defaultSettings.requestConcurrency),
 })
 

@@ -1,18 +1,26 @@
 /**
  * Routing hub results to the actor of the subscription that made the payment.
  *
- * A batch of results is looked up in one query. A result for a payment
+ * A batch of results is looked up at once. A message processed before (its
+ * effect committed, its acknowledgement lost) or a result for a payment
  * already settled the same way is a redelivery and stops here; a result for a
  * payment the engine never sent is dead-lettered; anything else goes to the
  * actor, which alone decides what a result means (paid, retry, final failure,
  * or a contradiction to record).
  */
-import { Context, Effect, Exit, Layer } from "effect"
+import { Cause, Context, Effect, Exit, Layer } from "effect"
+import { InboxStore } from "../store/InboxStore.ts"
 import { PaymentStore } from "../store/PaymentStore.ts"
 import { type Delivery, done } from "../streams/DurableConsumer.ts"
 import type { PaymentResult } from "../streams/Messages.ts"
 import { InFlightWindow } from "./Scheduler.ts"
-import { SubscriptionActors } from "./SubscriptionActors.ts"
+import { type ActorExit, SubscriptionActors } from "./SubscriptionActors.ts"
+
+const refusalOf = (exit: ActorExit) => {
+  if (Exit.isSuccess(exit)) return undefined
+  const error = Cause.findErrorOption(exit.cause)
+  return error._tag === "Some" ? error.value : undefined
+}
 
 /** The hub result router. */
 export class ResultRouter extends Context.Service<
@@ -26,14 +34,29 @@ export class ResultRouter extends Context.Service<
     ResultRouter,
     Effect.gen(function* () {
       const payments = yield* PaymentStore
+      const inbox = yield* InboxStore
       const actors = yield* SubscriptionActors
       return ResultRouter.of({
         route: (batch, consumer) =>
           Effect.gen(function* () {
-            const routes = yield* payments.routes(batch.map((delivery) => delivery.message.paymentId))
+            const [routes, processed] = yield* Effect.all(
+              [
+                payments.routes(batch.map((delivery) => delivery.message.paymentId)),
+                inbox.processed(
+                  consumer,
+                  batch.map((delivery) => delivery.context.messageId),
+                ),
+              ],
+              { concurrency: 2 },
+            )
             const window = new InFlightWindow(batch.length + 1)
             for (const delivery of batch) {
               const result = delivery.message
+              // Processed before and committed; only the acknowledgement was lost.
+              if (processed.has(delivery.context.messageId)) {
+                delivery.settle(Exit.succeed(done))
+                continue
+              }
               const payment = routes.get(result.paymentId.toLowerCase())
               if (payment === undefined) {
                 delivery.settle(
@@ -58,13 +81,14 @@ export class ResultRouter extends Context.Service<
                 },
                 { inbox: { consumer, messageId: delivery.context.messageId } },
                 (exit) => {
+                  const refusal = refusalOf(exit)
                   delivery.settle(
                     Exit.isSuccess(exit)
                       ? Exit.succeed(done)
-                      : Exit.hasFails(exit)
+                      : refusal !== undefined
                         ? Exit.succeed({
                             _tag: "DeadLetter",
-                            reason: `result could not be applied: ${String(exit.cause)}`,
+                            reason: `result could not be applied: ${refusal.message}`,
                           })
                         : Exit.failCause(exit.cause),
                   )

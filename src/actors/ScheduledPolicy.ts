@@ -363,8 +363,12 @@ class ScheduledRun {
       this.completeIfDone()
       return
     }
-    // Already settled: a redelivery is silent, a contradiction is recorded for support.
-    if (recordedStatus !== null && recordedStatus !== result.status && recordedStatus !== "unknown") {
+    // Already settled: a redelivery is silent, a contradiction is recorded for support. Only a
+    // final recorded status can be contradicted: "pending" or "unknown" was read before an
+    // earlier copy of this result was applied.
+    const settled =
+      recordedStatus === "succeeded" || recordedStatus === "failed" || recordedStatus === "declined"
+    if (settled && recordedStatus !== result.status) {
       this.builder.decide("result_conflict", {
         paymentId: result.paymentId,
         details: { recorded: recordedStatus, received: result.status, receivedAt: result.at },
@@ -529,7 +533,10 @@ class ScheduledRun {
     this.failedInARow = 0
     // No backfill: anything that fell due while paused stays skipped.
     while (this.cursor !== null && this.cursor.dueAt <= this.now) {
-      this.skipOccurrence(this.cursor, "paused", { dueAt: Timestamp.format(this.cursor.dueAt) })
+      this.skipOccurrence(this.cursor, "paused", {
+        dueAt: Timestamp.format(this.cursor.dueAt),
+        statusReason: this.base.statusReason,
+      })
       if (this.lastSettled === null || this.cursor.date > this.lastSettled)
         this.lastSettled = this.cursor.date
       this.dropSkip(this.cursor.date) // Fix: as in processDueOccurrences.
@@ -600,14 +607,15 @@ class ScheduledRun {
       if (cursor === null) {
         return invalidField(
           "body.schedule",
-          `has no occurrence after the engine's current time ${Timestamp.format(this.now)} (check startDate and endDate)`,
+          `has no occurrence after the engine's current time ${Timestamp.format(this.now)}${this.lastSettled === null ? "" : ` and after ${this.lastSettled}, the last occurrence already handled`} (check startDate and endDate)`,
         )
       }
       changes.schedule = { from: this.terms.schedule, to: schedule }
       this.terms = { ...this.terms, schedule }
       // Skip marks name dates of the old schedule; they do not carry over to the new one.
       this.skip = []
-      if (cursor.date !== this.cursor?.date) this.noticeFor = null
+      // A notice that named another date or time no longer holds: the new one is announced.
+      if (cursor.dueAt !== this.cursor?.dueAt) this.noticeFor = null
       this.cursor = cursor
     }
     if (command.amount !== undefined && !Money.equals(command.amount, this.terms.amount)) {
@@ -634,8 +642,12 @@ class ScheduledRun {
     this.retry = null
     const details = { plannedAt: Timestamp.format(retry.at), attempt: retry.attempt }
     this.builder.decide("retry_abandoned", { reason, occurrence: retry.occurrence, details })
+    // The attempt whose failure planned this retry: what consumers have been tracking.
+    const lastAttemptId = paymentIdFor(this.base.id, retry.occurrence, retry.attempt - 1)
     const data = {
+      paymentId: lastAttemptId,
       occurrence: retry.occurrence,
+      attempt: retry.attempt - 1,
       amount: retry.amount,
       providerId: this.base.payee.providerId,
       account: this.base.payee.account,
@@ -647,7 +659,7 @@ class ScheduledRun {
       abandonedRetry: details,
     }
     this.builder.event("payment.failed", this.base, data)
-    this.builder.notify("payment.failed", data)
+    this.builder.notify("payment.failed", data, lastAttemptId)
   }
 
   dropSkip(date: string): void {

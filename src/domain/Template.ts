@@ -4,7 +4,7 @@
  * client and reused by their autopayments.
  */
 import { Schema } from "effect"
-import { Text } from "./Text.ts"
+import { hasControlCharacter, Text } from "./Text.ts"
 
 /** Provider ids appear in subjects (`provider.<providerId>.…`), so they are subject-safe tokens. */
 export const ProviderId = Schema.String.check(
@@ -22,10 +22,24 @@ export const TemplateInput = Schema.Struct({
   account: Text(64),
   source: Text(64),
   fields: Schema.optionalKey(
-    Schema.Record(Text(64), Text(256)).check(
-      Schema.makeFilter((fields: Readonly<Record<string, string>>) =>
-        Object.keys(fields).length <= 32 ? undefined : "must have at most 32 entries",
-      ),
+    // Keys are checked here rather than by the record's key schema, so that a bad key is
+    // reported with what is wrong with it instead of as an unexpected property.
+    Schema.Record(Schema.String, Text(256)).check(
+      Schema.makeFilter((fields: Readonly<Record<string, string>>) => {
+        const keys = Object.keys(fields)
+        if (keys.length > 32) return "must have at most 32 entries"
+        return keys.flatMap((key): Array<Schema.FilterIssue> => {
+          const problem =
+            key.trim().length === 0
+              ? "field names must not be empty"
+              : key.length > 64
+                ? "field names must be at most 64 characters"
+                : hasControlCharacter(key)
+                  ? "field names must not contain control characters"
+                  : undefined
+          return problem === undefined ? [] : [{ path: [key], issue: problem }]
+        })
+      }),
     ),
   ),
 })

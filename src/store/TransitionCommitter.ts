@@ -191,7 +191,9 @@ export const writeBatch = async (
   requests.forEach((request, index) => {
     if (request.request === null) return
     const key = keyOf(request.request)
-    if (firstWithKey.has(key)) outcomes[index] = { _tag: "DuplicateRequest" }
+    // Not a duplicate yet: the first may still lose its revision race and give up its claim.
+    // Stale makes the later one decide again, and its next commit finds the stored reply.
+    if (firstWithKey.has(key)) outcomes[index] = { _tag: "Stale" }
     else firstWithKey.set(key, { index, record: request.request })
   })
   const claimed = new Set<number>()

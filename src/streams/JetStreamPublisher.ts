@@ -98,6 +98,14 @@ export class JetStreamPublisher {
     })
   }
 
+  /** Resolves once no publish awaits its ack, or after `timeoutMs`, whichever comes first. */
+  async drained(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs
+    while (this.awaiting.size > 0 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+  }
+
   /** Stops listening; publishes still awaiting an ack fail. */
   close(): void {
     clearInterval(this.sweeper)

@@ -76,7 +76,12 @@ export class OutboxPublisher extends Context.Service<
       const { connection } = yield* Nats
       const publisher = yield* Effect.acquireRelease(
         Effect.sync(() => new JetStreamPublisher(connection)),
-        (publisher) => Effect.sync(() => publisher.close()),
+        // On shutdown, publishes already sent get a few seconds to be acknowledged; whatever is
+        // still open stays in the table and goes out at the next start.
+        (publisher) =>
+          Effect.promise(() => publisher.drained(5_000)).pipe(
+            Effect.andThen(Effect.sync(() => publisher.close())),
+          ),
       )
       const queue = yield* Queue.dropping<OutboxRow>(50_000)
       const known = new Set<string>()

@@ -429,6 +429,16 @@ describe("5. retries", () => {
     expect(notifications(transition, "payment.failed").map((notice) => notice.data.final)).toEqual([true])
   })
 
+  it("names the last failed attempt in the final failure of an abandoned retry", () => {
+    const harness = dailyHarness()
+    harness.wake("2027-01-01T09:00:00Z")
+    harness.result(pid("2027-01-01"), "failed", { retryable: true })
+    const transition = harness.wake("2027-01-02T09:30:00Z")
+    const [event] = events(transition, "payment.failed")
+    expect(event?.data).toMatchObject({ paymentId: pid("2027-01-01"), attempt: 1 })
+    expect(notifications(transition, "payment.failed")[0]?.paymentId).toBe(pid("2027-01-01"))
+  })
+
   it("abandons a pending retry when a schedule change brings the next occurrence before it", () => {
     const harness = monthlyHarness()
     harness.wake(JAN_DUE)
@@ -792,6 +802,15 @@ describe("10. update", () => {
     ])
   })
 
+  it("re-announces an occurrence whose time of day changed", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE - 20 * HOUR)
+    const updated = ok(harness.update({ schedule: monthly({ time: "11:00" }) }, { at: JAN_DUE - 19 * HOUR }))
+    expect(notifications(updated, "payment.upcoming").map((notice) => notice.data.dueAt)).toEqual([
+      "2027-01-01T11:00:00.000Z",
+    ])
+  })
+
   it("refuses a currency change", () => {
     const harness = monthlyHarness()
     const refused = harness.update({ amount: 100, currency: "USD" })
@@ -1030,6 +1049,19 @@ describe("13. redelivered and contradicting results", () => {
     expect(harness.subscription.state).toEqual(before.state)
     expect(harness.subscription.version).toBe(before.version)
     expect(harness.recorded.get(pid(JAN))).toBe("succeeded")
+  })
+
+  it("a second copy read as pending before the first was applied is not a conflict", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "succeeded")
+    const copy = harness.accept({
+      _tag: "HubResult",
+      result: { paymentId: pid(JAN), status: "failed", retryable: true, at: "2027-01-01T09:00:01Z" },
+      recordedStatus: "pending",
+    })
+    expect(copy.changed).toBe(false)
+    expect(copy.decisions).toEqual([])
   })
 
   it("a result for a payment this subscription never sent changes nothing", () => {

@@ -76,6 +76,27 @@ describe("exactly one payment per occurrence", () => {
     expect((row.state as { paid: number }).paid).toBe(1)
   })
 
+  it("acknowledges a result already processed, without applying it again", async () => {
+    await env.startEngine()
+    const hub = await env.startHub({ decide: () => "silent" })
+    await createScheduled(env.channel(), "client-1")
+    await env.tick("2027-01-01T06:00:00Z")
+    const [command] = await hub.waitForCommands(1)
+    if (command === undefined) throw new Error("no command")
+    // As if this very message had been processed and committed, and only its ack was lost.
+    await env.db
+      .insertInto("inbox")
+      .values({ consumer: env.topology.consumers.hubResults, message_id: `result:${command.paymentId}` })
+      .execute()
+    await hub.publishResult(
+      { paymentId: command.paymentId, status: "succeeded", retryable: false, at: "2027-01-01T06:00:01Z" },
+      `result:${command.paymentId}`,
+    )
+    await env.settled()
+    const payment = await env.db.selectFrom("payments").select("status").executeTakeFirstOrThrow()
+    expect(payment.status).toBe("pending")
+  })
+
   /**
    * Starts an engine process, lets a burst of `count` payments begin, stops the process
    * with `signal` part way, then finishes the burst with a new engine; returns what was

@@ -109,7 +109,7 @@ describe("group commit", () => {
         world.topology,
       ),
     )
-    expect(outcomes.map((outcome) => outcome._tag)).toEqual(["Committed", "DuplicateRequest"])
+    expect(outcomes.map((outcome) => outcome._tag)).toEqual(["Committed", "Stale"])
     const rows = await world.db
       .selectFrom("subscriptions")
       .select(["id", "status", "revision"])

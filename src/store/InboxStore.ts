@@ -1,0 +1,53 @@
+/**
+ * Inbound messages already processed, per consumer: written with the change a
+ * message caused (in the group commit), read before handling a batch so a
+ * message redelivered after a crash — after its effect was committed but
+ * before its acknowledgement reached the server — is recognised and acked
+ * without going near its actor. Kept for `RP_INBOX_RETENTION`, far longer
+ * than any redelivery can happen.
+ */
+import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import { sql } from "kysely"
+import { EngineConfig } from "../EngineConfig.ts"
+import { Database } from "./Database.ts"
+
+/** The processed-message record. */
+export class InboxStore extends Context.Service<
+  InboxStore,
+  {
+    /** Which of `messageIds` `consumer` has already processed. */
+    readonly processed: (
+      consumer: string,
+      messageIds: ReadonlyArray<string>,
+    ) => Effect.Effect<ReadonlySet<string>>
+  }
+>()("rp/store/InboxStore") {
+  static readonly layer = Layer.effect(
+    InboxStore,
+    Effect.gen(function* () {
+      const config = yield* EngineConfig
+      const { use } = yield* Database
+      const prune = use((db) =>
+        sql`DELETE FROM inbox WHERE processed_at < now() - ${`${config.inboxRetentionMs} milliseconds`}::interval`.execute(
+          db,
+        ),
+      ).pipe(
+        Effect.catchCause((cause) => Effect.logWarning("pruning processed inbound messages failed", cause)),
+      )
+      yield* Effect.forkScoped(Effect.repeat(prune, Schedule.spaced(Duration.hours(1))))
+      return InboxStore.of({
+        processed: (consumer, messageIds) =>
+          messageIds.length === 0
+            ? Effect.succeed(new Set())
+            : use((db) =>
+                db
+                  .selectFrom("inbox")
+                  .select("message_id")
+                  .where("consumer", "=", consumer)
+                  .where("message_id", "in", [...new Set(messageIds)])
+                  .execute(),
+              ).pipe(Effect.map((rows) => new Set(rows.map((row) => row.message_id)))),
+      })
+    }),
+  )
+}
