@@ -258,6 +258,9 @@ export class SubscriptionActors extends Context.Service<
       const enqueue = (id: string, envelope: Envelope): Effect.Effect<void> =>
         Effect.suspend(() => {
           const actor = actors.get(id) ?? spawn(id)
+          // A message on its way counts as activity, so passivation never picks an actor
+          // between the sender's offer and the moment its fiber marks itself busy.
+          actor.lastActive = Date.now()
           if (Queue.offerUnsafe(actor.mailbox, envelope)) return Effect.void
           // Closed by passivation a moment ago: a new actor takes the message.
           if (actors.get(id) !== actor) return enqueue(id, envelope)
