@@ -54,6 +54,11 @@ export class ResultRouter extends Context.Service<
               const result = delivery.message
               // Processed before and committed; only the acknowledgement was lost.
               if (processed.has(delivery.context.messageId)) {
+                yield* Effect.logInfo(
+                  "result already processed; acknowledged without applying it again",
+                ).pipe(
+                  Effect.annotateLogs({ paymentId: result.paymentId, messageId: delivery.context.messageId }),
+                )
                 delivery.settle(Exit.succeed(done))
                 continue
               }

@@ -38,6 +38,7 @@ import {
 import { NotFound } from "../domain/Errors.ts"
 import type { Subscription } from "../domain/Subscription.ts"
 import { EngineConfig } from "../EngineConfig.ts"
+import { PaymentStore } from "../store/PaymentStore.ts"
 import { SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { type InboxRecord, TransitionCommitter } from "../store/TransitionCommitter.ts"
 import { HubStatus } from "../streams/HubStatus.ts"
@@ -135,10 +136,25 @@ export class SubscriptionActors extends Context.Service<
       const committer = yield* TransitionCommitter
       const clock = yield* EngineClock
       const hubStatus = yield* HubStatus
+      const payments = yield* PaymentStore
       const settings: PolicySettings = config
 
+      /**
+       * What the policy needs beyond the message: for a wake, the hub's answers about
+       * overdue attempts; for a result about an attempt no longer open, the status recorded
+       * now (the router's reading may predate an earlier copy being applied, and only a
+       * fresh one can tell a redelivery from a contradiction).
+       */
       const withStatusReplies = (subscription: Subscription, input: ActorInput, now: number) =>
         Effect.gen(function* () {
+          if (input._tag === "HubResult") {
+            const open = subscription.state.open.some(
+              (attempt) => attempt.paymentId === input.result.paymentId,
+            )
+            if (open) return input
+            const route = (yield* payments.routes([input.result.paymentId])).get(input.result.paymentId)
+            return { ...input, recordedStatus: route?.status ?? input.recordedStatus }
+          }
           if (input._tag !== "Wake") return input
           const waiting = ScheduledPolicy.attemptsAwaitingStatus(subscription, now)
           if (waiting.length === 0) return input

@@ -76,6 +76,35 @@ describe("exactly one payment per occurrence", () => {
     expect((row.state as { paid: number }).paid).toBe(1)
   })
 
+  it("keeps the result applied first and records a contradicting one, even when both arrive together", async () => {
+    await env.startEngine()
+    const hub = await env.startHub({ decide: () => "silent" })
+    await createScheduled(env.channel(), "client-1")
+    await env.tick("2027-01-01T06:00:00Z")
+    const [command] = await hub.waitForCommands(1)
+    if (command === undefined) throw new Error("no command")
+    await Promise.all([
+      hub.publishResult(
+        { paymentId: command.paymentId, status: "succeeded", retryable: false, at: "2027-01-01T06:00:01Z" },
+        "first",
+      ),
+      hub.publishResult(
+        { paymentId: command.paymentId, status: "failed", retryable: true, at: "2027-01-01T06:00:02Z" },
+        "second",
+      ),
+    ])
+    await env.settled()
+    const payment = await env.db.selectFrom("payments").select("status").executeTakeFirstOrThrow()
+    const conflicts = await env.db
+      .selectFrom("decisions")
+      .select(["outcome", "details"])
+      .where("outcome", "=", "result_conflict")
+      .execute()
+    expect(conflicts).toHaveLength(1)
+    expect(conflicts[0]?.details).toMatchObject({ recorded: payment.status })
+    expect(await commandsInStream(env)).toHaveLength(1)
+  })
+
   it("acknowledges a result already processed, without applying it again", async () => {
     await env.startEngine()
     const hub = await env.startHub({ decide: () => "silent" })
