@@ -218,6 +218,9 @@ export const ProtocolServer = Layer.effectDiscard(
       Effect.sync(() => connection.subscribe(subjects.channelRequests, { queue: config.queueGroup })),
       (subscription) => Effect.promise(() => subscription.drain().catch(() => undefined)),
     )
+    // The server must know about the subscription before the engine says it is ready; otherwise
+    // the first request after "engine ready" can still find no responders.
+    yield* Effect.promise(() => connection.flush())
     const respond = (message: Msg) =>
       handle(message.data, message.subject).pipe(
         Effect.tap((reply) =>
