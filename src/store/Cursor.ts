@@ -3,6 +3,7 @@
  * the cursor that says where that was is opaque to clients (base64url JSON).
  */
 import { Schema } from "effect"
+import { sql } from "kysely"
 
 /** An opaque cursor for `position`. */
 export const encodeCursor = (position: object): string =>
@@ -38,3 +39,16 @@ export const CreatedPosition = Schema.Struct({ createdAt: Schema.String, id: Sch
   Schema.makeFilter((position) => !Number.isNaN(Date.parse(position.createdAt))),
 )
 export type CreatedPosition = typeof CreatedPosition.Type
+
+/** Rows strictly after `position` in newest-first (created_at, id) order. */
+export const createdBefore = (position: CreatedPosition) =>
+  sql<boolean>`(created_at, id) < (${new Date(position.createdAt)}, ${position.id}::uuid)`
+
+/** The position of a row in newest-first (created_at, id) order. */
+export const createdPositionOf = (row: {
+  readonly created_at: Date
+  readonly id: string
+}): CreatedPosition => ({
+  createdAt: row.created_at.toISOString(),
+  id: row.id,
+})

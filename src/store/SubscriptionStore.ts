@@ -9,7 +9,7 @@
 import { Context, Effect, Exit, Layer, Request, RequestResolver, Schema } from "effect"
 import { type Kysely, type Selectable, sql, type Transaction } from "kysely"
 import { Kind, ScheduledState, ScheduledTerms, Status, type Subscription } from "../domain/Subscription.ts"
-import { type CreatedPosition, keysetPage } from "./Cursor.ts"
+import { type CreatedPosition, createdBefore, createdPositionOf, keysetPage } from "./Cursor.ts"
 import { Database } from "./Database.ts"
 import type { SubscriptionsTable, Tables } from "./Tables.ts"
 
@@ -185,20 +185,9 @@ export class SubscriptionStore extends Context.Service<
               .orderBy("id", "desc")
               .limit(limit + 1)
             if (!includeHidden) query = query.where("hidden", "=", false)
-            if (cursor !== undefined) {
-              query = query.where(
-                sql<boolean>`(created_at, id) < (${new Date(cursor.createdAt)}, ${cursor.id}::uuid)`,
-              )
-            }
+            if (cursor !== undefined) query = query.where(createdBefore(cursor))
             return query.execute()
-          }).pipe(
-            Effect.map((rows) =>
-              keysetPage(rows, limit, fromRow, (row) => ({
-                createdAt: row.created_at.toISOString(),
-                id: row.id,
-              })),
-            ),
-          ),
+          }).pipe(Effect.map((rows) => keysetPage(rows, limit, fromRow, createdPositionOf))),
       })
     }),
   )

@@ -3,9 +3,9 @@
  * subscriptions made from them keep an intact reference for audit.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import { type Selectable, sql, type Transaction } from "kysely"
+import type { Selectable, Transaction } from "kysely"
 import type { Template } from "../domain/Template.ts"
-import { type CreatedPosition, keysetPage } from "./Cursor.ts"
+import { type CreatedPosition, createdBefore, createdPositionOf, keysetPage } from "./Cursor.ts"
 import { Database } from "./Database.ts"
 import type { Tables, TemplatesTable } from "./Tables.ts"
 
@@ -97,20 +97,9 @@ export class TemplateStore extends Context.Service<
               .orderBy("created_at", "desc")
               .orderBy("id", "desc")
               .limit(limit + 1)
-            if (after !== undefined) {
-              query = query.where(
-                sql<boolean>`(created_at, id) < (${new Date(after.createdAt)}, ${after.id}::uuid)`,
-              )
-            }
+            if (after !== undefined) query = query.where(createdBefore(after))
             return query.execute()
-          }).pipe(
-            Effect.map((rows) =>
-              keysetPage(rows, limit, fromRow, (row) => ({
-                createdAt: row.created_at.toISOString(),
-                id: row.id,
-              })),
-            ),
-          ),
+          }).pipe(Effect.map((rows) => keysetPage(rows, limit, fromRow, createdPositionOf))),
         deleteIn: async (trx, id, clientId) => {
           const template = await trx
             .selectFrom("templates")
