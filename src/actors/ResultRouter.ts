@@ -13,7 +13,7 @@ import { InboxStore } from "../store/InboxStore.ts"
 import { PaymentStore } from "../store/PaymentStore.ts"
 import { type Delivery, done } from "../streams/DurableConsumer.ts"
 import type { PaymentResult } from "../streams/Messages.ts"
-import { InFlightWindow } from "./Scheduler.ts"
+import { InFlightWindow } from "./InFlightWindow.ts"
 import { type ActorExit, SubscriptionActors } from "./SubscriptionActors.ts"
 
 const refusalOf = (exit: ActorExit) => {

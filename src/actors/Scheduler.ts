@@ -7,54 +7,14 @@
  * flight at once, so a month-start burst of a hundred thousand subscriptions
  * flows through the actors and the group committer at a steady pace.
  */
-import { Cause, Context, Deferred, Effect, Exit, Layer, Semaphore } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Semaphore } from "effect"
 import { EngineConfig } from "../EngineConfig.ts"
 import { type DueSubscription, SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { EngineClock } from "./EngineClock.ts"
+import { InFlightWindow } from "./InFlightWindow.ts"
 import { type ActorExit, SubscriptionActors } from "./SubscriptionActors.ts"
 
 const noStatusReplies: ReadonlyMap<string, never> = new Map<string, never>()
-
-/**
- * Counts work started and finished through callbacks, and lets the starter
- * wait for room or for everything to finish without a fiber per item.
- */
-export class InFlightWindow {
-  #inFlight = 0
-  #waiter: { readonly until: number; readonly deferred: Deferred.Deferred<void> } | undefined
-
-  constructor(readonly limit: number) {}
-
-  started(): void {
-    this.#inFlight += 1
-  }
-
-  finished(): void {
-    this.#inFlight -= 1
-    const waiter = this.#waiter
-    if (waiter !== undefined && this.#inFlight <= waiter.until) {
-      this.#waiter = undefined
-      Deferred.doneUnsafe(waiter.deferred, Exit.void)
-    }
-  }
-
-  /** Waits until fewer than `limit` are in flight (resuming at half, so the waits are few). */
-  get room(): Effect.Effect<void> {
-    return this.#waitUntil(this.#inFlight < this.limit ? undefined : Math.floor(this.limit / 2))
-  }
-
-  /** Waits until nothing is in flight. */
-  get empty(): Effect.Effect<void> {
-    return this.#waitUntil(this.#inFlight === 0 ? undefined : 0)
-  }
-
-  #waitUntil(until: number | undefined): Effect.Effect<void> {
-    if (until === undefined) return Effect.void
-    const deferred = Deferred.makeUnsafe<void>()
-    this.#waiter = { until, deferred }
-    return Deferred.await(deferred)
-  }
-}
 
 /** Sweep statistics, for logs and benchmarks. */
 export interface SweepReport {

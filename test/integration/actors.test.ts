@@ -4,7 +4,7 @@
  */
 import { Effect, Exit } from "effect"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { World } from "../../harness/World.ts"
+import { type RunningEngine, World } from "../../harness/World.ts"
 import { type ActorExit, SubscriptionActors } from "../../src/actors/SubscriptionActors.ts"
 import { createMany, createScheduled, getSubscription } from "../support/scenarios.ts"
 
@@ -17,14 +17,16 @@ describe("subscription actors", () => {
     await env.dispose()
   })
 
+  /** How many actors the engine has live right now. */
+  const liveActors = (engine: RunningEngine) =>
+    engine.runtime.runPromise(
+      Effect.gen(function* () {
+        return yield* (yield* SubscriptionActors).live
+      }),
+    )
+
   it("are passivated when idle and started again by the next message", async () => {
     const engine = await env.startEngine()
-    const live = () =>
-      engine.runtime.runPromise(
-        Effect.gen(function* () {
-          return yield* (yield* SubscriptionActors).live
-        }),
-      )
     const mobile = env.channel()
     const subscription = await createScheduled(mobile, "client-1")
     await mobile.ok(
@@ -32,7 +34,7 @@ describe("subscription actors", () => {
       { subscriptionId: subscription.subscriptionId },
       { clientId: "client-1" },
     )
-    await env.waitFor("the actor to be passivated", async () => (await live()) === 0)
+    await env.waitFor("the actor to be passivated", async () => (await liveActors(engine)) === 0)
     await mobile.ok(
       "subscription.resume",
       { subscriptionId: subscription.subscriptionId },
@@ -41,15 +43,15 @@ describe("subscription actors", () => {
     expect((await getSubscription(mobile, "client-1", subscription.subscriptionId)).status).toBe("active")
   })
 
-  it("handle every message, each once, while actors keep passivating under them", async () => {
+  it("handle every message, each once, while actors come and go under them", async () => {
     const engine = await env.startEngine()
     const subscriptions = await createMany(env.channel(), 40)
     const outcomes: Array<ActorExit> = []
     const rounds = 25
-    await engine.runtime.runPromise(
-      Effect.gen(function* () {
-        const actors = yield* SubscriptionActors
-        for (let round = 0; round < rounds; round++) {
+    const tellAll = () =>
+      engine.runtime.runPromise(
+        Effect.gen(function* () {
+          const actors = yield* SubscriptionActors
           for (const subscription of subscriptions) {
             yield* actors.tell(
               subscription.subscriptionId,
@@ -60,12 +62,15 @@ describe("subscription actors", () => {
               },
             )
           }
-          // Not synchronisation: a pause in the load, so that actors reach their idle time and
-          // passivate while the next round's messages arrive for them.
-          yield* Effect.sleep(round % 2 === 0 ? 0 : 60)
-        }
-      }),
-    )
+        }),
+      )
+    for (let round = 0; round < rounds; round++) {
+      await tellAll()
+      // Every other round lands on actors that have all been passivated; the rest on live ones
+      // still busy with the previous round.
+      if (round % 2 === 1)
+        await env.waitFor("every actor to be passivated", async () => (await liveActors(engine)) === 0)
+    }
     await env.waitFor(
       "every message to be handled",
       async () => outcomes.length === rounds * subscriptions.length,

@@ -76,13 +76,19 @@ describe("exactly one payment per occurrence", () => {
     expect((row.state as { paid: number }).paid).toBe(1)
   })
 
-  it("keeps the result applied first and records a contradicting one, even when both arrive together", async () => {
+  /** One payment sent to a hub that stays silent, so the test decides what results arrive. */
+  const paymentAwaitingResult = async () => {
     await env.startEngine()
     const hub = await env.startHub({ decide: () => "silent" })
     await createScheduled(env.channel(), "client-1")
     await env.tick("2027-01-01T06:00:00Z")
     const [command] = await hub.waitForCommands(1)
     if (command === undefined) throw new Error("no command")
+    return { hub, command }
+  }
+
+  it("keeps the result applied first and records a contradicting one, even when both arrive together", async () => {
+    const { hub, command } = await paymentAwaitingResult()
     await Promise.all([
       hub.publishResult(
         { paymentId: command.paymentId, status: "succeeded", retryable: false, at: "2027-01-01T06:00:01Z" },
@@ -106,12 +112,7 @@ describe("exactly one payment per occurrence", () => {
   })
 
   it("acknowledges a result already processed, without applying it again", async () => {
-    await env.startEngine()
-    const hub = await env.startHub({ decide: () => "silent" })
-    await createScheduled(env.channel(), "client-1")
-    await env.tick("2027-01-01T06:00:00Z")
-    const [command] = await hub.waitForCommands(1)
-    if (command === undefined) throw new Error("no command")
+    const { hub, command } = await paymentAwaitingResult()
     // As if this very message had been processed and committed, and only its ack was lost.
     await env.db
       .insertInto("inbox")

@@ -80,5 +80,13 @@ describe("a scheduled autopayment, end to end", () => {
       "payment.upcoming",
       "payment.succeeded",
     ])
+
+    // Every message the engine published carries its Nats-Msg-Id, so a re-publish is dropped.
+    const published = [
+      ...(await env.messages(env.topology.streams.events, `${env.settings.naming.rpPrefix}.>`)),
+      ...(await env.messages(env.topology.streams.hubPayments, env.topology.subjects.hubCommand)),
+    ]
+    expect(published.length).toBeGreaterThan(4)
+    expect(published.every((message) => message.msgId !== undefined && message.msgId !== "")).toBe(true)
   })
 })
