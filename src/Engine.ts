@@ -6,6 +6,7 @@
  */
 import { Effect, Layer } from "effect"
 import { EngineClock } from "./actors/EngineClock.ts"
+import { ProviderRouter } from "./actors/ProviderRouter.ts"
 import { ResultRouter } from "./actors/ResultRouter.ts"
 import { Scheduler } from "./actors/Scheduler.ts"
 import { SubscriptionActors } from "./actors/SubscriptionActors.ts"
@@ -44,7 +45,12 @@ const foundations = Layer.mergeAll(
 )
 
 /** Every service of the engine, without the parts that start work (for tests that drive pieces directly). */
-export const EngineServices = Layer.mergeAll(Scheduler.layer, ResultRouter.layer, ProtocolHandler.layer).pipe(
+export const EngineServices = Layer.mergeAll(
+  Scheduler.layer,
+  ResultRouter.layer,
+  ProviderRouter.layer,
+  ProtocolHandler.layer,
+).pipe(
   Layer.provideMerge(SubscriptionActors.layer),
   Layer.provideMerge(Layer.mergeAll(TransitionCommitter.layer, HubStatus.layer, DeadLetters.layer)),
   Layer.provideMerge(foundations),

@@ -6,7 +6,10 @@
  * (`PT1H`, `P1D`) so operators write them the way the contract does.
  */
 import { Config, Context, Effect, Layer, Redacted, Schema } from "effect"
+import { type LimitSettings, noLimitSettings } from "./actors/Limits.ts"
+import * as Calendar from "./domain/Calendar.ts"
 import * as IsoDuration from "./domain/IsoDuration.ts"
+import { isKnownCurrency } from "./domain/Money.ts"
 
 /** Subject prefixes and stream names; each is configurable so several engines or tests can share a server. */
 export interface Naming {
@@ -32,6 +35,9 @@ export interface EngineSettings {
   readonly statusQueryBackoffMs: ReadonlyArray<number>
   readonly statusQueryTimeoutMs: number
   readonly autoPauseAfterFailures: number
+  /** Debt: a query unanswered this long counts as lost and the next poll asks again. */
+  readonly debtQueryTimeoutMs: number
+  readonly limits: LimitSettings
   readonly duplicateWindowMs: number
   readonly streamReplicas: number
   readonly queueGroup: string
@@ -67,6 +73,8 @@ export const defaultSettings: EngineSettings = {
   statusQueryBackoffMs: [60_000, 5 * 60_000, 15 * 60_000, 3_600_000],
   statusQueryTimeoutMs: 2_000,
   autoPauseAfterFailures: 3,
+  debtQueryTimeoutMs: 3_600_000,
+  limits: noLimitSettings,
   duplicateWindowMs: 10 * 60_000,
   streamReplicas: 1,
   queueGroup: "rp-engine",
@@ -112,6 +120,43 @@ const durations = (name: string, fallback: ReadonlyArray<number>) =>
 const positiveInt = (name: string, fallback: number) =>
   Config.schema(Schema.Int.check(Schema.isGreaterThan(0)), name).pipe(Config.withDefault(fallback))
 
+const AmountsByCurrency = Schema.String.check(
+  Schema.makeFilter((text: string) =>
+    text.trim() === "" ||
+    text.split(",").every((part) => {
+      const [currency, value] = part.trim().split(":")
+      return currency !== undefined && isKnownCurrency(currency) && /^\d{1,15}$/.test(value ?? "")
+    })
+      ? undefined
+      : "must be a comma-separated list of CURRENCY:minor-units such as RUB:1500000,USD:100000",
+  ),
+)
+
+/** A per-currency amount list such as `RUB:1500000,USD:100000` (minor units); empty means none. */
+const amountsByCurrency = (name: string) =>
+  Config.schema(AmountsByCurrency, name).pipe(
+    Config.map(
+      (text): Readonly<Record<string, number>> =>
+        Object.fromEntries(
+          text
+            .split(",")
+            .map((part) => part.trim())
+            .filter((part) => part !== "")
+            .map((part) => {
+              const [currency, value] = part.split(":")
+              return [currency, Number(value)]
+            }),
+        ),
+    ),
+    Config.withDefault({}),
+  )
+
+const TimeZoneName = Schema.String.check(
+  Schema.makeFilter((text: string) =>
+    Calendar.isValidTimeZone(text) ? undefined : "must be an IANA time zone such as Europe/Moscow",
+  ),
+)
+
 const text = (name: string, fallback: string) => Config.String(name).pipe(Config.withDefault(fallback))
 
 /** Reads every setting from the environment, falling back to `defaultSettings`. */
@@ -134,6 +179,18 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   statusQueryBackoffMs: durations("RP_STATUS_QUERY_BACKOFF", defaultSettings.statusQueryBackoffMs),
   statusQueryTimeoutMs: duration("RP_STATUS_QUERY_TIMEOUT", defaultSettings.statusQueryTimeoutMs),
   autoPauseAfterFailures: positiveInt("RP_AUTO_PAUSE_AFTER", defaultSettings.autoPauseAfterFailures),
+  debtQueryTimeoutMs: duration("RP_DEBT_QUERY_TIMEOUT", defaultSettings.debtQueryTimeoutMs),
+  limits: Config.all({
+    paymentMax: Config.all({
+      scheduled: amountsByCurrency("RP_LIMIT_PAYMENT_MAX_SCHEDULED"),
+      threshold: amountsByCurrency("RP_LIMIT_PAYMENT_MAX_THRESHOLD"),
+      debt: amountsByCurrency("RP_LIMIT_PAYMENT_MAX_DEBT"),
+    }),
+    monthlyMax: amountsByCurrency("RP_LIMIT_MONTHLY_MAX"),
+    clientTimeZone: Config.schema(TimeZoneName, "RP_CLIENT_TIMEZONE").pipe(
+      Config.withDefault(defaultSettings.limits.clientTimeZone),
+    ),
+  }),
   duplicateWindowMs: duration("RP_DUPLICATE_WINDOW", defaultSettings.duplicateWindowMs),
   streamReplicas: positiveInt("RP_STREAM_REPLICAS", defaultSettings.streamReplicas),
   queueGroup: text("RP_QUEUE_GROUP", defaultSettings.queueGroup),

@@ -5,7 +5,13 @@
  */
 import type { Money } from "../domain/Money.ts"
 import type { ScheduleInput } from "../domain/Subscription.ts"
-import type { Actor, PaymentResult, PaymentStatusReply } from "../streams/Messages.ts"
+import type {
+  Actor,
+  DebtResponse,
+  PaymentResult,
+  PaymentStatusReply,
+  ThresholdEvent,
+} from "../streams/Messages.ts"
 
 /** Time has reached the subscription's next due time (or a tick is sweeping it). */
 export interface Wake {
@@ -28,17 +34,57 @@ export interface LifecycleCommand {
   readonly by: Actor
 }
 
-/** A channel changes the subscription's terms. */
+/** A channel changes the subscription's terms; each field applies to the kinds that have it. */
 export interface UpdateCommand {
   readonly _tag: "Update"
   readonly by: Actor
   readonly expectedVersion: number
   readonly amount: Money | undefined
   readonly schedule: ScheduleInput | undefined
+  readonly threshold?: Money | undefined
+  readonly cooldown?: string | undefined
+  readonly limit?: Money | undefined
+  readonly pollEvery?: string | undefined
+}
+
+/** A provider reported the balance of the account a threshold subscription watches. */
+export interface BalanceReading {
+  readonly _tag: "ThresholdEvent"
+  readonly event: ThresholdEvent
+}
+
+/** What the engine already did about a bill: its latest attempt, if any. */
+export interface BillRecord {
+  readonly attempt: number
+  /** pending | unknown | succeeded | failed | declined */
+  readonly status: string
+  readonly retryable: boolean | null
+}
+
+/** A provider answered the debt query of a debt subscription. */
+export interface DebtAnswer {
+  readonly _tag: "DebtResponse"
+  readonly response: DebtResponse
+  /** By bill id: the latest payment attempt already recorded for each bill in the answer. */
+  readonly bills: ReadonlyMap<string, BillRecord>
+}
+
+/** The client approves a payment a limit held back. */
+export interface ConfirmCommand {
+  readonly _tag: "Confirm"
+  readonly by: Actor
+  readonly paymentId: string
 }
 
 /** Any message a subscription actor handles. */
-export type ActorInput = Wake | HubResult | LifecycleCommand | UpdateCommand
+export type ActorInput =
+  | Wake
+  | HubResult
+  | LifecycleCommand
+  | UpdateCommand
+  | BalanceReading
+  | DebtAnswer
+  | ConfirmCommand
 
 /** The engine settings a policy decides with. */
 export interface PolicySettings {
@@ -48,4 +94,6 @@ export interface PolicySettings {
   readonly resultTimeoutMs: number
   readonly statusQueryBackoffMs: ReadonlyArray<number>
   readonly autoPauseAfterFailures: number
+  /** Debt: how long a query may go unanswered before it counts as lost. */
+  readonly debtQueryTimeoutMs: number
 }

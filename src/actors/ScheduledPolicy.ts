@@ -19,7 +19,7 @@
  */
 import { Result } from "effect"
 import * as Calendar from "../domain/Calendar.ts"
-import { type Conflict, conflict, invalidField, type ValidationFailed } from "../domain/Errors.ts"
+import { conflict, invalidField } from "../domain/Errors.ts"
 import { paymentIdFor } from "../domain/Ids.ts"
 import * as Money from "../domain/Money.ts"
 import {
@@ -32,6 +32,7 @@ import {
   type OpenAttempt,
   type RetryPlan,
   type ScheduledState,
+  type ScheduledSubscription,
   type ScheduledTerms,
   type Status,
   type Subscription,
@@ -40,33 +41,37 @@ import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import type { Actor, PaymentResult } from "../streams/Messages.ts"
 import type { ActorInput, LifecycleCommand, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import { type LimitCheck, unlimited } from "./Limits.ts"
+import { PaymentRun, type PolicyRefusal } from "./PaymentRun.ts"
 import { engineActor, type Transition, TransitionBuilder } from "./Transition.ts"
 
-/** What a policy may refuse a command with. */
-export type PolicyRefusal = Conflict | ValidationFailed
-
 /** The outcome of handling one message: a transition, or a refusal that writes nothing. */
-export type PolicyResult = Result.Result<Transition, PolicyRefusal>
-
-/** Attempts whose outcome is overdue at `now`: the actor asks the hub about these before a Wake. */
-export const attemptsAwaitingStatus = (subscription: Subscription, now: number): ReadonlyArray<OpenAttempt> =>
-  subscription.state.open.filter((attempt) => (attempt.nextQueryAt ?? attempt.timeoutAt) <= now)
+export type PolicyResult = Result.Result<Transition<ScheduledSubscription>, PolicyRefusal>
 
 /** Handles one message for a scheduled subscription at engine time `now`. */
 export const decide = (
-  subscription: Subscription,
+  subscription: ScheduledSubscription,
   input: ActorInput,
   now: number,
   settings: PolicySettings,
+  limits: LimitCheck = unlimited(subscription),
 ): PolicyResult => {
-  const run = new ScheduledRun(subscription, now, settings)
+  const run = new ScheduledRun(subscription, now, settings, limits)
   switch (input._tag) {
     case "Wake":
       run.wake(input.statusReplies)
       break
     case "HubResult":
-      run.hubResult(input.result, input.recordedStatus)
+      if (run.hubResult(input.result, input.recordedStatus)) run.completeIfDone()
       break
+    case "Confirm": {
+      const refusal = run.confirm(input.paymentId, input.by)
+      if (refusal !== undefined) return Result.fail(refusal)
+      break
+    }
+    case "ThresholdEvent":
+    case "DebtResponse":
+      return Result.fail(conflict(`a scheduled subscription does not take ${input._tag} messages`))
     case "Update": {
       const refusal = run.update(input)
       if (refusal !== undefined) return Result.fail(refusal)
@@ -128,36 +133,23 @@ type LifecycleEventType =
   | "subscription.updated"
   | "subscription.completed"
 
-class ScheduledRun {
-  readonly builder: TransitionBuilder
-  status: Status
-  statusReason: string | null
-  version: number
+class ScheduledRun extends PaymentRun<ScheduledSubscription> {
   terms: ScheduledTerms
   cursor: Cursor | null
   noticeFor: string | null
   skip: Array<string>
-  open: Array<OpenAttempt>
   retry: RetryPlan | null
   failedInARow: number
   paid: number
   lastSettled: string | null
 
-  constructor(
-    readonly base: Subscription,
-    readonly now: number,
-    readonly settings: PolicySettings,
-  ) {
-    this.builder = new TransitionBuilder(base, now)
-    this.status = base.status
-    this.statusReason = base.statusReason
-    this.version = base.version
+  constructor(base: ScheduledSubscription, now: number, settings: PolicySettings, limits: LimitCheck) {
+    super(base, now, settings, limits)
     this.terms = base.terms
     const state = base.state
     this.cursor = state.cursor
     this.noticeFor = state.noticeFor
     this.skip = [...state.skip]
-    this.open = [...state.open]
     this.retry = state.retry
     this.failedInARow = state.failedInARow
     this.paid = state.paid
@@ -177,43 +169,6 @@ class ScheduledRun {
     this.processDueOccurrences()
     this.sendNoticeIfDue()
     this.completeIfDone()
-  }
-
-  applyStatusReplies(statusReplies: ReadonlyMap<string, unknown>): void {
-    for (const attempt of [...this.open]) {
-      if ((attempt.nextQueryAt ?? attempt.timeoutAt) > this.now) continue
-      const reply = statusReplies.get(attempt.paymentId)
-      if (isResult(reply)) {
-        this.applyResult(attempt, reply)
-        continue
-      }
-      // Still unknown (or the hub did not answer): ask again later, never resend.
-      const queries = attempt.statusQueries + 1
-      const backoff = this.settings.statusQueryBackoffMs
-      const delay = backoff[Math.min(queries - 1, backoff.length - 1)] ?? 3_600_000
-      this.replaceOpen(attempt, { ...attempt, statusQueries: queries, nextQueryAt: this.now + delay })
-      if (attempt.statusQueries === 0) {
-        this.builder.recordOutcome({
-          paymentId: attempt.paymentId,
-          status: "unknown",
-          retryable: null,
-          reason: "no result within the result timeout",
-          hubReference: null,
-          outcome: "awaiting_status",
-          resultAt: this.now,
-        })
-        this.builder.decide("result_overdue", {
-          occurrence: attempt.occurrence,
-          paymentId: attempt.paymentId,
-          details: {
-            sentAt: Timestamp.format(attempt.sentAt),
-            timeoutAt: Timestamp.format(attempt.timeoutAt),
-            hubAnswer: reply === "unreachable" ? "unreachable" : "unknown",
-            nextQueryAt: Timestamp.format(this.now + delay),
-          },
-        })
-      }
-    }
   }
 
   processDueOccurrences(): void {
@@ -248,7 +203,7 @@ class ScheduledRun {
       return
     }
     const { schedule } = this.terms
-    this.sendAttempt(occurrence.date, 1, this.terms.amount, {
+    this.pay(occurrence.date, 1, this.terms.amount, {
       rule: "schedule",
       occurrence: occurrence.date,
       dueAt,
@@ -312,43 +267,9 @@ class ScheduledRun {
 
   // ---- payments ---------------------------------------------------------
 
-  sendAttempt(
-    occurrence: string,
-    attempt: number,
-    amount: Money.Money,
-    rule: Readonly<Record<string, unknown>>,
-  ): void {
-    const paymentId = paymentIdFor(this.base.id, occurrence, attempt)
-    const payment = {
-      paymentId,
-      occurrence,
-      attempt,
-      amount,
-      providerId: this.base.payee.providerId,
-      account: this.base.payee.account,
-      source: this.base.payee.source,
-      rule,
-    }
-    this.builder.requestPayment(
-      { ...payment, subscriptionId: this.base.id, clientId: this.base.clientId, requestedAt: this.now },
-      this.base.kind,
-    )
-    this.open.push({
-      paymentId,
-      occurrence,
-      attempt,
-      amount,
-      sentAt: this.now,
-      timeoutAt: this.now + this.settings.resultTimeoutMs,
-      statusQueries: 0,
-      nextQueryAt: null,
-    })
-    this.builder.event("payment.requested", this.base, payment)
-  }
-
   sendRetry(retry: RetryPlan): void {
     this.retry = null
-    this.sendAttempt(retry.occurrence, retry.attempt, retry.amount, {
+    this.pay(retry.occurrence, retry.attempt, retry.amount, {
       rule: "retry",
       occurrence: retry.occurrence,
       attempt: retry.attempt,
@@ -356,85 +277,36 @@ class ScheduledRun {
     })
   }
 
-  hubResult(result: PaymentResult, recordedStatus: string | null): void {
-    const attempt = this.open.find((candidate) => candidate.paymentId === result.paymentId)
-    if (attempt !== undefined) {
-      this.applyResult(attempt, result)
-      this.completeIfDone()
-      return
-    }
-    // Already settled: a redelivery is silent, a contradiction is recorded for support. Only a
-    // final recorded status can be contradicted: "pending" or "unknown" was read before an
-    // earlier copy of this result was applied.
-    const settled =
-      recordedStatus === "succeeded" || recordedStatus === "failed" || recordedStatus === "declined"
-    if (settled && recordedStatus !== result.status) {
-      this.builder.decide("result_conflict", {
-        paymentId: result.paymentId,
-        details: { recorded: recordedStatus, received: result.status, receivedAt: result.at },
-      })
-    }
-  }
-
   applyResult(attempt: OpenAttempt, result: PaymentResult): void {
-    this.open = this.open.filter((candidate) => candidate.paymentId !== attempt.paymentId)
-    const payment = {
-      paymentId: attempt.paymentId,
-      occurrence: attempt.occurrence,
-      attempt: attempt.attempt,
-      amount: attempt.amount,
-      providerId: this.base.payee.providerId,
-      account: this.base.payee.account,
-    }
-    const recorded = {
-      paymentId: attempt.paymentId,
-      status: result.status,
-      retryable: result.retryable,
-      reason: result.reason ?? null,
-      hubReference: result.hubReference ?? null,
-      resultAt: this.now,
-    }
     if (result.status === "succeeded") {
-      this.builder.recordOutcome({ ...recorded, outcome: "paid" })
+      this.recordSuccess(attempt, result)
       this.paid += 1
       this.failedInARow = 0
-      const data = { ...payment, hubReference: result.hubReference ?? null }
-      this.builder.event("payment.succeeded", this.base, data)
-      this.builder.notify("payment.succeeded", data, attempt.paymentId)
       return
     }
     const retryAt = this.retryTimeFor(attempt, result)
-    if (retryAt !== null) {
-      this.retry = {
-        occurrence: attempt.occurrence,
-        attempt: attempt.attempt + 1,
-        at: retryAt,
-        amount: attempt.amount,
-      }
-      this.builder.recordOutcome({ ...recorded, outcome: "retry_scheduled" })
-      const data = {
-        ...payment,
-        status: result.status,
-        reason: result.reason ?? null,
-        retryAt: Timestamp.format(retryAt),
-        nextAttempt: attempt.attempt + 1,
-      }
-      this.builder.event("payment.retry_scheduled", this.base, data)
-      this.builder.notify("payment.failed", { ...data, final: false }, attempt.paymentId)
+    if (retryAt === null) {
+      this.recordFinalFailure(attempt, result, this.whyNoRetry(attempt, result))
+      this.countFailedOccurrence(attempt.occurrence)
       return
     }
-    this.builder.recordOutcome({ ...recorded, outcome: "failed" })
+    const { payment, recorded } = this.settle(attempt, result)
+    this.retry = {
+      occurrence: attempt.occurrence,
+      attempt: attempt.attempt + 1,
+      at: retryAt,
+      amount: attempt.amount,
+    }
+    this.builder.recordOutcome({ ...recorded, outcome: "retry_scheduled" })
     const data = {
       ...payment,
       status: result.status,
-      retryable: result.retryable,
       reason: result.reason ?? null,
-      final: true,
-      whyNoRetry: this.whyNoRetry(attempt, result),
+      retryAt: Timestamp.format(retryAt),
+      nextAttempt: attempt.attempt + 1,
     }
-    this.builder.event("payment.failed", this.base, data)
-    this.builder.notify("payment.failed", data, attempt.paymentId)
-    this.countFailedOccurrence(attempt.occurrence)
+    this.builder.event("payment.retry_scheduled", this.base, data)
+    this.builder.notify("payment.failed", { ...data, final: false }, attempt.paymentId)
   }
 
   /** When a failed attempt may be tried again, or null when it may not. */
@@ -666,10 +538,6 @@ class ScheduledRun {
     if (this.skip.includes(date)) this.skip = this.skip.filter((skipped) => skipped !== date)
   }
 
-  replaceOpen(previous: OpenAttempt, next: OpenAttempt): void {
-    this.open = this.open.map((attempt) => (attempt === previous ? next : attempt))
-  }
-
   // ---- result -----------------------------------------------------------
 
   readonly lifecycleEvents: Array<{
@@ -677,7 +545,7 @@ class ScheduledRun {
     readonly data: Readonly<Record<string, unknown>>
   }> = []
 
-  finish(): Transition {
+  finish(): Transition<ScheduledSubscription> {
     const state: ScheduledState = {
       cursor: this.cursor,
       noticeFor: this.noticeFor,
@@ -687,6 +555,7 @@ class ScheduledRun {
       failedInARow: this.failedInARow,
       paid: this.paid,
       lastSettled: this.lastSettled,
+      held: this.held,
     }
     const due = nextDueAt(this.status, state, this.settings, this.terms.schedule.maxPayments)
     const touched =
@@ -699,7 +568,7 @@ class ScheduledRun {
       due !== this.base.nextDueAt ||
       !sameState(state, this.base.state)
     if (!touched) return this.builder.build(this.base)
-    const next: Subscription = {
+    const next: ScheduledSubscription = {
       ...this.base,
       status: this.status,
       statusReason: this.statusReason,
@@ -716,14 +585,11 @@ class ScheduledRun {
   }
 }
 
-const isResult = (reply: unknown): reply is PaymentResult =>
-  typeof reply === "object" && reply !== null && "paymentId" in reply && "status" in reply
-
 const sameState = (a: ScheduledState, b: ScheduledState): boolean => JSON.stringify(a) === JSON.stringify(b)
 
 /** The next `count` occurrences as the engine will treat them (for `subscription.preview`). */
 export const previewOccurrences = (
-  subscription: Subscription,
+  subscription: ScheduledSubscription,
   count: number,
 ): ReadonlyArray<{
   date: string
@@ -772,9 +638,13 @@ export interface NewScheduled {
 }
 
 /** The first row of a scheduled subscription at engine time `now`, with its `created` decision and event. */
-export const create = (input: NewScheduled, now: number, settings: PolicySettings): Transition => {
+export const create = (
+  input: NewScheduled,
+  now: number,
+  settings: PolicySettings,
+): Transition<ScheduledSubscription> => {
   const state = initialScheduledState(input.terms, now)
-  const subscription: Subscription = {
+  const subscription: ScheduledSubscription = {
     id: input.id,
     clientId: input.clientId,
     kind: "scheduled",

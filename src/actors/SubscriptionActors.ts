@@ -45,7 +45,9 @@ import { HubStatus } from "../streams/HubStatus.ts"
 import type { PaymentStatusReply } from "../streams/Messages.ts"
 import { EngineClock } from "./EngineClock.ts"
 import type { ActorInput, PolicySettings } from "./Inputs.ts"
-import * as ScheduledPolicy from "./ScheduledPolicy.ts"
+import { LimitCheck, monthOf, tracksMonthlySpend } from "./Limits.ts"
+import type { PolicyRefusal } from "./PaymentRun.ts"
+import * as Policy from "./Policy.ts"
 import type { Transition } from "./Transition.ts"
 
 /** A protocol request whose reply must be stored with the change it makes. */
@@ -81,7 +83,7 @@ export type ActorOutcome =
   | { readonly _tag: "AlreadyAnswered" }
 
 /** What an actor may refuse a message with. */
-export type ActorRefusal = ScheduledPolicy.PolicyRefusal | NotFound
+export type ActorRefusal = PolicyRefusal | NotFound
 
 /** How a handled message ended: the outcome, a refusal, or a defect. */
 export type ActorExit = Exit.Exit<ActorOutcome, ActorRefusal>
@@ -140,13 +142,35 @@ export class SubscriptionActors extends Context.Service<
       const settings: PolicySettings = config
 
       /**
+       * The limits a decision works with: when a monthly limit applies to the subscription's
+       * currency and the message may pay, the client's spend this month is read first (the
+       * committer checks it again under a lock).
+       */
+      const limitsFor = (subscription: Subscription, input: ActorInput, now: number) =>
+        Effect.gen(function* () {
+          const { limits } = config
+          if (!tracksMonthlySpend(limits, subscription.currency) || !Policy.mayPay(input)) {
+            return new LimitCheck(limits, subscription, null)
+          }
+          const month = monthOf(now, limits.clientTimeZone)
+          const spent = yield* payments.monthlySpend(subscription.clientId, month, subscription.currency)
+          return new LimitCheck(limits, subscription, { month, spent })
+        })
+
+      /**
        * What the policy needs beyond the message: for a wake, the hub's answers about
        * overdue attempts; for a result about an attempt no longer open, the status recorded
        * now (the router's reading may predate an earlier copy being applied, and only a
-       * fresh one can tell a redelivery from a contradiction).
+       * fresh one can tell a redelivery from a contradiction); for a debt answer, what was
+       * paid before for each bill in it.
        */
-      const withStatusReplies = (subscription: Subscription, input: ActorInput, now: number) =>
+      const prepare = (subscription: Subscription, input: ActorInput, now: number) =>
         Effect.gen(function* () {
+          if (input._tag === "DebtResponse") {
+            const billIds = (input.response.debts ?? []).map((bill) => bill.billId)
+            const bills = yield* payments.latestAttempts(subscription.id, billIds)
+            return { ...input, bills }
+          }
           if (input._tag === "HubResult") {
             const open = subscription.state.open.some(
               (attempt) => attempt.paymentId === input.result.paymentId,
@@ -156,7 +180,7 @@ export class SubscriptionActors extends Context.Service<
             return { ...input, recordedStatus: route?.status ?? input.recordedStatus }
           }
           if (input._tag !== "Wake") return input
-          const waiting = ScheduledPolicy.attemptsAwaitingStatus(subscription, now)
+          const waiting = Policy.attemptsAwaitingStatus(subscription, now)
           if (waiting.length === 0) return input
           const replies = yield* Effect.forEach(
             waiting,
@@ -187,8 +211,9 @@ export class SubscriptionActors extends Context.Service<
           }
           for (let race = 0; race < MAX_RACES; race++) {
             const now = yield* clock.now
-            const prepared = yield* withStatusReplies(subscription, input, now)
-            const decided = ScheduledPolicy.decide(subscription, prepared, now, settings)
+            const prepared = yield* prepare(subscription, input, now)
+            const limits = yield* limitsFor(subscription, prepared, now)
+            const decided = Policy.decide(subscription, prepared, now, settings, limits)
             if (Result.isFailure(decided)) {
               actor.cached = subscription
               return yield* Effect.fail(decided.failure)

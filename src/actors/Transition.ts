@@ -10,12 +10,15 @@ import type { Subscription } from "../domain/Subscription.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import type {
   Actor,
+  DebtQuery,
   EngineEvent,
   EventType,
   Notification,
   NotificationType,
   PaymentCommand,
+  ThresholdWatch,
 } from "../streams/Messages.ts"
+import type { SpendRecord } from "./Limits.ts"
 
 /** A new payment attempt, recorded before its command can be published. */
 export interface PaymentRecord {
@@ -31,6 +34,17 @@ export interface PaymentRecord {
   /** Why the engine paid: the rule and its inputs. */
   readonly rule: Readonly<Record<string, unknown>>
   readonly requestedAt: number
+  /** The client's monthly spend this payment adds to, when a monthly limit applies. */
+  readonly spend: SpendRecord | null
+}
+
+/** A debt query sent to a provider: recorded so its answer can be routed back by `queryId`. */
+export interface DebtQueryRecord {
+  readonly queryId: string
+  readonly subscriptionId: string
+  readonly providerId: string
+  readonly account: string
+  readonly sentAt: number
 }
 
 /** What happened to an attempt: the hub's verdict and what the engine made of it. */
@@ -63,16 +77,25 @@ export type Outgoing =
   | { readonly _tag: "Command"; readonly command: PaymentCommand }
   | { readonly _tag: "Event"; readonly event: EngineEvent }
   | { readonly _tag: "Notification"; readonly notification: Notification }
+  | {
+      readonly _tag: "Provider"
+      readonly providerId: string
+      readonly topic: "threshold.watch" | "threshold.unwatch" | "debt.query"
+      /** The de-duplication id: the same request to a provider is never published twice. */
+      readonly msgId: string
+      readonly body: ThresholdWatch | DebtQuery
+    }
 
 /** Everything one message did to one subscription. */
-export interface Transition {
-  readonly subscription: Subscription
+export interface Transition<S extends Subscription = Subscription> {
+  readonly subscription: S
   /** False when nothing needs writing (a duplicate result, a wake with nothing due). */
   readonly changed: boolean
   readonly payments: ReadonlyArray<PaymentRecord>
   readonly outcomes: ReadonlyArray<PaymentOutcomeRecord>
   readonly decisions: ReadonlyArray<DecisionRecord>
   readonly outgoing: ReadonlyArray<Outgoing>
+  readonly queries: ReadonlyArray<DebtQueryRecord>
 }
 
 /** The engine itself, as the author of a change. */
@@ -91,6 +114,7 @@ export class TransitionBuilder {
   readonly outcomes: Array<PaymentOutcomeRecord> = []
   readonly decisions: Array<DecisionRecord> = []
   readonly outgoing: Array<Outgoing> = []
+  readonly queries: Array<DebtQueryRecord> = []
   constructor(
     readonly base: Subscription,
     readonly now: number,
@@ -177,19 +201,64 @@ export class TransitionBuilder {
     })
   }
 
+  /** Tells a provider to start or stop reporting the balance of the watched account. */
+  watch(topic: "threshold.watch" | "threshold.unwatch", threshold: Money, by: string): void {
+    const { payee } = this.base
+    this.outgoing.push({
+      _tag: "Provider",
+      providerId: payee.providerId,
+      topic,
+      // One per change of watch: `by` names the change (the subscription version it came with).
+      msgId: `${topic}:${this.base.id}:${by}`,
+      body: {
+        subscriptionId: this.base.id,
+        providerId: payee.providerId,
+        account: payee.account,
+        threshold,
+        at: Timestamp.format(this.now),
+      },
+    })
+  }
+
+  /** Records a debt query and publishes it to the provider. */
+  queryDebts(queryId: string): void {
+    const { payee } = this.base
+    this.queries.push({
+      queryId,
+      subscriptionId: this.base.id,
+      providerId: payee.providerId,
+      account: payee.account,
+      sentAt: this.now,
+    })
+    this.outgoing.push({
+      _tag: "Provider",
+      providerId: payee.providerId,
+      topic: "debt.query",
+      msgId: `debt.query:${queryId}`,
+      body: {
+        queryId,
+        providerId: payee.providerId,
+        account: payee.account,
+        subscriptionId: this.base.id,
+        at: Timestamp.format(this.now),
+      },
+    })
+  }
+
   /** Records what became of an attempt. */
   recordOutcome(record: PaymentOutcomeRecord): void {
     this.outcomes.push(record)
   }
 
   /** The finished transition, with `subscription` as the new state. */
-  build(subscription: Subscription): Transition {
+  build<S extends Subscription>(subscription: S): Transition<S> {
     const changed =
       subscription !== this.base ||
       this.payments.length > 0 ||
       this.outcomes.length > 0 ||
       this.decisions.length > 0 ||
-      this.outgoing.length > 0
+      this.outgoing.length > 0 ||
+      this.queries.length > 0
     return {
       subscription,
       changed,
@@ -197,6 +266,7 @@ export class TransitionBuilder {
       outcomes: this.outcomes,
       decisions: this.decisions,
       outgoing: this.outgoing,
+      queries: this.queries,
     }
   }
 }

@@ -9,7 +9,8 @@
  */
 import { Schema } from "effect"
 import * as Calendar from "./Calendar.ts"
-import { Money, PositiveMoney } from "./Money.ts"
+import * as IsoDuration from "./IsoDuration.ts"
+import { Money, NonNegativeMoney, PositiveMoney } from "./Money.ts"
 
 /** What kind of autopayment a subscription is. */
 export const Kind = Schema.Literals(["scheduled", "threshold", "debt", "reminder"])
@@ -143,6 +144,25 @@ export const RetryPlan = Schema.Struct({
 })
 export type RetryPlan = typeof RetryPlan.Type
 
+/**
+ * A payment a limit held back: computed in full (its id is the one it will be
+ * sent with) but not sent until the client confirms it with `payment.confirm`.
+ */
+export const HeldPayment = Schema.Struct({
+  paymentId: Schema.String,
+  occurrence: Schema.String,
+  attempt: Schema.Int,
+  amount: Money,
+  /** over_debt_limit | over_payment_cap | over_monthly_cap */
+  reason: Schema.String,
+  heldAt: Schema.Number,
+  /** The rule that would have paid it, with its inputs. */
+  rule: Schema.Record(Schema.String, Schema.Unknown),
+  /** The limit it broke, with its inputs. */
+  limit: Schema.Record(Schema.String, Schema.Unknown),
+})
+export type HeldPayment = typeof HeldPayment.Type
+
 /** Everything a scheduled subscription's actor remembers between messages. */
 export const ScheduledState = Schema.Struct({
   cursor: Schema.NullOr(Cursor),
@@ -154,8 +174,71 @@ export const ScheduledState = Schema.Struct({
   paid: Schema.Int,
   /** The latest occurrence date already settled: a changed schedule never revisits it. */
   lastSettled: Schema.NullOr(Schema.String),
+  /** Payments held by a limit, waiting for the client (absent in rows written before limits existed). */
+  held: Schema.optionalKey(Schema.Array(HeldPayment)),
 })
 export type ScheduledState = typeof ScheduledState.Type
+
+/** Terms of a threshold autopayment: top up by `amount` when the balance falls below `threshold`. */
+export const ThresholdTerms = Schema.Struct({
+  amount: PositiveMoney,
+  threshold: NonNegativeMoney,
+  /** ISO 8601; no new top-up this long (tick time) after a successful one. */
+  cooldown: IsoDuration.IsoDuration,
+})
+export type ThresholdTerms = typeof ThresholdTerms.Type
+
+/** The default cooldown of a threshold autopayment. */
+export const DEFAULT_COOLDOWN = "PT1H"
+
+/** Everything a threshold subscription's actor remembers between messages. */
+export const ThresholdState = Schema.Struct({
+  /** The provider's reading time of the newest balance event seen: older ones are stale. */
+  newestEventAt: Schema.NullOr(Schema.Number),
+  /** Ids of the latest events seen, newest last: a redelivered event is recognised. */
+  recentEventIds: Schema.Array(Schema.String),
+  lastBalance: Schema.NullOr(Money),
+  /** At most one top-up in flight. */
+  open: Schema.Array(OpenAttempt),
+  /** No new top-up before this engine time (after a success). */
+  cooldownUntil: Schema.NullOr(Schema.Number),
+  paid: Schema.Int,
+  held: Schema.Array(HeldPayment),
+})
+export type ThresholdState = typeof ThresholdState.Type
+
+/** Terms of a debt autopayment: ask the provider for bills every `pollEvery`, pay those up to `limit`. */
+export const DebtTerms = Schema.Struct({
+  limit: PositiveMoney,
+  /** ISO 8601, how often the provider is asked. */
+  pollEvery: IsoDuration.IsoDuration,
+})
+export type DebtTerms = typeof DebtTerms.Type
+
+/** The default poll period of a debt autopayment. */
+export const DEFAULT_POLL_EVERY = "P1D"
+
+/** A debt query sent to the provider and not answered yet. */
+export const OpenQuery = Schema.Struct({
+  queryId: Schema.String,
+  sentAt: Schema.Number,
+  timeoutAt: Schema.Number,
+})
+export type OpenQuery = typeof OpenQuery.Type
+
+/** Everything a debt subscription's actor remembers between messages. */
+export const DebtState = Schema.Struct({
+  /** When the provider is asked next (engine time). */
+  nextPollAt: Schema.Number,
+  /** The query waiting for its answer; a new one is never sent while this is open. */
+  query: Schema.NullOr(OpenQuery),
+  open: Schema.Array(OpenAttempt),
+  held: Schema.Array(HeldPayment),
+  paid: Schema.Int,
+  /** Queries in a row that got no answer in time, for history and support. */
+  unansweredQueries: Schema.Int,
+})
+export type DebtState = typeof DebtState.Type
 
 /** Who a subscription pays: copied from the template when the subscription is made. */
 export interface Payee {
@@ -164,11 +247,10 @@ export interface Payee {
   readonly source: string
 }
 
-/** A subscription as the actor holds it in memory. */
-export interface Subscription {
+/** What every subscription has, whatever its kind. */
+export interface SubscriptionCommon {
   readonly id: string
   readonly clientId: string
-  readonly kind: Kind
   readonly status: Status
   readonly statusReason: string | null
   readonly hidden: boolean
@@ -177,13 +259,42 @@ export interface Subscription {
   readonly templateId: string | null
   readonly payee: Payee
   readonly currency: string
-  readonly terms: ScheduledTerms
-  readonly state: ScheduledState
   readonly nextDueAt: number | null
   readonly createdAt: number
   readonly createdChannel: string
   readonly createdTerminal: string | null
 }
+
+/** A scheduled subscription as the actor holds it in memory. */
+export interface ScheduledSubscription extends SubscriptionCommon {
+  readonly kind: "scheduled"
+  readonly terms: ScheduledTerms
+  readonly state: ScheduledState
+}
+
+/** A threshold subscription as the actor holds it in memory. */
+export interface ThresholdSubscription extends SubscriptionCommon {
+  readonly kind: "threshold"
+  readonly terms: ThresholdTerms
+  readonly state: ThresholdState
+}
+
+/** A debt subscription as the actor holds it in memory. */
+export interface DebtSubscription extends SubscriptionCommon {
+  readonly kind: "debt"
+  readonly terms: DebtTerms
+  readonly state: DebtState
+}
+
+/** A subscription of any kind; `kind` tells which terms and state it carries. */
+export type Subscription = ScheduledSubscription | ThresholdSubscription | DebtSubscription
+
+/** The kinds that run as subscriptions today. */
+export type SubscriptionKind = Subscription["kind"]
+
+/** Payments a limit is holding for the client, whatever the kind. */
+export const heldPayments = (subscription: Subscription): ReadonlyArray<HeldPayment> =>
+  subscription.state.held ?? []
 
 /** The state of a scheduled subscription that has just been created at engine time `now`. */
 export const initialScheduledState = (terms: ScheduledTerms, now: number): ScheduledState => ({
@@ -195,6 +306,7 @@ export const initialScheduledState = (terms: ScheduledTerms, now: number): Sched
   failedInARow: 0,
   paid: 0,
   lastSettled: null,
+  held: [],
 })
 
 /**

@@ -4,7 +4,7 @@
  */
 import { Schema } from "effect"
 import { Money } from "./Money.ts"
-import { Kind, Schedule, Status, type Subscription } from "./Subscription.ts"
+import { heldPayments, Kind, Schedule, Status, type Subscription } from "./Subscription.ts"
 import * as Timestamp from "./Timestamp.ts"
 
 /** The public form of a subscription. */
@@ -18,40 +18,111 @@ export const SubscriptionView = Schema.Struct({
   hidden: Schema.Boolean,
   templateId: Schema.NullOr(Schema.String),
   payee: Schema.Struct({ providerId: Schema.String, account: Schema.String, source: Schema.String }),
-  amount: Money,
-  schedule: Schedule,
+  /** scheduled and threshold: what each payment pays. */
+  amount: Schema.optionalKey(Money),
+  /** scheduled */
+  schedule: Schema.optionalKey(Schedule),
   nextOccurrence: Schema.NullOr(Schema.Struct({ date: Schema.String, dueAt: Schema.String })),
   skippedOccurrences: Schema.Array(Schema.String),
+  /** threshold */
+  threshold: Schema.optionalKey(Money),
+  cooldown: Schema.optionalKey(Schema.String),
+  lastBalance: Schema.optionalKey(Schema.NullOr(Money)),
+  cooldownUntil: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  /** debt */
+  limit: Schema.optionalKey(Money),
+  pollEvery: Schema.optionalKey(Schema.String),
+  nextPollAt: Schema.optionalKey(Schema.NullOr(Schema.String)),
   paymentsMade: Schema.Int,
   failedInARow: Schema.Int,
+  /** Payments a limit holds back until the client confirms them (`payment.confirm`). */
+  heldPayments: Schema.Array(
+    Schema.Struct({
+      paymentId: Schema.String,
+      occurrence: Schema.String,
+      amount: Money,
+      reason: Schema.String,
+      heldAt: Schema.String,
+      limit: Schema.Record(Schema.String, Schema.Unknown),
+    }),
+  ),
   createdAt: Schema.String,
   createdBy: Schema.Struct({ channel: Schema.String, terminal: Schema.NullOr(Schema.String) }),
 })
 export type SubscriptionView = typeof SubscriptionView.Type
 
-/** The public form of `subscription`. */
-export const toView = (subscription: Subscription): SubscriptionView => {
-  const { state, terms } = subscription
-  return {
-    subscriptionId: subscription.id,
-    clientId: subscription.clientId,
-    kind: subscription.kind,
-    status: subscription.status,
-    statusReason: subscription.statusReason,
-    version: subscription.version,
-    hidden: subscription.hidden,
-    templateId: subscription.templateId,
-    payee: subscription.payee,
-    amount: terms.amount,
-    schedule: terms.schedule,
-    nextOccurrence:
-      state.cursor === null || subscription.status === "cancelled" || subscription.status === "completed"
-        ? null
-        : { date: state.cursor.date, dueAt: Timestamp.format(state.cursor.dueAt) },
-    skippedOccurrences: state.skip,
-    paymentsMade: state.paid,
-    failedInARow: state.failedInARow,
-    createdAt: Timestamp.format(subscription.createdAt),
-    createdBy: { channel: subscription.createdChannel, terminal: subscription.createdTerminal },
+const live = (subscription: Subscription): boolean =>
+  subscription.status !== "cancelled" && subscription.status !== "completed"
+
+const orNullTime = (millis: number | null): string | null =>
+  millis === null ? null : Timestamp.format(millis)
+
+/** The fields only one kind has. */
+const kindFields = (subscription: Subscription) => {
+  switch (subscription.kind) {
+    case "scheduled": {
+      const { state, terms } = subscription
+      return {
+        amount: terms.amount,
+        schedule: terms.schedule,
+        nextOccurrence:
+          state.cursor === null || !live(subscription)
+            ? null
+            : { date: state.cursor.date, dueAt: Timestamp.format(state.cursor.dueAt) },
+        skippedOccurrences: state.skip,
+        paymentsMade: state.paid,
+        failedInARow: state.failedInARow,
+      }
+    }
+    case "threshold": {
+      const { state, terms } = subscription
+      return {
+        amount: terms.amount,
+        threshold: terms.threshold,
+        cooldown: terms.cooldown,
+        lastBalance: state.lastBalance,
+        cooldownUntil: orNullTime(state.cooldownUntil),
+        nextOccurrence: null,
+        skippedOccurrences: [],
+        paymentsMade: state.paid,
+        failedInARow: 0,
+      }
+    }
+    case "debt": {
+      const { state, terms } = subscription
+      return {
+        limit: terms.limit,
+        pollEvery: terms.pollEvery,
+        nextPollAt: live(subscription) ? Timestamp.format(state.nextPollAt) : null,
+        nextOccurrence: null,
+        skippedOccurrences: [],
+        paymentsMade: state.paid,
+        failedInARow: 0,
+      }
+    }
   }
 }
+
+/** The public form of `subscription`. */
+export const toView = (subscription: Subscription): SubscriptionView => ({
+  subscriptionId: subscription.id,
+  clientId: subscription.clientId,
+  kind: subscription.kind,
+  status: subscription.status,
+  statusReason: subscription.statusReason,
+  version: subscription.version,
+  hidden: subscription.hidden,
+  templateId: subscription.templateId,
+  payee: subscription.payee,
+  ...kindFields(subscription),
+  heldPayments: heldPayments(subscription).map((held) => ({
+    paymentId: held.paymentId,
+    occurrence: held.occurrence,
+    amount: held.amount,
+    reason: held.reason,
+    heldAt: Timestamp.format(held.heldAt),
+    limit: held.limit,
+  })),
+  createdAt: Timestamp.format(subscription.createdAt),
+  createdBy: { channel: subscription.createdChannel, terminal: subscription.createdTerminal },
+})

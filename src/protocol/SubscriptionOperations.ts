@@ -4,14 +4,25 @@
  * and hub results take, so a channel can never race the engine.
  */
 import { Effect, Schema } from "effect"
+import * as DebtPolicy from "../actors/DebtPolicy.ts"
 import { EngineClock } from "../actors/EngineClock.ts"
 import type { ActorInput } from "../actors/Inputs.ts"
 import * as ScheduledPolicy from "../actors/ScheduledPolicy.ts"
 import { type ActorOutcome, SubscriptionActors } from "../actors/SubscriptionActors.ts"
-import { invalidField, NotFound, ValidationFailed } from "../domain/Errors.ts"
+import * as ThresholdPolicy from "../actors/ThresholdPolicy.ts"
+import { invalidField, LimitExceeded, NotFound, ValidationFailed } from "../domain/Errors.ts"
 import { isUuid, newId } from "../domain/Ids.ts"
-import { PositiveMoney } from "../domain/Money.ts"
-import { normalizeSchedule, ScheduleInput, type Subscription } from "../domain/Subscription.ts"
+import { IsoDuration } from "../domain/IsoDuration.ts"
+import * as Money from "../domain/Money.ts"
+import { NonNegativeMoney, PositiveMoney } from "../domain/Money.ts"
+import {
+  DEFAULT_COOLDOWN,
+  DEFAULT_POLL_EVERY,
+  normalizeSchedule,
+  ScheduleInput,
+  type Subscription,
+  type SubscriptionKind,
+} from "../domain/Subscription.ts"
 import { toView } from "../domain/SubscriptionView.ts"
 import { type Template, TemplateInput } from "../domain/Template.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
@@ -34,37 +45,88 @@ import { decodePageCursorOrFail, PageRequest } from "./Paging.ts"
 const SubscriptionId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(100))
 const SubscriptionRef = Schema.Struct({ subscriptionId: SubscriptionId })
 
-const ScheduledCreate = Schema.Struct({
-  kind: Schema.Literal("scheduled"),
+const TemplateChoice = {
   templateId: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(100))),
   template: Schema.optionalKey(TemplateInput),
-  amount: PositiveMoney,
-  schedule: ScheduleInput,
-}).check(
-  Schema.makeFilter((body) =>
+}
+
+const exactlyOneTemplate = Schema.makeFilter(
+  (body: { readonly templateId?: string; readonly template?: unknown }) =>
     (body.templateId === undefined) === (body.template === undefined)
       ? {
           path: ["templateId"],
           issue: "give exactly one of templateId (a saved template) or template (a new one)",
         }
       : undefined,
+)
+
+const ScheduledCreate = Schema.Struct({
+  kind: Schema.Literal("scheduled"),
+  ...TemplateChoice,
+  amount: PositiveMoney,
+  schedule: ScheduleInput,
+}).check(exactlyOneTemplate)
+
+const ThresholdCreate = Schema.Struct({
+  kind: Schema.Literal("threshold"),
+  ...TemplateChoice,
+  amount: PositiveMoney,
+  threshold: NonNegativeMoney,
+  cooldown: Schema.optionalKey(IsoDuration),
+}).check(
+  exactlyOneTemplate,
+  Schema.makeFilter((body) =>
+    body.threshold.currency !== body.amount.currency
+      ? {
+          path: ["threshold", "currency"],
+          issue: `must be the currency of amount (${body.amount.currency})`,
+        }
+      : undefined,
   ),
 )
 
-const decodeScheduledCreate = bodyDecoder(ScheduledCreate)
+const DebtCreate = Schema.Struct({
+  kind: Schema.Literal("debt"),
+  ...TemplateChoice,
+  limit: PositiveMoney,
+  pollEvery: Schema.optionalKey(IsoDuration),
+}).check(exactlyOneTemplate)
+
+const decodeCreate = {
+  scheduled: bodyDecoder(ScheduledCreate),
+  threshold: bodyDecoder(ThresholdCreate),
+  debt: bodyDecoder(DebtCreate),
+}
+
+type CreateBody = typeof ScheduledCreate.Type | typeof ThresholdCreate.Type | typeof DebtCreate.Type
 
 const KnownKind = Schema.Struct({ kind: Schema.Literals(["scheduled", "threshold", "debt"]) })
 const decodeKind = Schema.decodeUnknownOption(KnownKind)
+
+const ConfirmBody = Schema.Struct({
+  subscriptionId: SubscriptionId,
+  paymentId: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(100)),
+})
 
 const UpdateBody = Schema.Struct({
   subscriptionId: SubscriptionId,
   expectedVersion: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
   amount: Schema.optionalKey(PositiveMoney),
   schedule: Schema.optionalKey(ScheduleInput),
+  threshold: Schema.optionalKey(NonNegativeMoney),
+  cooldown: Schema.optionalKey(IsoDuration),
+  limit: Schema.optionalKey(PositiveMoney),
+  pollEvery: Schema.optionalKey(IsoDuration),
 }).check(
   Schema.makeFilter((body) =>
-    body.amount === undefined && body.schedule === undefined
-      ? { path: ["amount"], issue: "give at least one of amount or schedule to change" }
+    [body.amount, body.schedule, body.threshold, body.cooldown, body.limit, body.pollEvery].every(
+      (field) => field === undefined,
+    )
+      ? {
+          path: ["amount"],
+          issue:
+            "give at least one term to change: amount, schedule (scheduled), threshold, cooldown (threshold), limit, pollEvery (debt)",
+        }
       : undefined,
   ),
 )
@@ -86,9 +148,15 @@ const subscriptionReply = (requestId: string) => (subscription: Subscription) =>
 
 const skipReply = (requestId: string) => (subscription: Subscription) =>
   okReply(requestId, {
-    skippedOccurrence: subscription.state.skip[subscription.state.skip.length - 1] ?? null,
+    skippedOccurrence:
+      subscription.kind === "scheduled"
+        ? (subscription.state.skip[subscription.state.skip.length - 1] ?? null)
+        : null,
     subscription: toView(subscription),
   })
+
+const confirmReply = (requestId: string, paymentId: string) => (subscription: Subscription) =>
+  okReply(requestId, { confirmedPaymentId: paymentId.toLowerCase(), subscription: toView(subscription) })
 
 /** The subscription operations, bound to the services they use. */
 export const subscriptionOperations = Effect.gen(function* () {
@@ -136,74 +204,111 @@ export const subscriptionOperations = Effect.gen(function* () {
         change(subscriptionId, { _tag: tag, by: context.by }, context, subscriptionReply(context.requestId)),
     })
 
-  // The kind is checked before the rest of the body so that a kind this version does not
-  // offer gets one clear message instead of a list of fields it does not have.
+  // The kind is read first so each kind's body is checked against its own schema, and a body
+  // without a known kind gets one clear message instead of every field of every kind.
   const create: Operation = {
     mutating: true,
     decode: (raw) => {
       const kind = decodeKind(raw)
-      if (kind._tag === "Some" && kind.value.kind !== "scheduled") {
-        return Effect.fail(
-          invalidField(
-            "body.kind",
-            `"${kind.value.kind}" autopayments are not available in this version of the engine; use "scheduled"`,
-          ),
-        )
+      if (kind._tag === "None") {
+        return Effect.fail(invalidField("body.kind", 'must be one of "scheduled", "threshold" or "debt"'))
       }
-      return decodeScheduledCreate(raw)
+      return decodeCreate[kind.value.kind](raw)
     },
     // The table only passes bodies this operation's own decode produced.
-    run: (body, context) => createScheduled(body as typeof ScheduledCreate.Type, context),
+    run: (body, context) => createSubscription(body as CreateBody, context),
   }
 
-  const createScheduled = (body: typeof ScheduledCreate.Type, context: RequestContext) =>
+  /** The saved template the body names, or the new one it brings (saved with the subscription). */
+  const templateFor = (body: CreateBody, context: RequestContext) =>
     Effect.gen(function* () {
-      let template: Template
-      let newTemplate: Template | null = null
       if (body.templateId !== undefined) {
         const found = isUuid(body.templateId)
           ? yield* templates.get(body.templateId, context.clientId)
           : undefined
         if (found === undefined)
           return yield* new NotFound({ message: `template ${body.templateId} not found` })
-        template = found
-      } else {
-        const input: TemplateInput = body.template as TemplateInput
-        newTemplate = {
-          id: newId(),
-          clientId: context.clientId,
-          name: input.name,
-          providerId: input.providerId,
-          account: input.account,
-          source: input.source,
-          fields: input.fields ?? {},
-          createdAt: Date.now(),
-          createdChannel: context.channel,
-          createdTerminal: context.terminal,
-        }
-        template = newTemplate
+        return { template: found, newTemplate: null }
       }
+      const input = body.template as TemplateInput
+      const newTemplate: Template = {
+        id: newId(),
+        clientId: context.clientId,
+        name: input.name,
+        providerId: input.providerId,
+        account: input.account,
+        source: input.source,
+        fields: input.fields ?? {},
+        createdAt: Date.now(),
+        createdChannel: context.channel,
+        createdTerminal: context.terminal,
+      }
+      return { template: newTemplate, newTemplate }
+    })
+
+  /** A payment amount no payment of this kind could ever be sent with is refused up front. */
+  const checkPaymentCap = (kind: SubscriptionKind, amount: Money.Money) => {
+    const cap = config.limits.paymentMax[kind][amount.currency]
+    return cap !== undefined && amount.value > cap
+      ? Effect.fail(
+          new LimitExceeded({
+            message: `amount ${Money.format(amount)} is above the bank's cap of ${Money.format({ value: cap, currency: amount.currency })} for one ${kind} payment`,
+          }),
+        )
+      : Effect.void
+  }
+
+  const createSubscription = (body: CreateBody, context: RequestContext) =>
+    Effect.gen(function* () {
+      const { template, newTemplate } = yield* templateFor(body, context)
       const now = yield* clock.now
-      const transition = ScheduledPolicy.create(
-        {
-          id: newId(),
-          clientId: context.clientId,
-          templateId: template.id,
-          payee: { providerId: template.providerId, account: template.account, source: template.source },
-          terms: { amount: body.amount, schedule: normalizeSchedule(body.schedule) },
-          by: context.by,
-          createdAt: Date.now(),
-        },
-        now,
-        config,
-      )
-      if (transition.subscription.state.cursor === null) {
-        return yield* new ValidationFailed({
-          message: `the schedule has no occurrence after the engine's current time ${Timestamp.format(now)}`,
-          details: [
-            { path: "body.schedule", message: "has no future occurrence (check startDate and endDate)" },
-          ],
-        })
+      const common = {
+        id: newId(),
+        clientId: context.clientId,
+        templateId: template.id,
+        payee: { providerId: template.providerId, account: template.account, source: template.source },
+        by: context.by,
+        createdAt: Date.now(),
+      }
+      let transition: ReturnType<typeof ThresholdPolicy.create>
+      switch (body.kind) {
+        case "scheduled": {
+          yield* checkPaymentCap("scheduled", body.amount)
+          transition = ScheduledPolicy.create(
+            { ...common, terms: { amount: body.amount, schedule: normalizeSchedule(body.schedule) } },
+            now,
+            config,
+          )
+          if (transition.subscription.kind === "scheduled" && transition.subscription.state.cursor === null) {
+            return yield* new ValidationFailed({
+              message: `the schedule has no occurrence after the engine's current time ${Timestamp.format(now)}`,
+              details: [
+                { path: "body.schedule", message: "has no future occurrence (check startDate and endDate)" },
+              ],
+            })
+          }
+          break
+        }
+        case "threshold":
+          yield* checkPaymentCap("threshold", body.amount)
+          transition = ThresholdPolicy.create(
+            {
+              ...common,
+              terms: {
+                amount: body.amount,
+                threshold: body.threshold,
+                cooldown: body.cooldown ?? DEFAULT_COOLDOWN,
+              },
+            },
+            now,
+          )
+          break
+        case "debt":
+          transition = DebtPolicy.create(
+            { ...common, terms: { limit: body.limit, pollEvery: body.pollEvery ?? DEFAULT_POLL_EVERY } },
+            now,
+          )
+          break
       }
       const reply = subscriptionReply(context.requestId)(transition.subscription)
       const outcome = yield* committer.create({
@@ -257,9 +362,25 @@ export const subscriptionOperations = Effect.gen(function* () {
           expectedVersion: body.expectedVersion,
           amount: body.amount,
           schedule: body.schedule,
+          threshold: body.threshold,
+          cooldown: body.cooldown,
+          limit: body.limit,
+          pollEvery: body.pollEvery,
         },
         context,
         subscriptionReply(context.requestId),
+      ),
+  })
+
+  const confirm = defineOperation({
+    mutating: true,
+    body: ConfirmBody,
+    run: (body, context) =>
+      change(
+        body.subscriptionId,
+        { _tag: "Confirm", by: context.by, paymentId: body.paymentId },
+        context,
+        confirmReply(context.requestId, body.paymentId),
       ),
   })
 
@@ -291,6 +412,16 @@ export const subscriptionOperations = Effect.gen(function* () {
     run: (body, context) =>
       Effect.gen(function* () {
         const subscription = yield* owned(body.subscriptionId, context.clientId)
+        if (subscription.kind !== "scheduled") {
+          const note =
+            subscription.kind === "threshold"
+              ? "a threshold autopayment has no calendar: it pays when the provider reports a balance below the threshold"
+              : "a debt autopayment has no calendar: it pays the bills the provider reports at each poll, up to the limit"
+          return {
+            _tag: "Result",
+            result: { subscriptionId: subscription.id, occurrences: [], note },
+          } as const
+        }
         const occurrences = ScheduledPolicy.previewOccurrences(subscription, body.count ?? 5).map(
           (occurrence) => ({
             date: occurrence.date,
@@ -315,5 +446,6 @@ export const subscriptionOperations = Effect.gen(function* () {
     "subscription.skipNext": skipNext,
     "subscription.history": historyOperation,
     "subscription.preview": preview,
+    "payment.confirm": confirm,
   } satisfies Record<string, Operation>
 })

@@ -13,12 +13,26 @@ export interface PaymentRoute {
   readonly status: string
 }
 
+/** The latest attempt recorded for one occurrence (a debt bill). */
+export interface LatestAttempt {
+  readonly attempt: number
+  readonly status: string
+  readonly retryable: boolean | null
+}
+
 /** Payment reads. */
 export class PaymentStore extends Context.Service<
   PaymentStore,
   {
     /** Each known payment's subscription and recorded status, keyed by payment id (lower case). */
     readonly routes: (paymentIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, PaymentRoute>>
+    /** For each of `occurrences` the subscription has paid before, its latest attempt. */
+    readonly latestAttempts: (
+      subscriptionId: string,
+      occurrences: ReadonlyArray<string>,
+    ) => Effect.Effect<ReadonlyMap<string, LatestAttempt>>
+    /** What the client has spent through autopayments in `month` (YYYY-MM), in minor units of `currency`. */
+    readonly monthlySpend: (clientId: string, month: string, currency: string) => Effect.Effect<number>
   }
 >()("rp/store/PaymentStore") {
   static readonly layer = Layer.effect(
@@ -48,6 +62,40 @@ export class PaymentStore extends Context.Service<
             ),
           )
         },
+        latestAttempts: (subscriptionId, occurrences) => {
+          if (occurrences.length === 0) return Effect.succeed(new Map())
+          return use((db) =>
+            db
+              .selectFrom("payments")
+              .select(["occurrence", "attempt", "status", "retryable"])
+              .distinctOn("occurrence")
+              .where("subscription_id", "=", subscriptionId)
+              .where("occurrence", "in", [...new Set(occurrences)])
+              .orderBy("occurrence")
+              .orderBy("attempt", "desc")
+              .execute(),
+          ).pipe(
+            Effect.map(
+              (rows) =>
+                new Map(
+                  rows.map((row) => [
+                    row.occurrence,
+                    { attempt: row.attempt, status: row.status, retryable: row.retryable },
+                  ]),
+                ),
+            ),
+          )
+        },
+        monthlySpend: (clientId, month, currency) =>
+          use((db) =>
+            db
+              .selectFrom("client_spend")
+              .select("spent")
+              .where("client_id", "=", clientId)
+              .where("month", "=", month)
+              .where("currency", "=", currency)
+              .executeTakeFirst(),
+          ).pipe(Effect.map((row) => row?.spent ?? 0)),
       })
     }),
   )

@@ -8,23 +8,73 @@
  */
 import { Context, Effect, Exit, Layer, Request, RequestResolver, Schema } from "effect"
 import { type Kysely, type Selectable, sql, type Transaction } from "kysely"
-import { Kind, ScheduledState, ScheduledTerms, Status, type Subscription } from "../domain/Subscription.ts"
+import { isUuid } from "../domain/Ids.ts"
+import {
+  DebtState,
+  DebtTerms,
+  ScheduledState,
+  ScheduledTerms,
+  Status,
+  type Subscription,
+  type SubscriptionCommon,
+  ThresholdState,
+  ThresholdTerms,
+} from "../domain/Subscription.ts"
 import { type CreatedPosition, createdBefore, createdPositionOf, keysetPage } from "./Cursor.ts"
 import { Database } from "./Database.ts"
 import type { SubscriptionsTable, Tables } from "./Tables.ts"
 
 type SubscriptionRow = Selectable<SubscriptionsTable>
 
-const decodeKind = Schema.decodeUnknownSync(Kind)
 const decodeStatus = Schema.decodeUnknownSync(Status)
-const decodeTerms = Schema.decodeUnknownSync(ScheduledTerms)
-const decodeState = Schema.decodeUnknownSync(ScheduledState)
+const decodeScheduled = {
+  terms: Schema.decodeUnknownSync(ScheduledTerms),
+  state: Schema.decodeUnknownSync(ScheduledState),
+}
+const decodeThreshold = {
+  terms: Schema.decodeUnknownSync(ThresholdTerms),
+  state: Schema.decodeUnknownSync(ThresholdState),
+}
+const decodeDebt = {
+  terms: Schema.decodeUnknownSync(DebtTerms),
+  state: Schema.decodeUnknownSync(DebtState),
+}
 
 /** Maps a row to the domain; a row that does not decode is a defect (the engine wrote it). */
-export const fromRow = (row: SubscriptionRow): Subscription => ({
+export const fromRow = (row: SubscriptionRow): Subscription => {
+  const common = commonFromRow(row)
+  switch (row.kind) {
+    case "scheduled":
+      return {
+        ...common,
+        kind: "scheduled",
+        terms: decodeScheduled.terms(row.terms),
+        state: decodeScheduled.state(row.state),
+      }
+    case "threshold":
+      return {
+        ...common,
+        kind: "threshold",
+        terms: decodeThreshold.terms(row.terms),
+        state: decodeThreshold.state(row.state),
+      }
+    case "debt":
+      return {
+        ...common,
+        kind: "debt",
+        terms: decodeDebt.terms(row.terms),
+        state: decodeDebt.state(row.state),
+      }
+    default:
+      throw new Error(
+        `subscription ${row.id} has kind ${JSON.stringify(row.kind)}, which this engine cannot run`,
+      )
+  }
+}
+
+const commonFromRow = (row: SubscriptionRow): SubscriptionCommon => ({
   id: row.id,
   clientId: row.client_id,
-  kind: decodeKind(row.kind),
   status: decodeStatus(row.status),
   statusReason: row.status_reason,
   hidden: row.hidden,
@@ -33,8 +83,6 @@ export const fromRow = (row: SubscriptionRow): Subscription => ({
   templateId: row.template_id,
   payee: { providerId: row.provider_id, account: row.account, source: row.source },
   currency: row.currency,
-  terms: decodeTerms(row.terms),
-  state: decodeState(row.state),
   nextDueAt: row.next_due_at === null ? null : row.next_due_at.getTime(),
   createdAt: row.created_at.getTime(),
   createdChannel: row.created_channel,
@@ -71,6 +119,9 @@ export const insertSubscription = async (
     })
     .execute()
 }
+
+/** The key `thresholdWatchers` files a payee's watchers under. */
+export const watchKey = (providerId: string, account: string): string => `${providerId}\u0000${account}`
 
 /** A page of a client's subscriptions, newest first. */
 export interface SubscriptionPage {
@@ -117,6 +168,15 @@ export class SubscriptionStore extends Context.Service<
       after: { readonly dueAt: number; readonly id: string } | null,
       limit: number,
     ) => Effect.Effect<ReadonlyArray<DueSubscription>>
+    /**
+     * Active threshold subscriptions watching each `(providerId, account)`, through their index;
+     * keyed by `watchKey`.
+     */
+    readonly thresholdWatchers: (
+      payees: ReadonlyArray<{ readonly providerId: string; readonly account: string }>,
+    ) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<string>>>
+    /** The subscription that sent each debt query, keyed by query id (lower case). */
+    readonly debtQueryOwners: (queryIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, string>>
     /** A client's subscriptions, newest first, paged. */
     readonly listByClient: (
       clientId: string,
@@ -175,6 +235,41 @@ export class SubscriptionStore extends Context.Service<
             }
             return query.execute()
           }).pipe(Effect.map((rows) => rows.map(decodeDue))),
+        thresholdWatchers: (payees) => {
+          if (payees.length === 0) return Effect.succeed(new Map())
+          const wanted = JSON.stringify(
+            payees.map((p) => ({ provider_id: p.providerId, account: p.account })),
+          )
+          return use((runner) =>
+            sql<{ id: string; provider_id: string; account: string }>`
+              SELECT s.id, s.provider_id, s.account FROM subscriptions s
+              JOIN (SELECT DISTINCT * FROM json_to_recordset(${wanted}::json) AS v(provider_id text, account text)) v
+                ON s.provider_id = v.provider_id AND s.account = v.account
+              WHERE s.kind = 'threshold' AND s.status = 'active'`.execute(runner),
+          ).pipe(
+            Effect.map((result) => {
+              const watchers = new Map<string, Array<string>>()
+              for (const row of result.rows) {
+                const key = watchKey(row.provider_id, row.account)
+                const ids = watchers.get(key)
+                if (ids === undefined) watchers.set(key, [row.id])
+                else ids.push(row.id)
+              }
+              return watchers
+            }),
+          )
+        },
+        debtQueryOwners: (queryIds) => {
+          const ids = [...new Set(queryIds.filter(isUuid).map((id) => id.toLowerCase()))]
+          if (ids.length === 0) return Effect.succeed(new Map())
+          return use((runner) =>
+            runner
+              .selectFrom("debt_queries")
+              .select(["query_id", "subscription_id"])
+              .where("query_id", "in", ids)
+              .execute(),
+          ).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.query_id, row.subscription_id]))))
+        },
         listByClient: (clientId, { includeHidden, limit, cursor }) =>
           use((runner) => {
             let query = runner

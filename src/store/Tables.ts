@@ -112,6 +112,21 @@ export interface RequestsTable {
   created_at: DefaultedTimestamp
 }
 
+export interface DebtQueriesTable {
+  query_id: string
+  subscription_id: string
+  provider_id: string
+  account: string
+  sent_at: Date
+}
+
+export interface ClientSpendTable {
+  client_id: string
+  month: string
+  currency: string
+  spent: number
+}
+
 /** The whole database as Kysely's type parameter. */
 export interface Tables {
   engine_clock: EngineClockTable
@@ -122,4 +137,6 @@ export interface Tables {
   outbox: OutboxTable
   inbox: InboxTable
   requests: RequestsTable
+  debt_queries: DebtQueriesTable
+  client_spend: ClientSpendTable
 }

@@ -18,6 +18,7 @@
  */
 import { Context, Deferred, Duration, Effect, Layer, Queue, Semaphore } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
+import { type LimitSettings, noLimitSettings } from "../actors/Limits.ts"
 import type { DecisionRecord, Outgoing, Transition } from "../actors/Transition.ts"
 import { newId } from "../domain/Ids.ts"
 import type { Template } from "../domain/Template.ts"
@@ -89,6 +90,12 @@ export const address = (outgoing: Outgoing, topology: TopologyService): Publisha
         subject: topology.subjects.notify(outgoing.notification.clientId),
         msgId: outgoing.notification.notificationId,
         payload: JSON.stringify(outgoing.notification),
+      }
+    case "Provider":
+      return {
+        subject: topology.subjects.toProvider(outgoing.providerId, outgoing.topic),
+        msgId: outgoing.msgId,
+        payload: JSON.stringify(outgoing.body),
       }
   }
 }
@@ -181,6 +188,7 @@ export const writeBatch = async (
   trx: KyselyTransaction<Tables>,
   requests: ReadonlyArray<CommitRequest>,
   topology: TopologyService,
+  limits: LimitSettings = noLimitSettings,
 ): Promise<{ outcomes: Array<CommitOutcome>; outbox: Array<OutboxRow> }> => {
   const outcomes: Array<CommitOutcome> = requests.map(() => ({ _tag: "Committed" }))
 
@@ -214,7 +222,26 @@ export const writeBatch = async (
     }
   }
 
-  // 2. Fence on revision; rows are locked in id order so concurrent batches cannot deadlock.
+  // 2. Monthly limits: a transition whose payments no longer fit (another subscription of the same
+  // client spent since its actor read the figure) is written not at all, and decided again.
+  const spendRows = await lockMonthlySpend(trx, requests, outcomes)
+  if (spendRows !== null) {
+    requests.forEach((request, index) => {
+      if (outcomes[index]?._tag !== "Committed") return
+      const adds = spendOf(request)
+      const fits = adds.every(({ key, amount, checked, currency }) => {
+        const cap = limits.monthlyMax[currency]
+        return !checked || cap === undefined || (spendRows.get(key) ?? 0) + amount <= cap
+      })
+      if (!fits) {
+        outcomes[index] = { _tag: "Stale" }
+        return
+      }
+      for (const { key, amount } of adds) spendRows.set(key, (spendRows.get(key) ?? 0) + amount)
+    })
+  }
+
+  // 3. Fence on revision; rows are locked in id order so concurrent batches cannot deadlock.
   const candidates = requests
     .map((request, index) => ({ request, index }))
     .filter(({ index }) => outcomes[index]?._tag === "Committed")
@@ -245,16 +272,16 @@ export const writeBatch = async (
       RETURNING s.id`.execute(trx)
     for (const row of updated.rows) applied.add(row.id)
   }
-  const staleClaims: Array<RequestRecord> = []
   const winners: Array<CommitRequest> = []
   for (const { request, index } of candidates) {
-    if (applied.has(request.transition.subscription.id)) {
-      winners.push(request)
-    } else {
-      outcomes[index] = { _tag: "Stale" }
-      if (request.request !== null && claimed.has(index)) staleClaims.push(request.request)
-    }
+    if (applied.has(request.transition.subscription.id)) winners.push(request)
+    else outcomes[index] = { _tag: "Stale" }
   }
+  const staleClaims = requests.flatMap((request, index) =>
+    request.request !== null && claimed.has(index) && outcomes[index]?._tag === "Stale"
+      ? [request.request]
+      : [],
+  )
   if (staleClaims.length > 0) {
     // The actor will recompute and claim again with the reply it then gives.
     const keys = staleClaims.map((r) => ({ channel: r.channel, request_id: r.requestId }))
@@ -263,7 +290,8 @@ export const writeBatch = async (
       WHERE r.channel = v.channel AND r.request_id = v.request_id`.execute(trx)
   }
 
-  // 3. Everything the winning transitions caused.
+  // 4. Everything the winning transitions caused.
+  await recordMonthlySpend(trx, winners)
   const payments = winners.flatMap(({ transition }) => transition.payments)
   if (payments.length > 0) {
     const rows = payments.map((p) => ({
@@ -316,6 +344,21 @@ export const writeBatch = async (
     winners.map(({ transition }) => transition),
     topology,
   )
+  const queries = winners.flatMap(({ transition }) => transition.queries)
+  if (queries.length > 0) {
+    const rows = queries.map((q) => ({
+      query_id: q.queryId,
+      subscription_id: q.subscriptionId,
+      provider_id: q.providerId,
+      account: q.account,
+      sent_at: iso(q.sentAt),
+    }))
+    await sql`
+      INSERT INTO debt_queries (query_id, subscription_id, provider_id, account, sent_at)
+      SELECT v.query_id, v.subscription_id, v.provider_id, v.account, v.sent_at
+      FROM json_to_recordset(${rowsJson(rows)}::json) AS v(query_id uuid, subscription_id uuid, provider_id text,
+        account text, sent_at timestamptz)`.execute(trx)
+  }
   const inbox = winners.flatMap(({ inbox }) =>
     inbox === null ? [] : [{ consumer: inbox.consumer, message_id: inbox.messageId }],
   )
@@ -326,6 +369,95 @@ export const writeBatch = async (
       ON CONFLICT DO NOTHING`.execute(trx)
   }
   return { outcomes, outbox }
+}
+
+/** One payment's addition to its client's month. */
+interface SpendAddition {
+  readonly key: string
+  readonly clientId: string
+  readonly month: string
+  readonly currency: string
+  readonly amount: number
+  readonly checked: boolean
+}
+
+const spendOf = (request: CommitRequest): Array<SpendAddition> =>
+  request.transition.payments.flatMap((payment) =>
+    payment.spend === null
+      ? []
+      : [
+          {
+            key: `${payment.clientId}\u0000${payment.spend.month}\u0000${payment.amount.currency}`,
+            clientId: payment.clientId,
+            month: payment.spend.month,
+            currency: payment.amount.currency,
+            amount: payment.amount.value,
+            checked: payment.spend.checked,
+          },
+        ],
+  )
+
+/**
+ * Locks the spend rows every pending payment of the batch adds to (created at zero when
+ * missing), in key order so two batches cannot deadlock; returns the current figures, or null
+ * when no payment in the batch is subject to a monthly limit.
+ */
+const lockMonthlySpend = async (
+  trx: KyselyTransaction<Tables>,
+  requests: ReadonlyArray<CommitRequest>,
+  outcomes: ReadonlyArray<CommitOutcome>,
+): Promise<Map<string, number> | null> => {
+  const keys = new Map<string, SpendAddition>()
+  requests.forEach((request, index) => {
+    if (outcomes[index]?._tag !== "Committed") return
+    for (const addition of spendOf(request)) keys.set(addition.key, addition)
+  })
+  if (keys.size === 0) return null
+  const rows = [...keys.values()]
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map((k) => ({ client_id: k.clientId, month: k.month, currency: k.currency }))
+  await sql`
+    INSERT INTO client_spend (client_id, month, currency, spent)
+    SELECT v.client_id, v.month, v.currency, 0
+    FROM json_to_recordset(${rowsJson(rows)}::json) AS v(client_id text, month text, currency text)
+    ON CONFLICT DO NOTHING`.execute(trx)
+  const locked = await sql<{ client_id: string; month: string; currency: string; spent: number }>`
+    SELECT s.client_id, s.month, s.currency, s.spent FROM client_spend s
+    JOIN json_to_recordset(${rowsJson(rows)}::json) AS v(client_id text, month text, currency text)
+      ON s.client_id = v.client_id AND s.month = v.month AND s.currency = v.currency
+    ORDER BY s.client_id, s.month, s.currency
+    FOR UPDATE OF s`.execute(trx)
+  return new Map(
+    locked.rows.map((row) => [`${row.client_id}\u0000${row.month}\u0000${row.currency}`, Number(row.spent)]),
+  )
+}
+
+/** Adds the winners' payments to their clients' months (rows locked by `lockMonthlySpend`). */
+const recordMonthlySpend = async (
+  trx: KyselyTransaction<Tables>,
+  winners: ReadonlyArray<CommitRequest>,
+): Promise<void> => {
+  const totals = new Map<string, SpendAddition>()
+  for (const winner of winners) {
+    for (const addition of spendOf(winner)) {
+      const sum = totals.get(addition.key)
+      totals.set(
+        addition.key,
+        sum === undefined ? addition : { ...sum, amount: sum.amount + addition.amount },
+      )
+    }
+  }
+  if (totals.size === 0) return
+  const rows = [...totals.values()].map((t) => ({
+    client_id: t.clientId,
+    month: t.month,
+    currency: t.currency,
+    amount: t.amount,
+  }))
+  await sql`
+    UPDATE client_spend AS s SET spent = s.spent + v.amount
+    FROM json_to_recordset(${rowsJson(rows)}::json) AS v(client_id text, month text, currency text, amount bigint)
+    WHERE s.client_id = v.client_id AND s.month = v.month AND s.currency = v.currency`.execute(trx)
 }
 
 interface Pending {
@@ -359,6 +491,7 @@ export class TransitionCommitter extends Context.Service<
               trx,
               batch.map((pending) => pending.request),
               topology,
+              config.limits,
             ),
           ),
         )

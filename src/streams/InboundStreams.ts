@@ -1,14 +1,16 @@
 /**
  * The engine's inbound streams, each bound to the component that handles it:
- * ticks to the scheduler (strictly one at a time, in order) and hub results
- * to the result router (many at once; each actor keeps its own order).
+ * ticks to the scheduler (strictly one at a time, in order), hub results to
+ * the result router, and providers' balance readings and debt answers to the
+ * provider router (many at once; each actor keeps its own order).
  */
 import { Effect, Layer } from "effect"
+import { ProviderRouter } from "../actors/ProviderRouter.ts"
 import { ResultRouter } from "../actors/ResultRouter.ts"
 import { Scheduler } from "../actors/Scheduler.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import { done, runConsumer } from "./DurableConsumer.ts"
-import { PaymentResult, Tick } from "./Messages.ts"
+import { DebtResponse, PaymentResult, ThresholdEvent, Tick } from "./Messages.ts"
 import { Topology } from "./Topology.ts"
 
 /** Starts every consumer; they run until the engine stops. */
@@ -17,6 +19,7 @@ export const InboundStreams = Layer.effectDiscard(
     const topology = yield* Topology
     const scheduler = yield* Scheduler
     const router = yield* ResultRouter
+    const providers = yield* ProviderRouter
 
     // Work a previous run left half done is due already: finish it, in the background so the
     // engine is ready at once (ticks wait for it: sweeps take turns).
@@ -68,6 +71,26 @@ export const InboundStreams = Layer.effectDiscard(
         heartbeat: false,
         schema: PaymentResult,
         handle: (batch) => router.route(batch, topology.consumers.hubResults),
+      }),
+    )
+    yield* Effect.forkScoped(
+      runConsumer({
+        stream: topology.streams.providers,
+        consumer: topology.consumers.thresholdEvents,
+        prefetch: 1_000,
+        heartbeat: false,
+        schema: ThresholdEvent,
+        handle: providers.thresholdEvents,
+      }),
+    )
+    yield* Effect.forkScoped(
+      runConsumer({
+        stream: topology.streams.providers,
+        consumer: topology.consumers.debtResponses,
+        prefetch: 200,
+        heartbeat: false,
+        schema: DebtResponse,
+        handle: (batch) => providers.debtResponses(batch, topology.consumers.debtResponses),
       }),
     )
   }),

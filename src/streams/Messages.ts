@@ -57,6 +57,60 @@ export type PaymentStatusReply = typeof PaymentStatusReply.Type
 /** The request the engine sends on `hub.payment.status`. */
 export const PaymentStatusQuery = Schema.Struct({ paymentId: Id })
 
+/** `provider.<providerId>.threshold.event`: a provider reports an account's balance. */
+export const ThresholdEvent = Schema.Struct({
+  eventId: Id,
+  providerId: Id,
+  account: Id,
+  balance: Money,
+  at: Timestamp,
+})
+export type ThresholdEvent = typeof ThresholdEvent.Type
+
+/** `provider.<providerId>.threshold.watch|unwatch`: the engine asks a provider to (stop) report(ing) an account. */
+export interface ThresholdWatch {
+  readonly subscriptionId: string
+  readonly providerId: string
+  readonly account: string
+  readonly threshold: Money
+  readonly at: string
+}
+
+/** `provider.<providerId>.debt.query`: the engine asks a provider what an account owes. */
+export interface DebtQuery {
+  readonly queryId: string
+  readonly providerId: string
+  readonly account: string
+  readonly subscriptionId: string
+  readonly at: string
+}
+
+/** One bill in a provider's answer. */
+export const Bill = Schema.Struct({
+  billId: Id,
+  amount: Money,
+  dueDate: Schema.optionalKey(Schema.String),
+  description: Schema.optionalKey(OptionalText(500)),
+})
+export type Bill = typeof Bill.Type
+
+/** `provider.<providerId>.debt.response`: the provider's answer to a debt query: bills, or an error. */
+export const DebtResponse = Schema.Struct({
+  queryId: Id,
+  providerId: Id,
+  account: Id,
+  debts: Schema.optionalKey(Schema.Array(Bill).check(Schema.isMaxLength(100))),
+  error: Schema.optionalKey(Schema.Struct({ code: Text(100), message: OptionalText(2_000) })),
+  at: Timestamp,
+}).check(
+  Schema.makeFilter((response) =>
+    (response.debts === undefined) === (response.error === undefined)
+      ? { path: ["debts"], issue: "give exactly one of debts (possibly empty) or error" }
+      : undefined,
+  ),
+)
+export type DebtResponse = typeof DebtResponse.Type
+
 /** Who caused a change: a channel request, or the engine itself when both are null. */
 export const Actor = Schema.Struct({
   channel: Schema.NullOr(Schema.String),

@@ -34,6 +34,8 @@ export interface StreamNames {
 export interface ConsumerNames {
   readonly ticks: string
   readonly hubResults: string
+  readonly thresholdEvents: string
+  readonly debtResponses: string
 }
 
 /** Subjects the engine publishes to or listens on. */
@@ -52,6 +54,12 @@ export interface Subjects {
   readonly notify: (clientId: string) => string
   readonly deadLetter: (stream: string) => string
   readonly providerAll: string
+  /** `provider.*.threshold.event`: balance readings from every provider. */
+  readonly thresholdEvents: string
+  /** `provider.*.debt.response`: answers to debt queries from every provider. */
+  readonly debtResponses: string
+  /** What the engine publishes to one provider: `provider.<providerId>.<topic>`. */
+  readonly toProvider: (providerId: string, topic: string) => string
   readonly eventsAll: string
   readonly notifyAll: string
   readonly deadLettersAll: string
@@ -78,6 +86,8 @@ export const makeTopology = (naming: Naming): TopologyService => {
     consumers: {
       ticks: "rp-engine-ticks",
       hubResults: "rp-engine-hub-results",
+      thresholdEvents: "rp-engine-threshold-events",
+      debtResponses: "rp-engine-debt-responses",
     },
     subjects: {
       channelRequests: `${rp}.v3.*`,
@@ -92,6 +102,9 @@ export const makeTopology = (naming: Naming): TopologyService => {
       notify: (clientId) => `${rp}.notify.${clientId}`,
       deadLetter: (stream) => `${rp}.dlq.${stream}`,
       providerAll: `${provider}.>`,
+      thresholdEvents: `${provider}.*.threshold.event`,
+      debtResponses: `${provider}.*.debt.response`,
+      toProvider: (providerId, topic) => `${provider}.${providerId}.${topic}`,
       eventsAll: `${rp}.event.>`,
       notifyAll: `${rp}.notify.>`,
       deadLettersAll: `${rp}.dlq.>`,
@@ -194,6 +207,25 @@ export const consumerDefinitions = (topology: TopologyService, ackWaitMs: number
         filter_subject: topology.subjects.hubResult,
         // Results are handled concurrently, this many at most: the bound on the engine's memory in a burst.
         max_ack_pending: 5_000,
+      },
+    },
+    {
+      stream: topology.streams.providers,
+      // Readings for different accounts are handled concurrently; one subscription's actor keeps order.
+      config: {
+        ...base,
+        durable_name: topology.consumers.thresholdEvents,
+        filter_subject: topology.subjects.thresholdEvents,
+        max_ack_pending: 5_000,
+      },
+    },
+    {
+      stream: topology.streams.providers,
+      config: {
+        ...base,
+        durable_name: topology.consumers.debtResponses,
+        filter_subject: topology.subjects.debtResponses,
+        max_ack_pending: 1_000,
       },
     },
   ]

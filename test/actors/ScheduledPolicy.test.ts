@@ -1,7 +1,8 @@
 import { Result } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { attemptsAwaitingStatus, nextDueAt, previewOccurrences } from "../../src/actors/ScheduledPolicy.ts"
+import { attemptsAwaitingStatus } from "../../src/actors/Policy.ts"
+import { nextDueAt, previewOccurrences } from "../../src/actors/ScheduledPolicy.ts"
 import type { Transition } from "../../src/actors/Transition.ts"
 import { paymentIdFor } from "../../src/domain/Ids.ts"
 import type { ScheduleInput } from "../../src/domain/Subscription.ts"
@@ -75,6 +76,7 @@ describe("create", () => {
       failedInARow: 0,
       paid: 0,
       lastSettled: null,
+      held: [],
     })
     expect(subscription.nextDueAt).toBe(JAN_DUE - 24 * HOUR)
     expect(decisions(harness.created).map((d) => [d.outcome, d.channel])).toEqual([["created", "mobile"]])

@@ -9,9 +9,14 @@
  */
 import { Result } from "effect"
 import type { ActorInput, PolicySettings, UpdateCommand } from "../../src/actors/Inputs.ts"
-import { create, decide, type PolicyRefusal, type PolicyResult } from "../../src/actors/ScheduledPolicy.ts"
+import type { PolicyRefusal } from "../../src/actors/PaymentRun.ts"
+import { create, decide, type PolicyResult } from "../../src/actors/ScheduledPolicy.ts"
 import type { DecisionRecord, Transition } from "../../src/actors/Transition.ts"
-import { normalizeSchedule, type ScheduleInput, type Subscription } from "../../src/domain/Subscription.ts"
+import {
+  normalizeSchedule,
+  type ScheduleInput,
+  type ScheduledSubscription as Subscription,
+} from "../../src/domain/Subscription.ts"
 import * as Timestamp from "../../src/domain/Timestamp.ts"
 import { defaultSettings } from "../../src/EngineConfig.ts"
 import type {
@@ -83,7 +88,7 @@ export class PolicyHarness {
   subscription: Subscription
   now: number
   readonly settings: PolicySettings
-  readonly created: Transition
+  readonly created: Transition<Subscription>
   readonly steps: Array<Step> = []
   /** What the payment store holds for each payment id: `pending` until an outcome is recorded. */
   readonly recorded = new Map<string, string>()

@@ -153,13 +153,25 @@ describe("channel protocol", () => {
     expect(await footprint()).toEqual(before)
   })
 
-  it("refuses kinds this version does not offer with a clear VALIDATION_FAILED", async () => {
+  it("refuses an unknown kind with one clear VALIDATION_FAILED on body.kind", async () => {
+    const reply = await env
+      .channel()
+      .request("subscription.create", { kind: "reminder", templateId: "x" }, { clientId: "client-7" })
+    const error = errorOf(reply)
+    expect(error.code).toBe("VALIDATION_FAILED")
+    expect(error.details).toEqual([{ path: "body.kind", message: expect.stringContaining("must be one of") }])
+  })
+
+  it("checks each kind's body against that kind's terms", async () => {
     const reply = await env
       .channel()
       .request("subscription.create", { kind: "threshold", templateId: "x" }, { clientId: "client-7" })
     const error = errorOf(reply)
     expect(error.code).toBe("VALIDATION_FAILED")
-    expect(error.details).toEqual([{ path: "body.kind", message: expect.stringContaining("not available") }])
+    expect(error.details.map((detail: { path: string }) => detail.path).sort()).toEqual([
+      "body.amount",
+      "body.threshold",
+    ])
   })
 
   it("refuses a schedule with no occurrence after the engine's current time", async () => {

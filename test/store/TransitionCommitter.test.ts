@@ -8,13 +8,14 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { World } from "../../harness/World.ts"
 import * as ScheduledPolicy from "../../src/actors/ScheduledPolicy.ts"
 import type { Transition } from "../../src/actors/Transition.ts"
+import type { ScheduledSubscription } from "../../src/domain/Subscription.ts"
 import { defaultSettings } from "../../src/EngineConfig.ts"
 import { migrateToLatest } from "../../src/store/Database.ts"
 import { type RequestRecord, writeBatch, writeCreation } from "../../src/store/TransitionCommitter.ts"
 
 const by = { channel: "mobile", terminal: null, requestId: null }
 
-const newSubscription = (id: string, templateId: string): Transition =>
+const newSubscription = (id: string, templateId: string): Transition<ScheduledSubscription> =>
   ScheduledPolicy.create(
     {
       id,
@@ -38,7 +39,7 @@ const newSubscription = (id: string, templateId: string): Transition =>
     defaultSettings,
   )
 
-const paused = (transition: Transition) => {
+const paused = (transition: Transition<ScheduledSubscription>) => {
   const decided = ScheduledPolicy.decide(transition.subscription, { _tag: "Pause", by }, 0, defaultSettings)
   if (decided._tag === "Failure") throw new Error("pause refused")
   return decided.success

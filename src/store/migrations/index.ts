@@ -1,7 +1,9 @@
 /** Every migration, in order. Names sort in the order they must run. */
 import type { Migration } from "kysely"
 import * as initial from "./0001_initial.ts"
+import * as eventKindsAndLimits from "./0003_event_kinds_and_limits.ts"
 
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
+  "0003_event_kinds_and_limits": eventKindsAndLimits,
 }

@@ -1,0 +1,365 @@
+/**
+ * The rules of a debt autopayment ("pay my utility bills, up to my limit"),
+ * as a pure function from (subscription, message, engine time) to a
+ * transition. Contract section 3.6:
+ * - every `pollEvery` (tick time) the provider is asked once what the account
+ *   owes; a query unanswered within the query timeout is recorded as lost and
+ *   the next poll asks again; there is never more than one query open;
+ * - each bill in the answer is handled on its own: paid once, ever, for
+ *   exactly its amount, when `amount <= limit`; above the limit it is held,
+ *   the client is told (`debt.over_limit`) and `payment.confirm` pays it once;
+ * - a bill already paid (or being paid) is never paid again; one whose last
+ *   attempt failed as retryable is paid again when the provider still reports
+ *   it at a later poll; one declined or failed for good is left to the client;
+ * - an error answer is recorded and nothing is paid.
+ */
+import { Result } from "effect"
+import { conflict } from "../domain/Errors.ts"
+import { newId } from "../domain/Ids.ts"
+import * as IsoDuration from "../domain/IsoDuration.ts"
+import * as Money from "../domain/Money.ts"
+import type {
+  DebtState,
+  DebtSubscription,
+  DebtTerms,
+  HeldPayment,
+  OpenAttempt,
+  OpenQuery,
+  Status,
+} from "../domain/Subscription.ts"
+import { toView } from "../domain/SubscriptionView.ts"
+import * as Timestamp from "../domain/Timestamp.ts"
+import type { Actor, Bill, DebtResponse, PaymentResult } from "../streams/Messages.ts"
+import type { ActorInput, BillRecord, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import { type LimitCheck, unlimited } from "./Limits.ts"
+import { EventDrivenRun, earliest, type PolicyRefusal } from "./PaymentRun.ts"
+import { type Transition, TransitionBuilder } from "./Transition.ts"
+
+/** Handles one message for a debt subscription at engine time `now`. */
+export const decide = (
+  subscription: DebtSubscription,
+  input: ActorInput,
+  now: number,
+  settings: PolicySettings,
+  limits: LimitCheck = unlimited(subscription),
+): Result.Result<Transition, PolicyRefusal> => {
+  const run = new DebtRun(subscription, now, settings, limits)
+  let refusal: PolicyRefusal | undefined
+  switch (input._tag) {
+    case "Wake":
+      run.wake(input.statusReplies)
+      break
+    case "DebtResponse":
+      run.answer(input.response, input.bills)
+      break
+    case "HubResult":
+      run.hubResult(input.result, input.recordedStatus)
+      break
+    case "Confirm":
+      refusal = run.confirm(input.paymentId, input.by)
+      break
+    case "Update":
+      refusal = run.update(input)
+      break
+    case "ThresholdEvent":
+      refusal = conflict("a debt subscription does not take balance events")
+      break
+    default:
+      refusal = run.lifecycle(input)
+  }
+  return refusal === undefined ? Result.succeed(run.finish()) : Result.fail(refusal)
+}
+
+/** When a live debt subscription next needs its actor. */
+export const nextDueAt = (status: Status, state: DebtState): number | null => {
+  const polling = status === "active" && state.query === null ? state.nextPollAt : null
+  const statusChecks = state.open.map((attempt) => attempt.nextQueryAt ?? attempt.timeoutAt)
+  return earliest(polling, state.query?.timeoutAt ?? null, ...statusChecks)
+}
+
+class DebtRun extends EventDrivenRun<DebtSubscription> {
+  terms: DebtTerms
+  nextPollAt: number
+  query: OpenQuery | null
+  paid: number
+  unansweredQueries: number
+
+  constructor(base: DebtSubscription, now: number, settings: PolicySettings, limits: LimitCheck) {
+    super(base, now, settings, limits)
+    this.terms = base.terms
+    const state = base.state
+    this.nextPollAt = state.nextPollAt
+    this.query = state.query
+    this.paid = state.paid
+    this.unansweredQueries = state.unansweredQueries
+  }
+
+  wake(statusReplies: ReadonlyMap<string, unknown>): void {
+    this.applyStatusReplies(statusReplies)
+    if (this.query !== null && this.query.timeoutAt <= this.now) {
+      this.unansweredQueries += 1
+      this.builder.decide("query_unanswered", {
+        reason: "no answer within the query timeout",
+        details: {
+          queryId: this.query.queryId,
+          sentAt: Timestamp.format(this.query.sentAt),
+          timeoutAt: Timestamp.format(this.query.timeoutAt),
+          unansweredInARow: this.unansweredQueries,
+          nextPollAt: Timestamp.format(Math.max(this.nextPollAt, this.now)),
+        },
+      })
+      this.query = null
+    }
+    this.pollIfDue()
+  }
+
+  pollIfDue(): void {
+    if (this.status !== "active" || this.query !== null || this.nextPollAt > this.now) return
+    const queryId = newId()
+    this.query = { queryId, sentAt: this.now, timeoutAt: this.now + this.settings.debtQueryTimeoutMs }
+    // After downtime the missed polls are not made up: one query now, the next a period later.
+    this.nextPollAt = this.now + IsoDuration.millisOf(this.terms.pollEvery)
+    this.builder.queryDebts(queryId)
+    this.builder.decide("queried", {
+      details: {
+        queryId,
+        providerId: this.base.payee.providerId,
+        account: this.base.payee.account,
+        answerBy: Timestamp.format(this.query.timeoutAt),
+      },
+    })
+  }
+
+  answer(response: DebtResponse, bills: ReadonlyMap<string, BillRecord>): void {
+    if (this.query === null || this.query.queryId !== response.queryId) {
+      this.builder.decide("ignored", {
+        reason: "answer_to_another_query",
+        details: {
+          queryId: response.queryId,
+          openQueryId: this.query?.queryId ?? null,
+          rule: "only the answer to the open query is used; a late answer's bills come again at the next poll",
+        },
+      })
+      return
+    }
+    const queryId = this.query.queryId
+    this.query = null
+    this.unansweredQueries = 0
+    if (response.error !== undefined) {
+      this.builder.decide("provider_error", {
+        reason: response.error.code,
+        details: { queryId, error: response.error, answeredAt: response.at },
+      })
+      return
+    }
+    const debts = response.debts ?? []
+    const reported = new Set(debts.map((bill) => bill.billId))
+    // A bill held over the limit that the provider no longer reports was settled some other way.
+    for (const held of [...this.held]) {
+      if (held.reason !== "over_debt_limit" || reported.has(held.occurrence)) continue
+      this.held = this.held.filter((candidate) => candidate !== held)
+      this.builder.decide("hold_dropped", {
+        reason: "bill_no_longer_reported",
+        occurrence: held.occurrence,
+        paymentId: held.paymentId,
+        details: { queryId, amount: held.amount },
+      })
+    }
+    this.builder.decide("answered", {
+      details: { queryId, bills: debts.length, answeredAt: response.at },
+    })
+    const seen = new Set<string>()
+    for (const bill of debts) {
+      // The same bill twice in one answer is one bill.
+      if (seen.has(bill.billId)) continue
+      seen.add(bill.billId)
+      this.handleBill(bill, bills.get(bill.billId), queryId)
+    }
+  }
+
+  handleBill(bill: Bill, record: BillRecord | undefined, queryId: string): void {
+    const found = { billId: bill.billId, amount: bill.amount, dueDate: bill.dueDate ?? null, queryId }
+    const skip = (reason: string, details: Readonly<Record<string, unknown>> = {}) =>
+      this.builder.decide("skipped", {
+        reason,
+        occurrence: bill.billId,
+        details: { bill: found, ...details },
+      })
+    if (bill.amount.currency !== this.terms.limit.currency) {
+      skip("currency_mismatch", { limit: this.terms.limit })
+      return
+    }
+    if (bill.amount.value <= 0) {
+      skip("nothing_to_pay")
+      return
+    }
+    const inFlight = this.open.find((attempt) => attempt.occurrence === bill.billId)
+    if (inFlight !== undefined) {
+      skip("payment_in_flight", { paymentId: inFlight.paymentId })
+      return
+    }
+    const held = this.held.find((candidate) => candidate.occurrence === bill.billId)
+    if (held !== undefined) {
+      // Already waiting for the client; they were told once.
+      return
+    }
+    let attempt = 1
+    if (record !== undefined) {
+      if (record.status === "failed" && record.retryable === true) {
+        attempt = record.attempt + 1
+      } else {
+        const reason =
+          record.status === "succeeded"
+            ? "already_paid"
+            : record.status === "pending" || record.status === "unknown"
+              ? "payment_in_flight"
+              : "failed_before"
+        skip(reason, { lastAttempt: record.attempt, lastStatus: record.status })
+        return
+      }
+    }
+    const rule = {
+      rule: "debt",
+      rulesText: "a bill up to the limit is paid once, for exactly its amount",
+      bill: found,
+      limit: this.terms.limit,
+    }
+    if (Money.compare(bill.amount, this.terms.limit) > 0) {
+      this.hold(bill.billId, attempt, bill.amount, rule, {
+        reason: "over_debt_limit",
+        limit: {
+          rule: "a bill above the subscription's limit waits for the client",
+          limit: this.terms.limit,
+          amount: bill.amount,
+        },
+      })
+      return
+    }
+    this.pay(bill.billId, attempt, bill.amount, rule)
+  }
+
+  protected override announceHold(held: HeldPayment): void {
+    if (held.reason !== "over_debt_limit") {
+      super.announceHold(held)
+      return
+    }
+    const data = this.heldData(held)
+    this.builder.notify("debt.over_limit", data, held.paymentId)
+    this.builder.event("debt.over_limit", this.base, data)
+  }
+
+  applyResult(attempt: OpenAttempt, result: PaymentResult): void {
+    if (result.status === "succeeded") {
+      this.recordSuccess(attempt, result)
+      this.paid += 1
+      return
+    }
+    this.recordFinalFailure(
+      attempt,
+      result,
+      result.status === "failed" && result.retryable
+        ? "paid again if the provider still reports the bill at the next poll"
+        : "the bill is left to the client",
+    )
+  }
+
+  update(command: UpdateCommand): PolicyRefusal | undefined {
+    const refusal = this.checkUpdate(command, [
+      ["limit", command.limit],
+      ["amount", command.amount],
+    ])
+    if (refusal !== undefined) return refusal
+    const changes: Record<string, unknown> = {}
+    if (command.limit !== undefined && !Money.equals(command.limit, this.terms.limit)) {
+      changes.limit = { from: this.terms.limit, to: command.limit }
+      this.terms = { ...this.terms, limit: command.limit }
+    }
+    if (command.pollEvery !== undefined && command.pollEvery !== this.terms.pollEvery) {
+      changes.pollEvery = { from: this.terms.pollEvery, to: command.pollEvery }
+      this.terms = { ...this.terms, pollEvery: command.pollEvery }
+    }
+    this.version += 1
+    this.builder.decide("updated", { by: command.by, details: changes })
+    this.lifecycleEvents.push({
+      type: "subscription.updated",
+      data: { change: "terms", changes, by: command.by },
+    })
+    return undefined
+  }
+
+  protected statusChanged(): void {
+    // Resumed: polls continue from now, the ones missed while paused are not made up.
+    if (this.status === "active" && this.nextPollAt < this.now) this.nextPollAt = this.now
+    if (this.status === "cancelled") this.query = null
+  }
+
+  finish(): Transition {
+    const state: DebtState = {
+      nextPollAt: this.nextPollAt,
+      query: this.query,
+      open: this.open,
+      held: this.held,
+      paid: this.paid,
+      unansweredQueries: this.unansweredQueries,
+    }
+    const due = this.status === "cancelled" ? earliest(this.nextStatusCheck()) : nextDueAt(this.status, state)
+    const touched =
+      this.builder.payments.length > 0 ||
+      this.builder.outcomes.length > 0 ||
+      this.builder.decisions.length > 0 ||
+      this.builder.outgoing.length > 0 ||
+      this.version !== this.base.version ||
+      due !== this.base.nextDueAt ||
+      JSON.stringify(state) !== JSON.stringify(this.base.state)
+    if (!touched) return this.builder.build(this.base)
+    return this.finishWith({
+      ...this.base,
+      status: this.status,
+      statusReason: this.statusReason,
+      version: this.version,
+      terms: this.terms,
+      state,
+      nextDueAt: due,
+    })
+  }
+}
+
+/** What a new debt subscription is made of. */
+export interface NewDebt {
+  readonly id: string
+  readonly clientId: string
+  readonly templateId: string
+  readonly payee: DebtSubscription["payee"]
+  readonly terms: DebtTerms
+  readonly by: Actor & { readonly channel: string }
+  /** Wall-clock time of creation, for the audit stamp only. */
+  readonly createdAt: number
+}
+
+/** The first row of a debt subscription: the first poll is due at once. */
+export const create = (input: NewDebt, now: number): Transition => {
+  const state: DebtState = { nextPollAt: now, query: null, open: [], held: [], paid: 0, unansweredQueries: 0 }
+  const subscription: DebtSubscription = {
+    id: input.id,
+    clientId: input.clientId,
+    kind: "debt",
+    status: "active",
+    statusReason: null,
+    hidden: false,
+    version: 1,
+    revision: 1,
+    templateId: input.templateId,
+    payee: input.payee,
+    currency: input.terms.limit.currency,
+    terms: input.terms,
+    state,
+    nextDueAt: nextDueAt("active", state),
+    createdAt: input.createdAt,
+    createdChannel: input.by.channel,
+    createdTerminal: input.by.terminal,
+  }
+  const builder = new TransitionBuilder({ ...subscription, revision: 0 }, now)
+  builder.decide("created", { by: input.by, details: { terms: input.terms } })
+  builder.event("subscription.created", subscription, { by: input.by, subscription: toView(subscription) })
+  return builder.build(subscription)
+}

@@ -1,0 +1,416 @@
+/**
+ * What every kind of autopayment does with money, in one place: send an
+ * attempt (or hold it when a limit says no), release a held one when the
+ * client confirms, follow up attempts whose result is overdue (contract 10),
+ * and recognise results about attempts already settled.
+ *
+ * A kind's policy extends this with its own rules for *when* to pay and what
+ * a result means for it (a retry plan, a cooldown, a bill settled).
+ */
+import { type Conflict, conflict, invalidField, type ValidationFailed } from "../domain/Errors.ts"
+import { paymentIdFor } from "../domain/Ids.ts"
+import type * as Money from "../domain/Money.ts"
+import {
+  type DebtSubscription,
+  type HeldPayment,
+  heldPayments,
+  type OpenAttempt,
+  type Subscription,
+  type ThresholdSubscription,
+} from "../domain/Subscription.ts"
+import { toView } from "../domain/SubscriptionView.ts"
+import * as Timestamp from "../domain/Timestamp.ts"
+import type { Actor, PaymentResult } from "../streams/Messages.ts"
+import type { LifecycleCommand, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import type { LimitBreach, LimitCheck } from "./Limits.ts"
+import { type Transition, TransitionBuilder } from "./Transition.ts"
+
+/** What a policy may refuse a command with. */
+export type PolicyRefusal = Conflict | ValidationFailed
+
+/** How a payment the policy wanted to make ended up. */
+export type PayOutcome = "sent" | "held"
+
+export abstract class PaymentRun<S extends Subscription> {
+  readonly builder: TransitionBuilder
+  status: S["status"]
+  statusReason: string | null
+  version: number
+  open: Array<OpenAttempt>
+  held: Array<HeldPayment>
+
+  constructor(
+    readonly base: S,
+    readonly now: number,
+    readonly settings: PolicySettings,
+    readonly limits: LimitCheck,
+  ) {
+    this.builder = new TransitionBuilder(base, now)
+    this.status = base.status
+    this.statusReason = base.statusReason
+    this.version = base.version
+    this.open = [...base.state.open]
+    this.held = [...heldPayments(base)]
+  }
+
+  /** What a settled attempt's result means for this kind. */
+  abstract applyResult(attempt: OpenAttempt, result: PaymentResult): void
+
+  /** How a held payment is announced: a debt bill over its limit is told differently from a cap. */
+  protected announceHold(held: HeldPayment): void {
+    const data = this.heldData(held)
+    this.builder.notify("limit.exceeded", data, held.paymentId)
+  }
+
+  protected heldData(held: HeldPayment): Readonly<Record<string, unknown>> {
+    return {
+      paymentId: held.paymentId,
+      occurrence: held.occurrence,
+      amount: held.amount,
+      reason: held.reason,
+      limit: held.limit,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+      howToRelease: "payment.confirm with this paymentId sends it once",
+    }
+  }
+
+  /** Pays `amount` for `occurrence` unless a limit holds it back. */
+  pay(
+    occurrence: string,
+    attempt: number,
+    amount: Money.Money,
+    rule: Readonly<Record<string, unknown>>,
+  ): PayOutcome {
+    const breach = this.limits.admit(amount, this.now)
+    if (breach !== null) {
+      this.hold(occurrence, attempt, amount, rule, breach)
+      return "held"
+    }
+    this.sendAttempt(occurrence, attempt, amount, rule, true)
+    return "sent"
+  }
+
+  /** Keeps a payment back until the client confirms it. */
+  hold(
+    occurrence: string,
+    attempt: number,
+    amount: Money.Money,
+    rule: Readonly<Record<string, unknown>>,
+    breach: LimitBreach,
+  ): void {
+    const held: HeldPayment = {
+      paymentId: paymentIdFor(this.base.id, occurrence, attempt),
+      occurrence,
+      attempt,
+      amount,
+      reason: breach.reason,
+      heldAt: this.now,
+      rule,
+      limit: breach.limit,
+    }
+    this.held.push(held)
+    this.builder.decide("held", {
+      reason: breach.reason,
+      occurrence,
+      paymentId: held.paymentId,
+      details: { amount, rule, limit: breach.limit },
+    })
+    this.announceHold(held)
+  }
+
+  /** The client releases a held payment: it is sent once, past the limit that held it. */
+  confirm(paymentId: string, by: Actor) {
+    const held = this.held.find((candidate) => candidate.paymentId === paymentId.toLowerCase())
+    if (held === undefined) {
+      return conflict(`payment ${paymentId} is not waiting for confirmation on this subscription`)
+    }
+    if (this.status === "cancelled" || this.status === "completed") {
+      return conflict(`cannot confirm a payment of a subscription that is ${this.status}`)
+    }
+    this.held = this.held.filter((candidate) => candidate !== held)
+    this.version += 1
+    this.builder.decide("confirmed", {
+      occurrence: held.occurrence,
+      paymentId: held.paymentId,
+      by,
+      details: { amount: held.amount, heldFor: held.reason, limit: held.limit },
+    })
+    this.sendAttempt(held.occurrence, held.attempt, held.amount, { ...held.rule, confirmedBy: by }, false)
+    return undefined
+  }
+
+  /** Records an attempt and publishes its command (the limits already passed or were waived). */
+  sendAttempt(
+    occurrence: string,
+    attempt: number,
+    amount: Money.Money,
+    rule: Readonly<Record<string, unknown>>,
+    limitChecked: boolean,
+  ): void {
+    const paymentId = paymentIdFor(this.base.id, occurrence, attempt)
+    const payment = {
+      paymentId,
+      occurrence,
+      attempt,
+      amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+      source: this.base.payee.source,
+      rule,
+    }
+    this.builder.requestPayment(
+      {
+        ...payment,
+        subscriptionId: this.base.id,
+        clientId: this.base.clientId,
+        requestedAt: this.now,
+        spend: this.limits.spendOf(amount, this.now, limitChecked),
+      },
+      this.base.kind,
+    )
+    this.open.push({
+      paymentId,
+      occurrence,
+      attempt,
+      amount,
+      sentAt: this.now,
+      timeoutAt: this.now + this.settings.resultTimeoutMs,
+      statusQueries: 0,
+      nextQueryAt: null,
+    })
+    this.builder.event("payment.requested", this.base, payment)
+  }
+
+  /** Applies the hub's answers about overdue attempts; still unknown means ask again later, never resend. */
+  applyStatusReplies(statusReplies: ReadonlyMap<string, unknown>): void {
+    for (const attempt of [...this.open]) {
+      if ((attempt.nextQueryAt ?? attempt.timeoutAt) > this.now) continue
+      const reply = statusReplies.get(attempt.paymentId)
+      if (isResult(reply)) {
+        this.applyResult(attempt, reply)
+        continue
+      }
+      const queries = attempt.statusQueries + 1
+      const backoff = this.settings.statusQueryBackoffMs
+      const delay = backoff[Math.min(queries - 1, backoff.length - 1)] ?? 3_600_000
+      this.replaceOpen(attempt, { ...attempt, statusQueries: queries, nextQueryAt: this.now + delay })
+      if (attempt.statusQueries === 0) {
+        this.builder.recordOutcome({
+          paymentId: attempt.paymentId,
+          status: "unknown",
+          retryable: null,
+          reason: "no result within the result timeout",
+          hubReference: null,
+          outcome: "awaiting_status",
+          resultAt: this.now,
+        })
+        this.builder.decide("result_overdue", {
+          occurrence: attempt.occurrence,
+          paymentId: attempt.paymentId,
+          details: {
+            sentAt: Timestamp.format(attempt.sentAt),
+            timeoutAt: Timestamp.format(attempt.timeoutAt),
+            hubAnswer: reply === "unreachable" ? "unreachable" : "unknown",
+            nextQueryAt: Timestamp.format(this.now + delay),
+          },
+        })
+      }
+    }
+  }
+
+  /** A hub result: applied to its open attempt; about a settled one, a contradiction is recorded. */
+  hubResult(result: PaymentResult, recordedStatus: string | null): boolean {
+    const attempt = this.open.find((candidate) => candidate.paymentId === result.paymentId)
+    if (attempt !== undefined) {
+      this.applyResult(attempt, result)
+      return true
+    }
+    // Already settled: a redelivery is silent, a contradiction is recorded for support. Only a
+    // final recorded status can be contradicted: "pending" or "unknown" was read before an
+    // earlier copy of this result was applied.
+    const settled =
+      recordedStatus === "succeeded" || recordedStatus === "failed" || recordedStatus === "declined"
+    if (settled && recordedStatus !== result.status) {
+      this.builder.decide("result_conflict", {
+        paymentId: result.paymentId,
+        details: { recorded: recordedStatus, received: result.status, receivedAt: result.at },
+      })
+    }
+    return false
+  }
+
+  /** Removes `attempt` from the open ones and returns what is recorded about it. */
+  settle(attempt: OpenAttempt, result: PaymentResult) {
+    this.open = this.open.filter((candidate) => candidate.paymentId !== attempt.paymentId)
+    return {
+      payment: {
+        paymentId: attempt.paymentId,
+        occurrence: attempt.occurrence,
+        attempt: attempt.attempt,
+        amount: attempt.amount,
+        providerId: this.base.payee.providerId,
+        account: this.base.payee.account,
+      },
+      recorded: {
+        paymentId: attempt.paymentId,
+        status: result.status,
+        retryable: result.retryable,
+        reason: result.reason ?? null,
+        hubReference: result.hubReference ?? null,
+        resultAt: this.now,
+      },
+    }
+  }
+
+  /** Records a success: the outcome, the event and the customer's notification. */
+  recordSuccess(attempt: OpenAttempt, result: PaymentResult): void {
+    const { payment, recorded } = this.settle(attempt, result)
+    this.builder.recordOutcome({ ...recorded, outcome: "paid" })
+    const data = { ...payment, hubReference: result.hubReference ?? null }
+    this.builder.event("payment.succeeded", this.base, data)
+    this.builder.notify("payment.succeeded", data, attempt.paymentId)
+  }
+
+  /** Records a failure that will not be retried by a plan of its own. */
+  recordFinalFailure(attempt: OpenAttempt, result: PaymentResult, whyNoRetry: string): void {
+    const { payment, recorded } = this.settle(attempt, result)
+    this.builder.recordOutcome({ ...recorded, outcome: "failed" })
+    const data = {
+      ...payment,
+      status: result.status,
+      retryable: result.retryable,
+      reason: result.reason ?? null,
+      final: true,
+      whyNoRetry,
+    }
+    this.builder.event("payment.failed", this.base, data)
+    this.builder.notify("payment.failed", data, attempt.paymentId)
+  }
+
+  replaceOpen(previous: OpenAttempt, next: OpenAttempt): void {
+    this.open = this.open.map((attempt) => (attempt === previous ? next : attempt))
+  }
+
+  /** When the actor must look again for overdue results, or null. */
+  nextStatusCheck(): number | null {
+    let next: number | null = null
+    for (const attempt of this.open) {
+      const at = attempt.nextQueryAt ?? attempt.timeoutAt
+      if (next === null || at < next) next = at
+    }
+    return next
+  }
+}
+
+const isResult = (reply: unknown): reply is PaymentResult =>
+  typeof reply === "object" && reply !== null && "paymentId" in reply && "status" in reply
+
+/** The earliest of the given times, ignoring nulls; null when there is none. */
+export const earliest = (...times: ReadonlyArray<number | null>): number | null => {
+  let best: number | null = null
+  for (const time of times) if (time !== null && (best === null || time < best)) best = time
+  return best
+}
+
+type LifecycleEventType =
+  | "subscription.paused"
+  | "subscription.resumed"
+  | "subscription.cancelled"
+  | "subscription.updated"
+
+/**
+ * The lifecycle shared by the kinds that react to events rather than a
+ * calendar (threshold, debt): pause, resume and cancel, each recorded with who
+ * asked, and the lifecycle events published once the new state is known.
+ */
+export abstract class EventDrivenRun<
+  S extends ThresholdSubscription | DebtSubscription,
+> extends PaymentRun<S> {
+  readonly lifecycleEvents: Array<{
+    readonly type: LifecycleEventType
+    readonly data: Readonly<Record<string, unknown>>
+  }> = []
+
+  /** Called after the status changed, so the kind can tell its provider (watch, unwatch). */
+  protected abstract statusChanged(from: S["status"]): void
+
+  lifecycle(command: LifecycleCommand): PolicyRefusal | undefined {
+    const from = this.status
+    switch (command._tag) {
+      case "Pause":
+        if (from !== "active") return conflict(`cannot pause a subscription that is ${from}`)
+        this.status = "paused"
+        this.statusReason = "client_request"
+        this.builder.decide("paused", { reason: "client_request", by: command.by })
+        this.lifecycleEvents.push({
+          type: "subscription.paused",
+          data: { reason: "client_request", by: command.by },
+        })
+        break
+      case "Resume":
+        if (from !== "paused") return conflict(`cannot resume a subscription that is ${from}`)
+        this.status = "active"
+        this.statusReason = null
+        this.builder.decide("resumed", { by: command.by })
+        this.lifecycleEvents.push({ type: "subscription.resumed", data: { by: command.by } })
+        break
+      case "Cancel":
+        if (from === "cancelled" || from === "completed")
+          return conflict(`cannot cancel a subscription that is ${from}`)
+        this.status = "cancelled"
+        this.statusReason = "client_request"
+        this.builder.decide("cancelled", {
+          reason: "client_request",
+          by: command.by,
+          details: {
+            attemptsInFlight: this.open.map((attempt) => attempt.paymentId),
+            heldPaymentsDropped: this.held.map((held) => held.paymentId),
+          },
+        })
+        this.held = []
+        this.lifecycleEvents.push({
+          type: "subscription.cancelled",
+          data: { reason: "client_request", by: command.by },
+        })
+        break
+      case "SkipNext":
+        return conflict(`skipNext applies to scheduled autopayments, not ${this.base.kind} ones`)
+    }
+    this.version += 1
+    this.statusChanged(from)
+    return undefined
+  }
+
+  /** Refuses an update that cannot apply; checks the version and the currency of every amount. */
+  checkUpdate(command: UpdateCommand, amounts: ReadonlyArray<readonly [string, Money.Money | undefined]>) {
+    if (this.status === "cancelled" || this.status === "completed")
+      return conflict(`cannot update a subscription that is ${this.status}`)
+    if (command.expectedVersion !== this.version) {
+      return conflict(
+        `expectedVersion ${command.expectedVersion} is stale: the subscription is at version ${this.version}`,
+      )
+    }
+    if (command.schedule !== undefined)
+      return invalidField(
+        "body.schedule",
+        `only scheduled autopayments have a schedule, this one is ${this.base.kind}`,
+      )
+    for (const [path, amount] of amounts) {
+      if (amount !== undefined && amount.currency !== this.base.currency)
+        return invalidField(
+          `body.${path}.currency`,
+          `must stay ${this.base.currency}: the currency of a subscription cannot change`,
+        )
+    }
+    return undefined
+  }
+
+  /** The new subscription row, with lifecycle events carrying it so consumers need no call back. */
+  finishWith(next: S): Transition {
+    for (const { type, data } of this.lifecycleEvents) {
+      this.builder.event(type, next, { ...data, subscription: toView(next) })
+    }
+    return this.builder.build(next)
+  }
+}

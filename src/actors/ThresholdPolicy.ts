@@ -1,0 +1,310 @@
+/**
+ * The rules of a threshold autopayment ("top up my phone when the balance
+ * falls below X"), as a pure function from (subscription, message, engine
+ * time) to a transition. Contract section 3.5:
+ * - a provider's balance event below the threshold pays one top-up of
+ *   `amount`; its occurrence is the event id;
+ * - event ids are de-duplicated, and an event older than the newest one seen
+ *   for the account is ignored as stale (providers' streams can reorder);
+ * - at most one top-up in flight; after a success no new one until the
+ *   cooldown (tick time) has passed; a failed top-up is not retried on its
+ *   own: the next event that still reports a low balance pays again;
+ * - the provider is asked to watch the account while the subscription is
+ *   active, and to stop when it is paused or cancelled.
+ */
+import { Result } from "effect"
+import { conflict } from "../domain/Errors.ts"
+import * as IsoDuration from "../domain/IsoDuration.ts"
+import * as Money from "../domain/Money.ts"
+import type { Status, ThresholdState, ThresholdSubscription, ThresholdTerms } from "../domain/Subscription.ts"
+import { toView } from "../domain/SubscriptionView.ts"
+import * as Timestamp from "../domain/Timestamp.ts"
+import type { Actor, PaymentResult, ThresholdEvent } from "../streams/Messages.ts"
+import type { ActorInput, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import { type LimitCheck, unlimited } from "./Limits.ts"
+import { EventDrivenRun, earliest, type PolicyRefusal } from "./PaymentRun.ts"
+import { type Transition, TransitionBuilder } from "./Transition.ts"
+
+/** How many recent event ids a subscription remembers to recognise a redelivered event. */
+const REMEMBERED_EVENTS = 32
+
+/** Handles one message for a threshold subscription at engine time `now`. */
+export const decide = (
+  subscription: ThresholdSubscription,
+  input: ActorInput,
+  now: number,
+  settings: PolicySettings,
+  limits: LimitCheck = unlimited(subscription),
+): Result.Result<Transition, PolicyRefusal> => {
+  const run = new ThresholdRun(subscription, now, settings, limits)
+  let refusal: PolicyRefusal | undefined
+  switch (input._tag) {
+    case "ThresholdEvent":
+      run.reading(input.event)
+      break
+    case "Wake":
+      run.applyStatusReplies(input.statusReplies)
+      break
+    case "HubResult":
+      run.hubResult(input.result, input.recordedStatus)
+      break
+    case "Confirm":
+      refusal = run.confirm(input.paymentId, input.by)
+      break
+    case "Update":
+      refusal = run.update(input)
+      break
+    case "DebtResponse":
+      refusal = conflict("a threshold subscription does not take debt responses")
+      break
+    default:
+      refusal = run.lifecycle(input)
+  }
+  return refusal === undefined ? Result.succeed(run.finish()) : Result.fail(refusal)
+}
+
+class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
+  terms: ThresholdTerms
+  newestEventAt: number | null
+  recentEventIds: Array<string>
+  lastBalance: Money.Money | null
+  cooldownUntil: number | null
+  paid: number
+
+  constructor(base: ThresholdSubscription, now: number, settings: PolicySettings, limits: LimitCheck) {
+    super(base, now, settings, limits)
+    this.terms = base.terms
+    const state = base.state
+    this.newestEventAt = state.newestEventAt
+    this.recentEventIds = [...state.recentEventIds]
+    this.lastBalance = state.lastBalance
+    this.cooldownUntil = state.cooldownUntil
+    this.paid = state.paid
+  }
+
+  reading(event: ThresholdEvent): void {
+    // A redelivered event changes nothing and writes nothing.
+    if (this.recentEventIds.includes(event.eventId)) return
+    this.remember(event.eventId)
+    const readAt = Timestamp.millisOf(event.at)
+    const inputs = {
+      eventId: event.eventId,
+      balance: event.balance,
+      threshold: this.terms.threshold,
+      readAt: event.at,
+    }
+    if (this.newestEventAt !== null && readAt < this.newestEventAt) {
+      this.builder.decide("ignored", {
+        reason: "stale_event",
+        occurrence: event.eventId,
+        details: { ...inputs, newestSeenAt: Timestamp.format(this.newestEventAt) },
+      })
+      return
+    }
+    if (event.balance.currency !== this.terms.threshold.currency) {
+      this.builder.decide("ignored", {
+        reason: "currency_mismatch",
+        occurrence: event.eventId,
+        details: inputs,
+      })
+      return
+    }
+    this.newestEventAt = readAt
+    this.lastBalance = event.balance
+    // At or above the threshold there is nothing to decide: the reading is kept, not logged.
+    if (Money.compare(event.balance, this.terms.threshold) >= 0) return
+    const notPaying = this.reasonNotToTopUp()
+    if (notPaying !== null) {
+      this.builder.decide("skipped", {
+        reason: notPaying.reason,
+        occurrence: event.eventId,
+        details: { ...inputs, ...notPaying.details },
+      })
+      this.builder.event("payment.skipped", this.base, {
+        occurrence: event.eventId,
+        reason: notPaying.reason,
+        ...inputs,
+        ...notPaying.details,
+      })
+      return
+    }
+    this.pay(event.eventId, 1, this.terms.amount, {
+      rule: "threshold",
+      rulesText: "balance below threshold pays one top-up",
+      ...inputs,
+      topUp: this.terms.amount,
+    })
+  }
+
+  reasonNotToTopUp(): {
+    readonly reason: string
+    readonly details: Readonly<Record<string, unknown>>
+  } | null {
+    if (this.status !== "active") return { reason: this.status, details: { statusReason: this.statusReason } }
+    const inFlight = this.open[0]
+    if (inFlight !== undefined) {
+      return {
+        reason: "top_up_in_flight",
+        details: { inFlight: { paymentId: inFlight.paymentId, sentAt: Timestamp.format(inFlight.sentAt) } },
+      }
+    }
+    if (this.cooldownUntil !== null && this.now < this.cooldownUntil) {
+      return {
+        reason: "cooldown",
+        details: { cooldown: this.terms.cooldown, cooldownUntil: Timestamp.format(this.cooldownUntil) },
+      }
+    }
+    const waiting = this.held[0]
+    if (waiting !== undefined) {
+      return {
+        reason: "awaiting_confirmation",
+        details: { heldPaymentId: waiting.paymentId, heldFor: waiting.reason },
+      }
+    }
+    return null
+  }
+
+  remember(eventId: string): void {
+    this.recentEventIds.push(eventId)
+    if (this.recentEventIds.length > REMEMBERED_EVENTS) this.recentEventIds.shift()
+  }
+
+  applyResult(
+    attempt: Parameters<EventDrivenRun<ThresholdSubscription>["applyResult"]>[0],
+    result: PaymentResult,
+  ) {
+    if (result.status === "succeeded") {
+      this.recordSuccess(attempt, result)
+      this.paid += 1
+      this.cooldownUntil = this.now + IsoDuration.millisOf(this.terms.cooldown)
+      return
+    }
+    this.recordFinalFailure(
+      attempt,
+      result,
+      "a threshold top-up is not retried on its own: the next event reporting a low balance pays again",
+    )
+  }
+
+  update(command: UpdateCommand): PolicyRefusal | undefined {
+    const refusal = this.checkUpdate(command, [
+      ["amount", command.amount],
+      ["threshold", command.threshold],
+    ])
+    if (refusal !== undefined) return refusal
+    const changes: Record<string, unknown> = {}
+    if (command.amount !== undefined && !Money.equals(command.amount, this.terms.amount)) {
+      changes.amount = { from: this.terms.amount, to: command.amount }
+      this.terms = { ...this.terms, amount: command.amount }
+    }
+    const thresholdChanged =
+      command.threshold !== undefined && !Money.equals(command.threshold, this.terms.threshold)
+    if (command.threshold !== undefined && thresholdChanged) {
+      changes.threshold = { from: this.terms.threshold, to: command.threshold }
+      this.terms = { ...this.terms, threshold: command.threshold }
+    }
+    if (command.cooldown !== undefined && command.cooldown !== this.terms.cooldown) {
+      changes.cooldown = { from: this.terms.cooldown, to: command.cooldown }
+      this.terms = { ...this.terms, cooldown: command.cooldown }
+    }
+    this.version += 1
+    this.builder.decide("updated", { by: command.by, details: changes })
+    this.lifecycleEvents.push({
+      type: "subscription.updated",
+      data: { change: "terms", changes, by: command.by },
+    })
+    // The provider reports against the threshold it was given: a new one is a new watch.
+    if (thresholdChanged && this.status === "active")
+      this.builder.watch("threshold.watch", this.terms.threshold, `v${this.version}`)
+    return undefined
+  }
+
+  protected statusChanged(from: Status): void {
+    const watching = (status: Status) => status === "active"
+    if (watching(from) === watching(this.status)) return
+    this.builder.watch(
+      watching(this.status) ? "threshold.watch" : "threshold.unwatch",
+      this.terms.threshold,
+      `v${this.version}`,
+    )
+  }
+
+  finish(): Transition {
+    const state: ThresholdState = {
+      newestEventAt: this.newestEventAt,
+      recentEventIds: this.recentEventIds,
+      lastBalance: this.lastBalance,
+      open: this.open,
+      cooldownUntil: this.cooldownUntil,
+      paid: this.paid,
+      held: this.held,
+    }
+    const nextDueAt = earliest(this.nextStatusCheck())
+    const touched =
+      this.builder.payments.length > 0 ||
+      this.builder.outcomes.length > 0 ||
+      this.builder.decisions.length > 0 ||
+      this.builder.outgoing.length > 0 ||
+      this.version !== this.base.version ||
+      nextDueAt !== this.base.nextDueAt ||
+      JSON.stringify(state) !== JSON.stringify(this.base.state)
+    if (!touched) return this.builder.build(this.base)
+    return this.finishWith({
+      ...this.base,
+      status: this.status,
+      statusReason: this.statusReason,
+      version: this.version,
+      terms: this.terms,
+      state,
+      nextDueAt,
+    })
+  }
+}
+
+/** What a new threshold subscription is made of. */
+export interface NewThreshold {
+  readonly id: string
+  readonly clientId: string
+  readonly templateId: string
+  readonly payee: ThresholdSubscription["payee"]
+  readonly terms: ThresholdTerms
+  readonly by: Actor & { readonly channel: string }
+  /** Wall-clock time of creation, for the audit stamp only. */
+  readonly createdAt: number
+}
+
+/** The first row of a threshold subscription, its `created` decision and event, and the provider's watch. */
+export const create = (input: NewThreshold, now: number): Transition => {
+  const subscription: ThresholdSubscription = {
+    id: input.id,
+    clientId: input.clientId,
+    kind: "threshold",
+    status: "active",
+    statusReason: null,
+    hidden: false,
+    version: 1,
+    revision: 1,
+    templateId: input.templateId,
+    payee: input.payee,
+    currency: input.terms.amount.currency,
+    terms: input.terms,
+    state: {
+      newestEventAt: null,
+      recentEventIds: [],
+      lastBalance: null,
+      open: [],
+      cooldownUntil: null,
+      paid: 0,
+      held: [],
+    },
+    nextDueAt: null,
+    createdAt: input.createdAt,
+    createdChannel: input.by.channel,
+    createdTerminal: input.by.terminal,
+  }
+  const builder = new TransitionBuilder({ ...subscription, revision: 0 }, now)
+  builder.decide("created", { by: input.by, details: { terms: input.terms } })
+  builder.event("subscription.created", subscription, { by: input.by, subscription: toView(subscription) })
+  builder.watch("threshold.watch", input.terms.threshold, "v1")
+  return builder.build(subscription)
+}
