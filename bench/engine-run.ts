@@ -68,36 +68,79 @@ const hubCommandsFrom = (hub: BenchProcess): number | null => {
   return match?.[1] === undefined ? null : Number(match[1])
 }
 
-/** Runs the engine on a seeded database until every payment has a result; stops it and deletes its streams. */
-export const runEngine = async (options: EngineRunOptions): Promise<EngineReport> => {
+/** Where the engine and its fake hub run, and what their logs are called. */
+export interface EngineProcessOptions {
+  readonly database: string
+  readonly naming: Naming
+  readonly cwd: string
+  readonly logDirectory: string
+  /** Log files are `<logName>.log` and `<logName>-fake-hub.log`. */
+  readonly logName: string
+  /** The progress-line phase. */
+  readonly phase: string
+}
+
+/** The engine and a fake hub, both started and ready. */
+export interface EngineProcesses {
+  readonly engine: BenchProcess
+  readonly hub: BenchProcess
+  readonly startupSeconds: number
+  /** Stops both (the engine first); how the engine exited and how many commands the hub saw. */
+  stop(): Promise<{ readonly engineExit: string; readonly hubCommands: number | null }>
+}
+
+/**
+ * Starts a fake hub and the engine (as `npm start` would, own clock off) on
+ * `database`, and waits until both say they are ready; stops both if either
+ * does not get there.
+ */
+export const startEngineProcesses = async (options: EngineProcessOptions): Promise<EngineProcesses> => {
   if (!existsSync(join(options.cwd, engineEntry))) {
     throw new Error(`${engineEntry} does not exist yet: the engine phase cannot run`)
   }
   const environment = { ...process.env, ...namingEnvironment(options.naming) }
-  const connection = await connect({ servers: natsUrl, name: "bench-engine-run" })
-  const pool = openBenchPool(options.database, 1)
   const hub = startTsProcess("fake hub", "fakes/run-fake-hub.ts", {
     cwd: options.cwd,
     env: environment,
-    logPath: join(options.logDirectory, "engine-fake-hub.log"),
+    logPath: join(options.logDirectory, `${options.logName}-fake-hub.log`),
   })
   const launched = performance.now()
   const engine = startTsProcess("engine", engineEntry, {
     cwd: options.cwd,
     env: { ...environment, DATABASE_URL: databaseUrlFor(options.database), RP_CLOCK: "off" },
-    logPath: join(options.logDirectory, "engine.log"),
+    logPath: join(options.logDirectory, `${options.logName}.log`),
     nodeArgs: engineNodeArgs,
   })
+  const stop = async () => {
+    const engineExit = await engine.stop(stopGraceMs)
+    await hub.stop(stopGraceMs)
+    return { engineExit, hubCommands: hubCommandsFrom(hub) }
+  }
   try {
     await Promise.all([
       engine.waitForLine("engine ready", readyTimeoutMs),
       hub.waitForLine("fake hub ready", readyTimeoutMs),
     ])
-    const startupSeconds = secondsSince(launched)
-    progress(
-      "engine",
-      `engine ready after ${startupSeconds.toFixed(1)}s (pid ${engine.pid}), log ${engine.logPath}`,
-    )
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  const startupSeconds = secondsSince(launched)
+  progress(
+    options.phase,
+    `engine ready after ${startupSeconds.toFixed(1)}s (pid ${engine.pid}), log ${engine.logPath}`,
+  )
+  return { engine, hub, startupSeconds, stop }
+}
+
+/** Runs the engine on a seeded database until every payment has a result; stops it and deletes its streams. */
+export const runEngine = async (options: EngineRunOptions): Promise<EngineReport> => {
+  const connection = await connect({ servers: natsUrl, name: "bench-engine-run" })
+  const pool = openBenchPool(options.database, 1)
+  let processes: EngineProcesses | undefined
+  try {
+    processes = await startEngineProcesses({ ...options, logName: "engine", phase: "engine" })
+    const { engine, startupSeconds } = processes
 
     // Progress is read from the engine's result consumer (the engine acknowledges a result
     // only once it is committed), not by counting rows: a count over 100,000 payments ten
@@ -164,8 +207,7 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
       `SELECT count(*)::int AS payments, (count(*) FILTER (WHERE status = 'succeeded'))::int AS succeeded
        FROM payments`,
     )
-    const engineExit = await engine.stop(stopGraceMs)
-    await hub.stop(stopGraceMs)
+    const { engineExit, hubCommands } = await processes.stop()
     return {
       seconds,
       paymentsPerSec: options.expected / seconds,
@@ -174,12 +216,11 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
       startupSeconds,
       paymentRows: rows[0]?.payments ?? 0,
       succeeded: rows[0]?.succeeded ?? 0,
-      hubCommands: hubCommandsFrom(hub),
+      hubCommands,
       engineExit,
     }
   } finally {
-    await engine.stop(stopGraceMs)
-    await hub.stop(stopGraceMs)
+    await processes?.stop()
     // Only now that nothing uses them: streams named with this run's own prefix.
     await jetstreamManager(connection)
       .then((jsm) => deleteStreamsOf(jsm, options.naming))

@@ -1,21 +1,30 @@
 /**
- * `npm run bench`: the month-start burst.
+ * `npm run bench`: the month-start burst and the threshold events.
  *
- * BENCH_N (default 100,000) scheduled subscriptions fall due at one tick and
- * a fake hub in its own process answers every command. The engine's rate is
- * compared, in the same run, with the raw ceiling of this machine for the
- * same work without the engine (bench/ceiling.ts).
+ * Month-start burst: BENCH_N (default 100,000) scheduled subscriptions fall
+ * due at one tick and a fake hub in its own process answers every command.
+ * The engine's rate is compared, in the same run, with the raw ceiling of
+ * this machine for the same work without the engine (bench/ceiling.ts).
  *
- * Environment: BENCH_N; BENCH_ONLY=engine|ceiling to run one phase;
+ * Threshold events: BENCH_THRESHOLD_N (default 100,000) threshold
+ * subscriptions over 10 providers and as many balance events, half below the
+ * threshold; the first half of the events at BENCH_THRESHOLD_RATE (default
+ * 2,000/s), the second flat out, beside the raw JetStream publish+consume
+ * rate of the same events (bench/threshold.ts, bench/jetstream-raw.ts).
+ *
+ * Environment: BENCH_N; BENCH_THRESHOLD_N; BENCH_THRESHOLD_RATE (events/s of
+ * the steady half); BENCH_ONLY=engine|ceiling|threshold to run one phase;
  * BENCH_KEEP=1 to keep the databases; NATS_URL; BENCH_POSTGRES_URL (server
  * only, default postgres://postgres@127.0.0.1:5432); BENCH_NODE_ARGS, node
  * flags for the child processes (profiling); BENCH_CEILING_WRITERS, batch
  * transactions the ceiling runs side by side (default 3); BENCH_STALL_SECONDS,
  * how long the engine may make no progress before the run fails (default 120).
  * Child output goes to .bench-out/<run>/. The last line printed is one JSON
- * object, also written to bench/results/latest.json.
+ * object (the threshold figures under `threshold`), also written to
+ * bench/results/latest.json, which keeps the other benchmark's latest figures
+ * when a run leaves it out.
  */
-import { mkdirSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { availableParallelism, totalmem } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -24,26 +33,39 @@ import { connect } from "@nats-io/transport-node"
 import { type CeilingReport, runCeiling } from "./ceiling.ts"
 import { count, deleteStreamsOf, namingFor, natsUrl, progress, rounded } from "./common.ts"
 import { type EngineReport, runEngine } from "./engine-run.ts"
+import { type RawReport, runRawJetStream } from "./jetstream-raw.ts"
 import { killStartedProcesses } from "./processes.ts"
-import { dropBenchDatabase, type SeedReport, seedBenchDatabase } from "./seed.ts"
+import { dropBenchDatabase, type SeedReport, seedBenchDatabase, seedThresholdDatabase } from "./seed.ts"
+import { runThreshold, type ThresholdReport } from "./threshold.ts"
+import { thresholdEvents, thresholdProviders } from "./threshold-events.ts"
 
 const targetShareOfCeiling = 0.5
 const targetPaymentsPerSec = 4_000
 const targetPeakRssMb = 512
+const targetThresholdP99Ms = 250
+const targetThresholdShareOfRaw = 0.5
+// Balance events awaiting their JetStream ack at once, in the threshold and raw phases alike.
+const thresholdEventsInFlight = 4_000
 
-const parseCount = (text: string | undefined, fallback: number): number => {
+const parseCount = (name: string, fallback: number): number => {
+  const text = process.env[name]
   if (text === undefined || text === "") return fallback
   const value = Number(text.replaceAll("_", ""))
   if (!Number.isSafeInteger(value) || value < 1)
-    throw new Error(`BENCH_N must be a positive integer, got ${text}`)
+    throw new Error(`${name} must be a positive integer, got ${text}`)
   return value
 }
 
-const n = parseCount(process.env.BENCH_N, 100_000)
-const only = process.env.BENCH_ONLY ?? "both"
-if (only !== "both" && only !== "engine" && only !== "ceiling") {
-  throw new Error(`BENCH_ONLY must be engine or ceiling, got ${only}`)
+const n = parseCount("BENCH_N", 100_000)
+const thresholdN = parseCount("BENCH_THRESHOLD_N", 100_000)
+const thresholdRate = parseCount("BENCH_THRESHOLD_RATE", 2_000)
+const phases = ["engine", "ceiling", "threshold"] as const
+const only = process.env.BENCH_ONLY ?? ""
+if (only !== "" && !phases.some((phase) => phase === only)) {
+  throw new Error(`BENCH_ONLY must be one of ${phases.join(", ")}, got ${only}`)
 }
+/** True when this run includes `phase`: every phase runs unless BENCH_ONLY names one. */
+const runs = (phase: (typeof phases)[number]) => only === "" || only === phase
 const keepDatabases = process.env.BENCH_KEEP === "1"
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), "..")
 const runTag = `b${Date.now()}`
@@ -54,6 +76,9 @@ const engineDatabase = `rp_bench_${runTag.slice(1)}`
 const ceilingDatabase = `${engineDatabase}_ceiling`
 const engineNaming = namingFor(runTag)
 const ceilingNaming = namingFor(`${runTag}c`)
+const thresholdDatabase = `${engineDatabase}_threshold`
+const thresholdNaming = namingFor(`${runTag}t`)
+const rawNaming = namingFor(`${runTag}r`)
 const createdDatabases: Array<string> = []
 
 const cleanUp = async () => {
@@ -71,6 +96,8 @@ process.on("SIGINT", () => {
     const jsm = await jetstreamManager(connection)
     await deleteStreamsOf(jsm, engineNaming)
     await deleteStreamsOf(jsm, ceilingNaming)
+    await deleteStreamsOf(jsm, thresholdNaming)
+    await deleteStreamsOf(jsm, rawNaming)
     await connection.close()
     await cleanUp()
   })().finally(() => process.exit(130))
@@ -88,7 +115,10 @@ const seed = async (database: string): Promise<SeedReport> => {
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
-progress("bench", `n=${count(n)}  run ${runTag}  cpus ${availableParallelism()}  node ${process.version}`)
+progress(
+  "bench",
+  `n=${count(n)}  threshold n=${count(thresholdN)}  run ${runTag}  cpus ${availableParallelism()}  node ${process.version}`,
+)
 progress("bench", `child logs in ${logDirectory}`)
 
 let seedSeconds: number | undefined
@@ -96,9 +126,12 @@ let engine: EngineReport | undefined
 let engineError: string | undefined
 let ceiling: CeilingReport | undefined
 let ceilingError: string | undefined
+let raw: RawReport | undefined
+let threshold: ThresholdReport | undefined
+let thresholdError: string | undefined
 
 try {
-  if (only !== "ceiling") {
+  if (runs("engine")) {
     try {
       seedSeconds = (await seed(engineDatabase)).seconds
       engine = await runEngine({
@@ -117,7 +150,7 @@ try {
       progress("engine", `FAILED: ${engineError}`)
     }
   }
-  if (only !== "engine") {
+  if (runs("ceiling")) {
     try {
       const report = await seed(ceilingDatabase)
       seedSeconds ??= report.seconds
@@ -137,6 +170,38 @@ try {
       progress("ceiling", `FAILED: ${ceilingError}`)
     }
   }
+  if (runs("threshold")) {
+    try {
+      // The raw rate first, on a machine with nothing else running.
+      raw = await runRawJetStream({
+        naming: rawNaming,
+        events: thresholdEvents(runTag, rawNaming, thresholdN),
+        inFlight: thresholdEventsInFlight,
+      })
+      progress(
+        "threshold",
+        `raw JetStream: ${count(raw.perSec)} msgs/s published and consumed (${raw.seconds.toFixed(2)}s; publishes acknowledged after ${raw.publishSeconds.toFixed(2)}s)`,
+      )
+      createdDatabases.push(thresholdDatabase)
+      const seconds = await seedThresholdDatabase(thresholdDatabase, thresholdN, thresholdProviders)
+      progress(
+        "seed",
+        `${count(thresholdN)} threshold subscriptions over ${thresholdProviders} providers in ${thresholdDatabase} in ${seconds.toFixed(1)}s`,
+      )
+      threshold = await runThreshold({
+        database: thresholdDatabase,
+        events: thresholdEvents(runTag, thresholdNaming, thresholdN),
+        naming: thresholdNaming,
+        steadyRate: thresholdRate,
+        inFlight: thresholdEventsInFlight,
+        cwd: projectRoot,
+        logDirectory,
+      })
+    } catch (error) {
+      thresholdError = errorText(error)
+      progress("threshold", `FAILED: ${thresholdError}`)
+    }
+  }
 } finally {
   await cleanUp()
 }
@@ -146,6 +211,48 @@ const ceilingPerSec = ceiling === undefined ? null : Math.round(ceiling.perSec)
 const shareOfCeiling =
   paymentsPerSec === null || ceilingPerSec === null ? null : rounded(paymentsPerSec / ceilingPerSec, 3)
 const peakRssMb = engine?.peakRssMb == null ? null : rounded(engine.peakRssMb, 1)
+const thresholdPerSec = threshold === undefined ? null : Math.round(threshold.flatOutPerSec)
+const rawPerSec = raw === undefined ? null : Math.round(raw.perSec)
+const thresholdShareOfRaw =
+  thresholdPerSec === null || rawPerSec === null ? null : rounded(thresholdPerSec / rawPerSec, 3)
+const roundedOrNull = (value: number | null | undefined, digits: number) =>
+  value == null ? null : rounded(value, digits)
+const thresholdSummary = !runs("threshold")
+  ? null
+  : {
+      n: thresholdN,
+      steadyRate: thresholdRate,
+      p50Ms: roundedOrNull(threshold?.p50Ms, 1),
+      p99Ms: roundedOrNull(threshold?.p99Ms, 1),
+      flatOutPerSec: thresholdPerSec,
+      rawPerSec,
+      shareOfRaw: thresholdShareOfRaw,
+      peakRssMb: roundedOrNull(threshold?.peakRssMb, 1),
+      targetsMet: {
+        p99Ms:
+          threshold === undefined
+            ? null
+            : threshold.p99Ms !== null && threshold.p99Ms <= targetThresholdP99Ms,
+        shareOfRaw: thresholdShareOfRaw === null ? null : thresholdShareOfRaw >= targetThresholdShareOfRaw,
+      },
+      steadyEvents: threshold?.steadyEvents ?? null,
+      steadySentPerSec: roundedOrNull(threshold?.steadySentPerSec, 0),
+      maxMs: roundedOrNull(threshold?.maxMs, 1),
+      flatOutEvents: threshold?.flatOutEvents ?? null,
+      flatOutSeconds: roundedOrNull(threshold?.flatOutSeconds, 2),
+      flatOutEventsPerSec: roundedOrNull(threshold?.flatOutEventsPerSec, 0),
+      commands: threshold === undefined ? null : threshold.steadyCommands + threshold.flatOutCommands,
+      missingCommands: threshold?.missingCommands ?? null,
+      duplicateCommands: threshold?.duplicateCommands ?? null,
+      unexpectedCommands: threshold?.unexpectedCommands ?? null,
+      paymentRows: threshold?.paymentRows ?? null,
+      hubCommands: threshold?.hubCommands ?? null,
+      engineExit: threshold?.engineExit ?? null,
+      rawSeconds: roundedOrNull(raw?.seconds, 2),
+      ...(thresholdError === undefined ? {} : { error: thresholdError }),
+      run: runTag,
+      at: new Date().toISOString(),
+    }
 const summary = {
   n,
   paymentsPerSec,
@@ -168,6 +275,7 @@ const summary = {
   seedSeconds: seedSeconds === undefined ? null : rounded(seedSeconds, 2),
   ...(engineError === undefined ? {} : { engineError }),
   ...(ceilingError === undefined ? {} : { ceilingError }),
+  threshold: thresholdSummary,
   machine: {
     cpus: availableParallelism(),
     memoryGb: rounded(totalmem() / 2 ** 30, 1),
@@ -177,11 +285,36 @@ const summary = {
   at: new Date().toISOString(),
 }
 
-mkdirSync(join(projectRoot, "bench", "results"), { recursive: true })
-writeFileSync(join(projectRoot, "bench", "results", "latest.json"), `${JSON.stringify(summary, null, 2)}\n`)
+// The file keeps the latest figures of every benchmark: a run of only some phases carries the
+// others over from the file (month-start figures when only the threshold phase ran, and the other way round).
+const resultsPath = join(projectRoot, "bench", "results", "latest.json")
+const previousResults = (): Record<string, unknown> => {
+  if (!existsSync(resultsPath)) return {}
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(resultsPath, "utf8"))
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : {}
+  } catch {
+    return {}
+  }
+}
+const monthStartRan = runs("engine") || runs("ceiling")
+const previous = monthStartRan && runs("threshold") ? {} : previousResults()
+const kept = monthStartRan
+  ? { ...summary, threshold: runs("threshold") ? summary.threshold : (previous.threshold ?? null) }
+  : { ...summary, ...previous, threshold: summary.threshold }
+mkdirSync(dirname(resultsPath), { recursive: true })
+writeFileSync(resultsPath, `${JSON.stringify(kept, null, 2)}\n`)
 progress(
   "bench",
   `engine ${paymentsPerSec ?? "-"}/s vs ceiling ${ceilingPerSec ?? "-"}/s (${shareOfCeiling === null ? "-" : `${Math.round(shareOfCeiling * 100)}%`}; target >= ${targetShareOfCeiling * 100}% and >= ${count(targetPaymentsPerSec)}/s), drain ${summary.drainSeconds ?? "-"}s, engine peak RSS ${peakRssMb ?? "-"} MB (target <= ${targetPeakRssMb})`,
 )
+if (thresholdSummary !== null) {
+  progress(
+    "bench",
+    `threshold: p50 ${thresholdSummary.p50Ms ?? "-"} ms, p99 ${thresholdSummary.p99Ms ?? "-"} ms at ${count(thresholdRate)} events/s (target <= ${targetThresholdP99Ms}); flat out ${thresholdPerSec ?? "-"} commands/s vs raw ${rawPerSec ?? "-"} msgs/s (${thresholdShareOfRaw === null ? "-" : `${Math.round(thresholdShareOfRaw * 100)}%`}; target >= ${targetThresholdShareOfRaw * 100}%), engine peak RSS ${thresholdSummary.peakRssMb ?? "-"} MB`,
+  )
+}
 console.log(JSON.stringify(summary))
-process.exit(engineError === undefined && ceilingError === undefined ? 0 : 1)
+process.exit(engineError === undefined && ceilingError === undefined && thresholdError === undefined ? 0 : 1)

@@ -1,8 +1,10 @@
 /**
  * Seeds a fresh benchmark database: N clients, each with one template and one
- * monthly scheduled subscription, all due at the same instant (the
- * month-start burst). Rows go in with `unnest` batches so 100,000 take
- * seconds; the row contents follow what `insertSubscription` writes.
+ * subscription. For the month-start burst the subscriptions are monthly
+ * scheduled ones, all due at the same instant; for the threshold bench they
+ * are threshold ones, each watching its own account. Rows go in with
+ * `unnest` batches so 100,000 take seconds; the row contents follow what
+ * `insertSubscription` writes.
  */
 import { randomUUID } from "node:crypto"
 import { Effect } from "effect"
@@ -66,8 +68,25 @@ export interface SeedReport {
 
 const padded = (index: number) => String(index).padStart(7, "0")
 
-/** Creates `database`, migrates it with the engine's migrations and seeds `count` due subscriptions. */
-export const seedBenchDatabase = async (database: string, count: number): Promise<SeedReport> => {
+/** The payee account of the `index`-th seeded subscription (threshold events name it too). */
+export const benchAccount = (index: number): string => `+7900${padded(index)}`
+
+/** What one kind of seeded subscription looks like; every row gets the same terms and state. */
+interface SeedSpec {
+  readonly kind: "scheduled" | "threshold"
+  readonly terms: string
+  readonly state: string
+  readonly currency: string
+  readonly nextDueAt: Date | null
+  readonly providerOf: (index: number) => string
+}
+
+/**
+ * Creates `database`, migrates it with the engine's migrations and inserts
+ * `count` clients, each with one template and one subscription as `spec`
+ * says; returns the seconds it took.
+ */
+const seedSubscriptions = async (database: string, count: number, spec: SeedSpec): Promise<number> => {
   const started = performance.now()
   await Effect.runPromise(ensureDatabaseExists(databaseUrlFor(database)))
   if (process.env.BENCH_LOG_STATEMENTS === "1") {
@@ -81,53 +100,50 @@ export const seedBenchDatabase = async (database: string, count: number): Promis
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) })
   try {
     await Effect.runPromise(migrateToLatest(db))
-    const state = initialScheduledState(benchTerms, seedNow)
-    const dueAt = nextDueAt("active", state, defaultSettings)
-    if (dueAt === null) throw new Error("bench terms have no next due time: the seed is wrong")
-    const termsJson = JSON.stringify(benchTerms)
-    const stateJson = JSON.stringify(state)
     const createdAt = new Date(seedNow)
-
     for (let first = 0; first < count; first += rowsPerBatch) {
       const size = Math.min(rowsPerBatch, count - first)
       const subscriptionIds: Array<string> = []
       const templateIds: Array<string> = []
       const clientIds: Array<string> = []
+      const providerIds: Array<string> = []
       const accounts: Array<string> = []
       const sources: Array<string> = []
-      for (let offset = 0; offset < size; offset += 1) {
-        const number = padded(first + offset)
+      for (let index = first; index < first + size; index += 1) {
         subscriptionIds.push(randomUUID())
         templateIds.push(randomUUID())
-        clientIds.push(`bench-client-${number}`)
-        accounts.push(`+7900${number}`)
-        sources.push(`card-token-${number}`)
+        clientIds.push(`bench-client-${padded(index)}`)
+        providerIds.push(spec.providerOf(index))
+        accounts.push(benchAccount(index))
+        sources.push(`card-token-${padded(index)}`)
       }
       await pool.query(
         `INSERT INTO templates (id, client_id, name, provider_id, account, source, created_at, created_channel)
-         SELECT t.id, t.client_id, 'Mobile ' || t.account, $4, t.account, t.source, $5, 'bench'
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $6::text[]) AS t(id, client_id, account, source)`,
-        [templateIds, clientIds, accounts, benchProviderId, createdAt, sources],
+         SELECT t.id, t.client_id, 'Mobile ' || t.account, t.provider_id, t.account, t.source, $6, 'bench'
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+           AS t(id, client_id, provider_id, account, source)`,
+        [templateIds, clientIds, providerIds, accounts, sources, createdAt],
       )
       await pool.query(
         `INSERT INTO subscriptions (id, client_id, kind, status, hidden, version, revision, template_id,
            provider_id, account, source, currency, terms, state, next_due_at, created_at, updated_at, created_channel)
-         SELECT s.id, s.client_id, 'scheduled', 'active', false, 1, 1, s.template_id,
-           $5, s.account, s.source, $6, $7::jsonb, $8::jsonb, $9, $10, $10, 'bench'
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $11::text[])
-           AS s(id, client_id, template_id, account, source)`,
+         SELECT s.id, s.client_id, $7, 'active', false, 1, 1, s.template_id,
+           s.provider_id, s.account, s.source, $8, $9::jsonb, $10::jsonb, $11, $12, $12, 'bench'
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[])
+           AS s(id, client_id, template_id, provider_id, account, source)`,
         [
           subscriptionIds,
           clientIds,
           templateIds,
+          providerIds,
           accounts,
-          benchProviderId,
-          benchTerms.amount.currency,
-          termsJson,
-          stateJson,
-          new Date(dueAt),
-          createdAt,
           sources,
+          spec.kind,
+          spec.currency,
+          spec.terms,
+          spec.state,
+          spec.nextDueAt,
+          createdAt,
         ],
       )
     }
@@ -137,16 +153,68 @@ export const seedBenchDatabase = async (database: string, count: number): Promis
     )
     // Fresh statistics, so the planner sees 100k rows and not an empty table.
     await pool.query("ANALYZE")
-    return {
-      database,
-      subscriptions: count,
-      seconds: (performance.now() - started) / 1_000,
-      nextDueAt: new Date(dueAt).toISOString(),
-    }
+    return (performance.now() - started) / 1_000
   } finally {
     await db.destroy()
   }
 }
+
+/** Creates `database`, migrates it with the engine's migrations and seeds `count` due subscriptions. */
+export const seedBenchDatabase = async (database: string, count: number): Promise<SeedReport> => {
+  const state = initialScheduledState(benchTerms, seedNow)
+  const dueAt = nextDueAt("active", state, defaultSettings)
+  if (dueAt === null) throw new Error("bench terms have no next due time: the seed is wrong")
+  const seconds = await seedSubscriptions(database, count, {
+    kind: "scheduled",
+    terms: JSON.stringify(benchTerms),
+    state: JSON.stringify(state),
+    currency: benchTerms.amount.currency,
+    nextDueAt: new Date(dueAt),
+    providerOf: () => benchProviderId,
+  })
+  return { database, subscriptions: count, seconds, nextDueAt: new Date(dueAt).toISOString() }
+}
+
+/** Terms of every seeded threshold subscription: top up 500.00 RUB when the balance is under 100.00. */
+export const thresholdBenchTerms = {
+  amount: { value: 50_000, currency: "RUB" },
+  threshold: { value: 10_000, currency: "RUB" },
+  cooldown: "PT1H",
+} as const
+
+// The state of a threshold subscription nothing has happened to yet (ThresholdState in src/domain/Subscription.ts).
+const initialThresholdState = {
+  newestEventAt: null,
+  recentEventIds: [],
+  lastBalance: null,
+  open: [],
+  cooldownUntil: null,
+  paid: 0,
+  held: [],
+}
+
+/** The provider of the `index`-th seeded threshold subscription, one of `providers`. */
+export const thresholdProviderOf = (index: number, providers: number): string =>
+  `bench-mobile-${index % providers}`
+
+/**
+ * Creates `database`, migrates it and seeds `count` active threshold
+ * subscriptions spread over `providers` providers: subscription i watches
+ * `benchAccount(i)` at `thresholdProviderOf(i)`. Nothing is due by time.
+ */
+export const seedThresholdDatabase = async (
+  database: string,
+  count: number,
+  providers: number,
+): Promise<number> =>
+  seedSubscriptions(database, count, {
+    kind: "threshold",
+    terms: JSON.stringify(thresholdBenchTerms),
+    state: JSON.stringify(initialThresholdState),
+    currency: thresholdBenchTerms.amount.currency,
+    nextDueAt: null,
+    providerOf: (index) => thresholdProviderOf(index, providers),
+  })
 
 /** Drops a bench database, closing any connection still open on it. */
 export const dropBenchDatabase = async (database: string): Promise<void> => {
