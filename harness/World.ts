@@ -14,10 +14,12 @@ import type { Kysely } from "kysely"
 import pg from "pg"
 import { FakeChannel } from "../fakes/FakeChannel.ts"
 import { type FakeHub, type FakeHubOptions, startFakeHub } from "../fakes/FakeHub.ts"
+import { type DebtAnswer, FakeProvider } from "../fakes/FakeProvider.ts"
 import { EngineLive } from "../src/Engine.ts"
 import { defaultSettings, EngineConfig, type EngineSettings } from "../src/EngineConfig.ts"
 import { makeKysely } from "../src/store/Database.ts"
 import type { Tables } from "../src/store/Tables.ts"
+import type { DebtQuery } from "../src/streams/Messages.ts"
 import { makeTopology, type TopologyService } from "../src/streams/Topology.ts"
 
 const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -43,6 +45,7 @@ export interface StoredMessage {
 export class World {
   readonly engines: Array<RunningEngine> = []
   readonly hubs: Array<FakeHub> = []
+  readonly providers: Array<FakeProvider> = []
   readonly processes: Array<ChildProcess> = []
 
   private constructor(
@@ -159,6 +162,18 @@ export class World {
     return hub
   }
 
+  /** Starts a fake provider on this world's NATS. */
+  async startProvider(providerId: string, answer?: (query: DebtQuery) => DebtAnswer): Promise<FakeProvider> {
+    const provider = await FakeProvider.start({
+      natsUrl: this.settings.natsUrl,
+      naming: this.settings.naming,
+      providerId,
+      ...(answer === undefined ? {} : { answer }),
+    })
+    this.providers.push(provider)
+    return provider
+  }
+
   /** A fake channel talking to this world's engine. */
   channel(name = "mobile"): FakeChannel {
     return new FakeChannel(this.connection, this.settings.naming.rpPrefix, name)
@@ -182,13 +197,14 @@ export class World {
     )
   }
 
-  /** Waits until hub results are all processed and every outbox row is published. */
+  /** Waits until hub results and provider messages are all processed and every outbox row is published. */
   async settled(timeoutMs = 20_000): Promise<void> {
     await this.consumerCaughtUp(
       this.topology.streams.hubPayments,
       this.topology.consumers.hubResults,
       timeoutMs,
     )
+    await this.providersCaughtUp(timeoutMs)
     await this.waitFor(
       "the outbox to drain",
       async () => {
@@ -200,6 +216,13 @@ export class World {
       },
       timeoutMs,
     )
+  }
+
+  /** Waits until the engine has handled every balance reading and debt answer published so far. */
+  async providersCaughtUp(timeoutMs = 20_000): Promise<void> {
+    const { streams, consumers } = this.topology
+    await this.consumerCaughtUp(streams.providers, consumers.thresholdEvents, timeoutMs)
+    await this.consumerCaughtUp(streams.providers, consumers.debtResponses, timeoutMs)
   }
 
   /** Polls `condition` until it holds; fails with `what` after `timeoutMs`. Waiting on an outcome, not a sleep. */
@@ -233,6 +256,7 @@ export class World {
   /** Stops engines and hubs, deletes this test's streams and drops its database. */
   async dispose(): Promise<void> {
     for (const hub of this.hubs) await hub.stop().catch(() => undefined)
+    for (const provider of this.providers) await provider.stop().catch(() => undefined)
     for (const engine of this.engines) await engine.stop().catch(() => undefined)
     for (const child of this.processes)
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
