@@ -57,6 +57,10 @@ export interface FakeHub {
   waitForCommands(count: number, timeoutMs?: number): Promise<ReadonlyArray<PaymentCommand>>
   /** Changes what the hub says about a payment from now on (status queries and repeated commands). */
   setVerdict(paymentId: string, verdict: HubVerdict): void
+  /** Its durable consumer on HUB_PAYMENTS (it acknowledges a command once its result is published). */
+  readonly consumerName: string
+  /** True once `stop` was called. */
+  readonly stopped: boolean
   /** Publishes any result as the hub; without `msgId` the message carries no `Nats-Msg-Id`. */
   publishResult(result: PaymentResult, msgId?: string): Promise<void>
   /** Stops consuming, waits for results in flight and drains the connection; never deletes streams. */
@@ -153,6 +157,7 @@ class RunningFakeHub implements FakeHub {
     private readonly publisher: JetStreamPublisher,
     private readonly resultSubject: string,
     private readonly decide: (command: PaymentCommand) => HubVerdict,
+    readonly consumerName: string,
   ) {}
 
   start(messages: ConsumerMessages, statusSubject: string): void {
@@ -200,6 +205,10 @@ class RunningFakeHub implements FakeHub {
 
   async publishResult(result: PaymentResult, msgId?: string): Promise<void> {
     await this.publisher.publish(this.resultSubject, JSON.stringify(result), msgId)
+  }
+
+  get stopped(): boolean {
+    return this.stopping !== undefined
   }
 
   stop(): Promise<void> {
@@ -337,6 +346,7 @@ export const startFakeHub = async (options: FakeHubOptions): Promise<FakeHub> =>
       new JetStreamPublisher(connection),
       topology.subjects.hubResult,
       options.decide ?? (() => ({ status: "succeeded", retryable: false })),
+      durable,
     )
     // A callback, not the async iterator: a whole pull batch is handled in one go, so its
     // publishes and acks leave in a few socket writes instead of one write per message.

@@ -47,6 +47,7 @@ export class FakeProvider {
   private answerFor: (query: DebtQuery) => DebtAnswer
   private messages: ConsumerMessages | undefined
   private readonly waiters = new Set<{ count: number; resolve: () => void }>()
+  stopped = false
 
   private constructor(
     private readonly connection: NatsConnection,
@@ -75,8 +76,13 @@ export class FakeProvider {
     return provider
   }
 
+  /** Its durable consumer of debt queries (a query is acknowledged once answered). */
+  get consumerName(): string {
+    return `fake-provider-${this.providerId}`
+  }
+
   private async consumeQueries(jsm: JetStreamManager, stream: string): Promise<void> {
-    const durable = `fake-provider-${this.providerId}`
+    const durable = this.consumerName
     await jsm.consumers.add(stream, {
       durable_name: durable,
       filter_subject: this.subjectOf("debt.query"),
@@ -176,6 +182,7 @@ export class FakeProvider {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true
     await this.messages?.close()
     await this.connection.drain()
   }

@@ -197,22 +197,40 @@ export class World {
     )
   }
 
-  /** Waits until hub results and provider messages are all processed and every outbox row is published. */
+  /**
+   * Waits until nothing is moving: the engine's consumers, every running fake hub and provider
+   * have handled all they were sent, the outbox is empty, and the streams did not grow while
+   * that was being checked (so nothing was on its way between two of the checks).
+   */
   async settled(timeoutMs = 20_000): Promise<void> {
-    await this.consumerCaughtUp(
-      this.topology.streams.hubPayments,
-      this.topology.consumers.hubResults,
-      timeoutMs,
-    )
-    await this.providersCaughtUp(timeoutMs)
+    const { streams, consumers } = this.topology
+    const watched: Array<readonly [string, string]> = [
+      [streams.providers, consumers.thresholdEvents],
+      [streams.providers, consumers.debtResponses],
+      ...this.providers.filter((p) => !p.stopped).map((p) => [streams.providers, p.consumerName] as const),
+      ...this.hubs
+        .filter((hub) => !hub.stopped)
+        .map((hub) => [streams.hubPayments, hub.consumerName] as const),
+      [streams.hubPayments, consumers.hubResults],
+    ]
+    const positions = async () =>
+      (await Promise.all([streams.hubPayments, streams.providers].map((s) => this.jsm.streams.info(s))))
+        .map((info) => info.state.last_seq)
+        .join(",")
+    const caughtUp = async (stream: string, consumer: string) => {
+      const info = await this.jsm.consumers.info(stream, consumer)
+      return info.num_pending === 0 && info.num_ack_pending === 0
+    }
     await this.waitFor(
-      "the outbox to drain",
+      "the engine, the hubs and the providers to settle",
       async () => {
+        const before = await positions()
+        for (const [stream, consumer] of watched) if (!(await caughtUp(stream, consumer))) return false
         const row = await this.db
           .selectFrom("outbox")
           .select((eb) => eb.fn.countAll<string>().as("count"))
           .executeTakeFirstOrThrow()
-        return Number(row.count) === 0
+        return Number(row.count) === 0 && (await positions()) === before
       },
       timeoutMs,
     )
