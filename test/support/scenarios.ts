@@ -4,6 +4,7 @@
  */
 import type { FakeChannel } from "../../fakes/FakeChannel.ts"
 import type { World } from "../../harness/World.ts"
+import type { PaymentCommand } from "../../src/streams/Messages.ts"
 
 /** The public subscription fields tests look at. */
 export interface SubscriptionResult {
@@ -78,10 +79,7 @@ export const getSubscription = async (
 /** Payment commands stored in the HUB_PAYMENTS stream, grouped by (subscription, occurrence, attempt). */
 export const commandsInStream = async (env: World) => {
   const messages = await env.messages(env.topology.streams.hubPayments, env.topology.subjects.hubCommand)
-  return messages.map(
-    (message) =>
-      message.json as { paymentId: string; subscriptionId: string; occurrence: string; attempt: number },
-  )
+  return messages.map((message) => message.json as PaymentCommand)
 }
 
 /** Counts of values, for "exactly once" checks. */
