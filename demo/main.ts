@@ -3,15 +3,19 @@
  *
  * It starts the engine against the local Postgres and NATS (its own database
  * and stream names, removed at the end), a fake hub that declines some
- * payments, and five fake channels. Customers set up a few hundred
- * autopayments through the protocol, change their minds along the way from
- * other channels, and ticks drive time from 2027-01-01 to 2027-04-01.
+ * payments, five fake channels, a fake mobile operator that reports phone
+ * balances and a fake water utility that bills monthly. Customers set up a
+ * few hundred scheduled autopayments, phone top-ups (threshold) and bill
+ * payments (debt) through the protocol, change their minds along the way from
+ * other channels, confirm bills held over their limit, and ticks drive time
+ * from 2027-01-01 to 2027-04-01.
  */
 import { createHash } from "node:crypto"
 import type { FakeChannel } from "../fakes/FakeChannel.ts"
 import type { HubVerdict } from "../fakes/FakeHub.ts"
+import type { DebtAnswer, FakeProvider } from "../fakes/FakeProvider.ts"
 import { World } from "../harness/World.ts"
-import type { PaymentCommand } from "../src/streams/Messages.ts"
+import type { DebtQuery, PaymentCommand } from "../src/streams/Messages.ts"
 
 const SUBSCRIPTIONS = Number(process.env.DEMO_SUBSCRIPTIONS ?? 300)
 const START = Date.parse("2027-01-01T00:00:00Z")
@@ -19,12 +23,63 @@ const END = Date.parse("2027-04-01T00:00:00Z")
 const TICK_MS = 3 * 3_600_000
 const DAY_MS = 86_400_000
 const CHANNELS = ["mobile", "internet", "atm", "terminal", "cashier"] as const
+const PHONES = 20
+const WATER_ACCOUNTS = 20
+const OPERATOR = "mts-balance"
+const UTILITY = "city-water"
+const rub = (value: number) => ({ value, currency: "RUB" })
+
+/**
+ * The outside world's side of the event-driven kinds: what each phone's balance is (it drops
+ * with use and rises with every top-up the hub makes) and which water bills are still unpaid.
+ */
+const phoneBalances = new Map<string, number>()
+const paidBills = new Set<string>()
+
+/** Each water account gets a bill on the 1st of every month; every seventh is far above its limit. */
+const waterBills = (query: DebtQuery): DebtAnswer => {
+  const index = Number(query.account.split("-").at(-1))
+  const month = query.at.slice(0, 7)
+  const bills = []
+  for (let m = 1; `2027-${String(m).padStart(2, "0")}` <= month; m++) {
+    const billId = `${query.account}-2027-${String(m).padStart(2, "0")}`
+    if (paidBills.has(billId)) continue
+    const amount = index % 7 === 3 ? 800_000 : 150_000 + (index % 5) * 40_000
+    bills.push({ billId, amount: rub(amount), dueDate: `2027-${String(m).padStart(2, "0")}-25` })
+  }
+  return { debts: bills }
+}
+
+/** The operator reports every phone's balance four times a day: usage eats 40.00 a day. */
+const reportBalances = async (operator: FakeProvider, at: number) => {
+  await Promise.all(
+    [...phoneBalances.keys()].map(async (account) => {
+      const balance = Math.max(0, (phoneBalances.get(account) ?? 0) - 1_000)
+      phoneBalances.set(account, balance)
+      await operator.reportBalance({
+        eventId: `${account}@${new Date(at).toISOString()}`,
+        account,
+        balance: rub(balance),
+        at: new Date(at).toISOString(),
+      })
+    }),
+  )
+}
 
 /** A stable pseudo-random number in [0, 1) for a text: the same payment always gets the same verdict. */
 const chance = (text: string): number => createHash("sha256").update(text).digest().readUInt32BE(0) / 2 ** 32
 
 /** The hub's mood: mostly yes, sometimes "try later", sometimes no; one card is always refused. */
 const hubVerdict = (command: PaymentCommand): HubVerdict => {
+  // Top-ups and bills always go through, and the outside world sees them: the balance rises, the bill is settled.
+  if (command.kind === "threshold") {
+    phoneBalances.set(command.account, (phoneBalances.get(command.account) ?? 0) + command.amount.value)
+    return { status: "succeeded", retryable: false }
+  }
+  if (command.kind === "debt") {
+    paidBills.add(command.occurrence)
+    return { status: "succeeded", retryable: false }
+  }
   if (command.source === "card-expired")
     return { status: "declined", retryable: false, reason: "card expired" }
   const roll = chance(command.paymentId)
@@ -78,6 +133,64 @@ const createSubscriptions = async (world: World): Promise<Array<Created>> => {
   return created
 }
 
+/** Phone top-ups and water bill payments, set up from the mobile bank and the cashier desk. */
+const createEventDriven = async (world: World): Promise<Array<Created>> => {
+  const mobile = world.channel("mobile")
+  const cashier = world.channel("cashier")
+  const phones = Array.from({ length: PHONES }, async (_, index) => {
+    const account = `+7916000${String(index).padStart(4, "0")}`
+    const clientId = `client-${String(index).padStart(4, "0")}`
+    phoneBalances.set(account, 30_000 + index * 2_000)
+    await mobile.ok(
+      "subscription.create",
+      {
+        kind: "threshold",
+        template: { name: "My phone", providerId: OPERATOR, account, source: `card-${index}` },
+        amount: rub(50_000),
+        threshold: rub(10_000),
+        cooldown: "PT6H",
+      },
+      { clientId },
+    )
+  })
+  const water = Array.from({ length: WATER_ACCOUNTS }, async (_, index) => {
+    const clientId = `client-${String(index + PHONES).padStart(4, "0")}`
+    const { subscription } = await cashier.ok<{ subscription: { subscriptionId: string } }>(
+      "subscription.create",
+      {
+        kind: "debt",
+        template: { name: "Water", providerId: UTILITY, account: `water-${index}`, source: `card-w${index}` },
+        limit: rub(500_000),
+        pollEvery: "P1D",
+      },
+      { clientId },
+    )
+    return { subscriptionId: subscription.subscriptionId, clientId, channel: cashier }
+  })
+  await Promise.all(phones)
+  return Promise.all(water)
+}
+
+/** On day 50 the water customers look at the mobile bank and confirm the bills held over their limit. */
+const confirmHeldBills = async (world: World, debts: ReadonlyArray<Created>) => {
+  const mobile = world.channel("mobile")
+  let confirmed = 0
+  for (const debt of debts) {
+    const { subscription } = await mobile.ok<{
+      subscription: { heldPayments: ReadonlyArray<{ paymentId: string }> }
+    }>("subscription.get", { subscriptionId: debt.subscriptionId }, { clientId: debt.clientId })
+    for (const held of subscription.heldPayments) {
+      await mobile.ok(
+        "payment.confirm",
+        { subscriptionId: debt.subscriptionId, paymentId: held.paymentId },
+        { clientId: debt.clientId },
+      )
+      confirmed += 1
+    }
+  }
+  return confirmed
+}
+
 /** Customers change their minds, from a different channel than the one they used to sign up. */
 const customerActions = (day: number, subscriptions: ReadonlyArray<Created>, world: World) => {
   const elsewhere = (index: number) => world.channel(CHANNELS[(index + 2) % CHANNELS.length])
@@ -122,6 +235,12 @@ const count = async (world: World) => {
     .select(["outcome", "reason", (eb) => eb.fn.countAll<string>().as("count")])
     .groupBy(["outcome", "reason"])
     .execute()
+  const byKind = await world.db
+    .selectFrom("payments")
+    .innerJoin("subscriptions", "subscriptions.id", "payments.subscription_id")
+    .select(["subscriptions.kind", "payments.outcome", (eb) => eb.fn.countAll<string>().as("count")])
+    .groupBy(["subscriptions.kind", "payments.outcome"])
+    .execute()
   const sum = (rows: ReadonlyArray<{ count: string }>) =>
     rows.reduce((total, row) => total + Number(row.count), 0)
   return {
@@ -134,6 +253,11 @@ const count = async (world: World) => {
     autoPaused: sum(
       decisions.filter((row) => row.outcome === "paused" && row.reason === "consecutive_failures"),
     ),
+    topUps: sum(byKind.filter((row) => row.kind === "threshold" && row.outcome === "paid")),
+    billsPaid: sum(byKind.filter((row) => row.kind === "debt" && row.outcome === "paid")),
+    heldOverLimit: sum(decisions.filter((row) => row.outcome === "held")),
+    confirmed: sum(decisions.filter((row) => row.outcome === "confirmed")),
+    debtQueries: sum(decisions.filter((row) => row.outcome === "queried")),
   }
 }
 
@@ -146,21 +270,28 @@ const main = async () => {
   try {
     await world.startEngine({}, "Error")
     await world.startHub({ decide: hubVerdict })
+    const operator = await world.startProvider(OPERATOR)
+    await world.startProvider(UTILITY, waterBills)
     await world.tick(new Date(START - DAY_MS).toISOString())
     const subscriptions = await createSubscriptions(world)
+    const debts = await createEventDriven(world)
     console.log(
-      `created ${subscriptions.length} autopayments through the protocol from ${CHANNELS.join(", ")}`,
+      `created ${subscriptions.length} scheduled autopayments, ${PHONES} phone top-ups and ${WATER_ACCOUNTS} water bill autopayments through the protocol from ${CHANNELS.join(", ")}`,
     )
+    let confirmedByCustomers = 0
 
     for (let at = START; at <= END; at += TICK_MS) {
       const day = Math.round((at - START) / DAY_MS)
       if ((at - START) % DAY_MS === 0) await customerActions(day, subscriptions, world)
+      if ((at - START) % DAY_MS === 0 && day === 50)
+        confirmedByCustomers = await confirmHeldBills(world, debts)
       await world.tick(new Date(at).toISOString())
+      if ((at - START) % (2 * TICK_MS) === 0) await reportBalances(operator, at)
       await world.settled()
       if ((at - START) % (7 * DAY_MS) === 0) {
         const now = await count(world)
         console.log(
-          `${new Date(at).toISOString().slice(0, 10)}  commands ${String(now.commands).padStart(5)}  paid ${String(now.paid).padStart(5)}  retries ${String(now.retries).padStart(4)}  failed ${String(now.failed).padStart(4)}  notices ${String(now.notices).padStart(5)}`,
+          `${new Date(at).toISOString().slice(0, 10)}  commands ${String(now.commands).padStart(5)}  paid ${String(now.paid).padStart(5)}  retries ${String(now.retries).padStart(4)}  failed ${String(now.failed).padStart(4)}  notices ${String(now.notices).padStart(5)}  top-ups ${String(now.topUps).padStart(4)}  bills ${String(now.billsPaid).padStart(3)}  held ${String(now.heldOverLimit).padStart(3)}`,
         )
       }
     }
@@ -191,6 +322,9 @@ Summary after three months (${((Date.now() - started) / 1000).toFixed(1)} s of r
   skipped occurrences        ${skippedTotal}  (${skippedLine})
   payment.upcoming notices   ${final.notices}
   paused by the engine       ${final.autoPaused}  (three failed occurrences in a row)
+  phone top-ups (threshold)  ${final.topUps}  (balance below 100.00 → 500.00, at most one per 6 h)
+  water bills paid (debt)    ${final.billsPaid}  (${final.debtQueries} debt queries)
+  held over a limit          ${final.heldOverLimit}  (confirmed by customers: ${final.confirmed}, on day 50: ${confirmedByCustomers})
   occurrences paid twice     ${doublePaid.length}`)
     if (doublePaid.length > 0 || commandsInStream !== final.commands) process.exitCode = 1
   } finally {
