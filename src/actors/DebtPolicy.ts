@@ -154,9 +154,11 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
     }
     const debts = response.debts ?? []
     const reported = new Set(debts.map((bill) => bill.billId))
-    // A bill held over the limit that the provider no longer reports was settled some other way.
+    // A held bill that the provider no longer reports was settled some other way. This holds whatever
+    // held it (the debt limit or a cap): every held payment of a debt subscription is a bill, and
+    // confirming one no longer owed would pay it twice.
     for (const held of [...this.held]) {
-      if (held.reason !== "over_debt_limit" || reported.has(held.occurrence)) continue
+      if (reported.has(held.occurrence)) continue
       this.held = this.held.filter((candidate) => candidate !== held)
       this.builder.decide("hold_dropped", {
         reason: "bill_no_longer_reported",
@@ -185,6 +187,20 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
         occurrence: bill.billId,
         details: { bill: found, ...details },
       })
+    const held = this.held.find((candidate) => candidate.occurrence === bill.billId)
+    if (held !== undefined) {
+      // Already waiting for the client; they were told once.
+      if (Money.equals(held.amount, bill.amount)) return
+      // The provider now asks another amount (paid in part elsewhere, re-billed, or nothing): confirming
+      // the hold would pay the old one, so it is dropped first and the bill judged afresh as reported.
+      this.held = this.held.filter((candidate) => candidate !== held)
+      this.builder.decide("hold_dropped", {
+        reason: "bill_amount_changed",
+        occurrence: bill.billId,
+        paymentId: held.paymentId,
+        details: { queryId, heldAmount: held.amount, reportedAmount: bill.amount },
+      })
+    }
     if (bill.amount.currency !== this.terms.limit.currency) {
       skip("currency_mismatch", { limit: this.terms.limit })
       return
@@ -198,9 +214,10 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
       skip("payment_in_flight", { paymentId: inFlight.paymentId })
       return
     }
-    const held = this.held.find((candidate) => candidate.occurrence === bill.billId)
-    if (held !== undefined) {
-      // Already waiting for the client; they were told once.
+    // Paused after the query went out: the answer is recorded but pays nothing and holds nothing
+    // (contract 4); the next poll after resume finds the bill again.
+    if (this.status !== "active") {
+      skip(this.status, { statusReason: this.statusReason })
       return
     }
     let attempt = 1
