@@ -350,25 +350,53 @@ export const subscriptionOperations = Effect.gen(function* () {
       }),
   })
 
+  /** The terms `subscription.update` may change, per kind. */
+  const updatableTerms: Readonly<Record<SubscriptionKind, ReadonlyArray<string>>> = {
+    scheduled: ["amount", "schedule"],
+    threshold: ["amount", "threshold", "cooldown"],
+    debt: ["limit", "pollEvery"],
+  }
+
+  /** Refuses terms the subscription's kind does not have (all of them at once), and amounts over the cap. */
+  const checkUpdateFits = (body: typeof UpdateBody.Type, context: RequestContext) =>
+    Effect.gen(function* () {
+      const subscription = yield* owned(body.subscriptionId, context.clientId)
+      const allowed = updatableTerms[subscription.kind]
+      const foreign = ["amount", "schedule", "threshold", "cooldown", "limit", "pollEvery"].filter(
+        (field) => body[field as keyof typeof body] !== undefined && !allowed.includes(field),
+      )
+      if (foreign.length > 0) {
+        const message = `is not a term of a ${subscription.kind} autopayment (it has ${allowed.join(", ")})`
+        return yield* new ValidationFailed({
+          message: `body has terms a ${subscription.kind} autopayment does not have: ${foreign.join(", ")}`,
+          details: foreign.map((field) => ({ path: `body.${field}`, message })),
+        })
+      }
+      if (body.amount !== undefined) yield* checkPaymentCap(subscription.kind, body.amount)
+    })
+
   const update = defineOperation({
     mutating: true,
     body: UpdateBody,
     run: (body, context) =>
-      change(
-        body.subscriptionId,
-        {
-          _tag: "Update",
-          by: context.by,
-          expectedVersion: body.expectedVersion,
-          amount: body.amount,
-          schedule: body.schedule,
-          threshold: body.threshold,
-          cooldown: body.cooldown,
-          limit: body.limit,
-          pollEvery: body.pollEvery,
-        },
-        context,
-        subscriptionReply(context.requestId),
+      Effect.andThen(
+        checkUpdateFits(body, context),
+        change(
+          body.subscriptionId,
+          {
+            _tag: "Update",
+            by: context.by,
+            expectedVersion: body.expectedVersion,
+            amount: body.amount,
+            schedule: body.schedule,
+            threshold: body.threshold,
+            cooldown: body.cooldown,
+            limit: body.limit,
+            pollEvery: body.pollEvery,
+          },
+          context,
+          subscriptionReply(context.requestId),
+        ),
       ),
   })
 

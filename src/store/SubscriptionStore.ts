@@ -169,7 +169,7 @@ export class SubscriptionStore extends Context.Service<
       limit: number,
     ) => Effect.Effect<ReadonlyArray<DueSubscription>>
     /**
-     * Active threshold subscriptions watching each `(providerId, account)`, through their index;
+     * Live (active or paused) threshold subscriptions watching each `(providerId, account)`, through their index;
      * keyed by `watchKey`.
      */
     readonly thresholdWatchers: (
@@ -245,7 +245,7 @@ export class SubscriptionStore extends Context.Service<
               SELECT s.id, s.provider_id, s.account FROM subscriptions s
               JOIN (SELECT DISTINCT * FROM json_to_recordset(${wanted}::json) AS v(provider_id text, account text)) v
                 ON s.provider_id = v.provider_id AND s.account = v.account
-              WHERE s.kind = 'threshold' AND s.status = 'active'`.execute(runner),
+              WHERE s.kind = 'threshold' AND s.status IN ('active', 'paused')`.execute(runner),
           ).pipe(
             Effect.map((result) => {
               const watchers = new Map<string, Array<string>>()

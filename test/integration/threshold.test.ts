@@ -150,7 +150,9 @@ describe("threshold autopayments", () => {
     expect((await commandsInStream(env)).map((command) => command.occurrence)).toEqual(["ev-10"])
     const entries = await history(subscription.subscriptionId)
     // The redelivery left no trace at all: not even a "skipped, cooldown" decision.
-    expect(entries.filter((entry) => entry.occurrence === "ev-10").map((entry) => entry.type)).toEqual(["payment"])
+    expect(entries.filter((entry) => entry.occurrence === "ev-10").map((entry) => entry.type)).toEqual([
+      "payment",
+    ])
     const ignored = entries.filter((entry) => entry.outcome === "ignored")
     expect(ignored).toEqual([
       expect.objectContaining({
@@ -232,6 +234,10 @@ describe("threshold autopayments", () => {
     await reading("ev-50", 1_000, "2027-01-10T10:10:00Z")
     await env.settled()
     expect(await commandsInStream(env)).toEqual([])
+    // A reading that still arrives while paused is recorded as skipped, not lost.
+    expect(await history(subscription.subscriptionId)).toContainEqual(
+      expect.objectContaining({ outcome: "skipped", reason: "paused", occurrence: "ev-50" }),
+    )
 
     await atm.ok("subscription.resume", ref, { clientId: "client-1" })
     await atm.ok("subscription.cancel", ref, { clientId: "client-1" })
@@ -254,6 +260,51 @@ describe("threshold autopayments", () => {
     expect(commands.map((command) => command.subscriptionId).sort()).toEqual(
       [a.subscriptionId, b.subscriptionId].sort(),
     )
+  })
+
+  it("updates its own terms, watches again at a new threshold, and refuses terms of other kinds", async () => {
+    const subscription = await createThreshold()
+    const mobile = env.channel()
+    const refused = await mobile.request(
+      "subscription.update",
+      {
+        subscriptionId: subscription.subscriptionId,
+        expectedVersion: 1,
+        limit: rub(1),
+        schedule: { every: "month", time: "09:00", startDate: "2027-02-01" },
+      },
+      { clientId: "client-1" },
+    )
+    expect(refused).toMatchObject({ status: "error", error: { code: "VALIDATION_FAILED" } })
+    const paths = (refused as { error: { details: Array<{ path: string }> } }).error.details.map(
+      (d) => d.path,
+    )
+    expect(paths.sort()).toEqual(["body.limit", "body.schedule"])
+
+    const { subscription: updated } = await mobile.ok<{
+      subscription: { version: number; threshold: unknown }
+    }>(
+      "subscription.update",
+      { subscriptionId: subscription.subscriptionId, expectedVersion: 1, threshold: rub(20_000) },
+      { clientId: "client-1" },
+    )
+    expect(updated).toMatchObject({ version: 2, threshold: rub(20_000) })
+    await env.settled()
+    expect((await watchMessages()).map((message) => [message.topic, message.msgId, message.body])).toEqual([
+      [
+        "watch",
+        `threshold.watch:${subscription.subscriptionId}:v1`,
+        expect.objectContaining({ threshold: rub(10_000) }),
+      ],
+      [
+        "watch",
+        `threshold.watch:${subscription.subscriptionId}:v2`,
+        expect.objectContaining({ threshold: rub(20_000) }),
+      ],
+    ])
+    await reading("ev-80", 15_000, "2027-01-10T10:20:00Z") // below the new threshold only
+    await env.settled()
+    expect((await commandsInStream(env)).map((command) => command.occurrence)).toEqual(["ev-80"])
   })
 
   it("refuses a threshold in another currency than the top-up, and writes nothing", async () => {

@@ -11,9 +11,10 @@ import { type Kysely, sql } from "kysely"
 
 // biome-ignore lint/suspicious/noExplicitAny: migrations are frozen in time and must not import app types
 export const up = async (db: Kysely<any>): Promise<void> => {
+  // Paused ones are routed too, so a reading that arrives while paused is recorded as skipped.
   await sql`
     CREATE INDEX subscriptions_threshold_watch ON subscriptions (provider_id, account)
-    WHERE kind = 'threshold' AND status = 'active'`.execute(db)
+    WHERE kind = 'threshold' AND status IN ('active', 'paused')`.execute(db)
 
   await sql`
     CREATE TABLE debt_queries (
