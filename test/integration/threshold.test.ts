@@ -276,10 +276,9 @@ describe("threshold autopayments", () => {
       { clientId: "client-1" },
     )
     expect(refused).toMatchObject({ status: "error", error: { code: "VALIDATION_FAILED" } })
-    const paths = (refused as { error: { details: Array<{ path: string }> } }).error.details.map(
-      (d) => d.path,
-    )
-    expect(paths.sort()).toEqual(["body.limit", "body.schedule"])
+    const details = refused.status === "error" ? refused.error.details : []
+    const paths = details.map((detail) => detail.path)
+    expect([...paths].sort()).toEqual(["body.limit", "body.schedule"])
 
     const { subscription: updated } = await mobile.ok<{
       subscription: { version: number; threshold: unknown }
