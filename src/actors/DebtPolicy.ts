@@ -181,12 +181,22 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
 
   handleBill(bill: Bill, record: BillRecord | undefined, queryId: string): void {
     const found = { billId: bill.billId, amount: bill.amount, dueDate: bill.dueDate ?? null, queryId }
-    const skip = (reason: string, details: Readonly<Record<string, unknown>> = {}) =>
+    const skip = (reason: string, details: Readonly<Record<string, unknown>> = {}) => {
       this.builder.decide("skipped", {
         reason,
         occurrence: bill.billId,
         details: { bill: found, ...details },
       })
+      // A bill paid or being paid is not an occurrence left unpaid: history says so, the hub is not told again.
+      if (reason !== "already_paid" && reason !== "payment_in_flight") {
+        this.builder.event("payment.skipped", this.base, {
+          occurrence: bill.billId,
+          reason,
+          bill: found,
+          ...details,
+        })
+      }
+    }
     const held = this.held.find((candidate) => candidate.occurrence === bill.billId)
     if (held !== undefined) {
       // Already waiting for the client; they were told once.
@@ -255,6 +265,21 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
     this.pay(bill.billId, attempt, bill.amount, rule)
   }
 
+  /** After the limit was raised, bills held over the old one that fit the new one are paid (through the caps). */
+  releaseBillsWithinLimit(): void {
+    for (const held of [...this.held]) {
+      if (held.reason !== "over_debt_limit" || Money.compare(held.amount, this.terms.limit) > 0) continue
+      this.held = this.held.filter((candidate) => candidate !== held)
+      this.builder.decide("hold_dropped", {
+        reason: "limit_raised",
+        occurrence: held.occurrence,
+        paymentId: held.paymentId,
+        details: { amount: held.amount, limit: this.terms.limit },
+      })
+      this.pay(held.occurrence, held.attempt, held.amount, { ...held.rule, limit: this.terms.limit })
+    }
+  }
+
   protected override announceHold(held: HeldPayment): void {
     if (held.reason !== "over_debt_limit") {
       super.announceHold(held)
@@ -271,12 +296,14 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
       this.paid += 1
       return
     }
+    const payableAgain = result.status === "failed" && result.retryable
     this.recordFinalFailure(
       attempt,
       result,
-      result.status === "failed" && result.retryable
+      payableAgain
         ? "paid again if the provider still reports the bill at the next poll"
         : "the bill is left to the client",
+      !payableAgain,
     )
   }
 
@@ -294,7 +321,11 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
     if (command.pollEvery !== undefined && command.pollEvery !== this.terms.pollEvery) {
       changes.pollEvery = { from: this.terms.pollEvery, to: command.pollEvery }
       this.terms = { ...this.terms, pollEvery: command.pollEvery }
+      // A shorter period takes effect now, not after the poll planned under the old one.
+      const soonest = this.now + IsoDuration.millisOf(command.pollEvery)
+      if (this.query === null && soonest < this.nextPollAt) this.nextPollAt = soonest
     }
+    if (changes.limit !== undefined && this.status === "active") this.releaseBillsWithinLimit()
     this.version += 1
     this.builder.decide("updated", { by: command.by, details: changes })
     this.lifecycleEvents.push({

@@ -117,6 +117,14 @@ export class LimitCheck {
     return null
   }
 
+  /** True when a payment of `amount` at `now` would be held (nothing is counted). */
+  wouldBreak(amount: Money, now: number): boolean {
+    const admitted = this.admitted
+    const breach = this.admit(amount, now)
+    this.admitted = admitted
+    return breach !== null
+  }
+
   /** The spend record of a payment sent at `now`, or null when no monthly limit applies. */
   spendOf(amount: Money, now: number, checked: boolean): SpendRecord | null {
     return tracksMonthlySpend(this.settings, amount.currency)

@@ -125,7 +125,8 @@ export abstract class PaymentRun<S extends Subscription> {
     if (held === undefined) {
       return conflict(`payment ${paymentId} is not waiting for confirmation on this subscription`)
     }
-    if (this.status === "cancelled" || this.status === "completed") {
+    // Paused means nothing goes out (contract 4): the client resumes first, then confirms.
+    if (this.status !== "active") {
       return conflict(`cannot confirm a payment of a subscription that is ${this.status}`)
     }
     this.held = this.held.filter((candidate) => candidate !== held)
@@ -272,8 +273,11 @@ export abstract class PaymentRun<S extends Subscription> {
     this.builder.notify("payment.succeeded", data, attempt.paymentId)
   }
 
-  /** Records a failure that will not be retried by a plan of its own. */
-  recordFinalFailure(attempt: OpenAttempt, result: PaymentResult, whyNoRetry: string): void {
+  /**
+   * Records a failure that no retry plan of this subscription follows up. `final` is false when
+   * the occurrence may still be paid another way (a debt bill found again at the next poll).
+   */
+  recordFinalFailure(attempt: OpenAttempt, result: PaymentResult, whyNoRetry: string, final = true): void {
     const { payment, recorded } = this.settle(attempt, result)
     this.builder.recordOutcome({ ...recorded, outcome: "failed" })
     const data = {
@@ -281,7 +285,7 @@ export abstract class PaymentRun<S extends Subscription> {
       status: result.status,
       retryable: result.retryable,
       reason: result.reason ?? null,
-      final: true,
+      final,
       whyNoRetry,
     }
     this.builder.event("payment.failed", this.base, data)

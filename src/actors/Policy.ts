@@ -34,6 +34,12 @@ export const decide = (
 export const attemptsAwaitingStatus = (subscription: Subscription, now: number): ReadonlyArray<OpenAttempt> =>
   subscription.state.open.filter((attempt) => (attempt.nextQueryAt ?? attempt.timeoutAt) <= now)
 
-/** True when handling `input` may send a payment, so the client's monthly spend must be known first. */
+/**
+ * True when handling `input` may send a payment that the limits check, so the client's monthly
+ * spend must be known first (a raised debt limit pays held bills; a confirmation is not checked).
+ */
 export const mayPay = (input: ActorInput): boolean =>
-  input._tag === "Wake" || input._tag === "ThresholdEvent" || input._tag === "DebtResponse"
+  input._tag === "Wake" ||
+  input._tag === "ThresholdEvent" ||
+  input._tag === "DebtResponse" ||
+  input._tag === "Update"

@@ -356,7 +356,8 @@ class ScheduledRun extends PaymentRun<ScheduledSubscription> {
   }
 
   completeIfDone(): void {
-    if (isFinal(this.status) || this.open.length > 0 || this.retry !== null) return
+    // A payment held for the client's confirmation keeps the subscription open until confirmed or cancelled.
+    if (isFinal(this.status) || this.open.length > 0 || this.retry !== null || this.held.length > 0) return
     const maxPayments = this.terms.schedule.maxPayments
     const reachedMax = maxPayments !== undefined && this.paid >= maxPayments
     if (this.cursor !== null && !reachedMax) return
@@ -431,8 +432,12 @@ class ScheduledRun extends PaymentRun<ScheduledSubscription> {
     this.builder.decide("cancelled", {
       reason: "client_request",
       by,
-      details: { attemptsInFlight: this.open.map((attempt) => attempt.paymentId) },
+      details: {
+        attemptsInFlight: this.open.map((attempt) => attempt.paymentId),
+        heldPaymentsDropped: this.held.map((held) => held.paymentId),
+      },
     })
+    this.held = []
     this.lifecycleEvents.push({ type: "subscription.cancelled", data: { reason: "client_request", by } })
     return undefined
   }

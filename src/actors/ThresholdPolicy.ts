@@ -128,6 +128,16 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
       })
       return
     }
+    // A top-up held earlier (say, by last month's cap) is superseded by this one, which the limits admit.
+    for (const superseded of this.held) {
+      this.builder.decide("hold_dropped", {
+        reason: "superseded_by_new_reading",
+        occurrence: superseded.occurrence,
+        paymentId: superseded.paymentId,
+        details: { newReading: event.eventId },
+      })
+    }
+    this.held = []
     this.pay(event.eventId, 1, this.terms.amount, {
       rule: "threshold",
       rulesText: "balance below threshold pays one top-up",
@@ -155,7 +165,8 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
       }
     }
     const waiting = this.held[0]
-    if (waiting !== undefined) {
+    if (waiting !== undefined && this.limits.wouldBreak(this.terms.amount, this.now)) {
+      // Still over a limit: the client already has one top-up to confirm; no second hold, no second notice.
       return {
         reason: "awaiting_confirmation",
         details: { heldPaymentId: waiting.paymentId, heldFor: waiting.reason },

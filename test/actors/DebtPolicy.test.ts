@@ -942,6 +942,13 @@ const checkInvariants = (harness: Harness, cap: number | null): void => {
         const month = command.requestedAt.slice(0, 7)
         const spent = (spentByMonth.get(month) ?? 0) + command.amount.value
         if (cap !== null) expect(spent).toBeLessThanOrEqual(cap)
+      } else if (step.input._tag === "Update") {
+        // A raised limit releases a held bill that now fits it: within the new limit and the month's cap.
+        expect(before.state.held.map((held) => held.paymentId)).toContain(command.paymentId)
+        expect(command.amount.value).toBeLessThanOrEqual(transition.subscription.terms.limit.value)
+        const month = command.requestedAt.slice(0, 7)
+        if (cap !== null)
+          expect((spentByMonth.get(month) ?? 0) + command.amount.value).toBeLessThanOrEqual(cap)
       } else {
         expect(step.input._tag).toBe("Confirm")
         expect(before.state.held.map((held) => held.paymentId)).toContain(command.paymentId)
