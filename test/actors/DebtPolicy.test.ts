@@ -945,7 +945,9 @@ const checkInvariants = (harness: Harness, cap: number | null): void => {
       } else if (step.input._tag === "Update") {
         // A raised limit releases a held bill that now fits it: within the new limit and the month's cap.
         expect(before.state.held.map((held) => held.paymentId)).toContain(command.paymentId)
-        expect(command.amount.value).toBeLessThanOrEqual(transition.subscription.terms.limit.value)
+        expect(command.amount.value).toBeLessThanOrEqual(
+          (transition.subscription as DebtSubscription).terms.limit.value,
+        )
         const month = command.requestedAt.slice(0, 7)
         if (cap !== null)
           expect((spentByMonth.get(month) ?? 0) + command.amount.value).toBeLessThanOrEqual(cap)
