@@ -654,7 +654,10 @@ describe("8. cancel", () => {
     const harness = monthlyHarness()
     harness.wake(JAN_DUE)
     const cancelled = ok(harness.cancel(JAN_DUE + MINUTE))
-    expect(decisions(cancelled, "cancelled")[0]?.details).toEqual({ attemptsInFlight: [pid(JAN)], heldPaymentsDropped: [] })
+    expect(decisions(cancelled, "cancelled")[0]?.details).toEqual({
+      attemptsInFlight: [pid(JAN)],
+      heldPaymentsDropped: [],
+    })
     // The attempt is still watched for its result.
     expect(harness.subscription.nextDueAt).toBe(JAN_DUE + 15 * MINUTE)
     const result = harness.result(pid(JAN), "failed", { retryable: true, at: JAN_DUE + 2 * MINUTE })
