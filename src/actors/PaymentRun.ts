@@ -160,13 +160,14 @@ export abstract class PaymentRun<S extends Subscription> {
       source: this.base.payee.source,
       rule,
     }
+    const spend = this.limits.spendOf(amount, this.now, limitChecked)
     this.builder.requestPayment(
       {
         ...payment,
         subscriptionId: this.base.id,
         clientId: this.base.clientId,
         requestedAt: this.now,
-        spend: this.limits.spendOf(amount, this.now, limitChecked),
+        spend,
       },
       this.base.kind,
     )
@@ -179,6 +180,7 @@ export abstract class PaymentRun<S extends Subscription> {
       timeoutAt: this.now + this.settings.resultTimeoutMs,
       statusQueries: 0,
       nextQueryAt: null,
+      ...(spend === null ? {} : { spendMonth: spend.month }),
     })
     this.builder.event("payment.requested", this.base, payment)
   }
@@ -205,6 +207,7 @@ export abstract class PaymentRun<S extends Subscription> {
           hubReference: null,
           outcome: "awaiting_status",
           resultAt: this.now,
+          spendRelease: null,
         })
         this.builder.decide("result_overdue", {
           occurrence: attempt.occurrence,
@@ -260,6 +263,10 @@ export abstract class PaymentRun<S extends Subscription> {
         reason: result.reason ?? null,
         hubReference: result.hubReference ?? null,
         resultAt: this.now,
+        spendRelease:
+          result.status !== "succeeded" && attempt.spendMonth !== undefined
+            ? { month: attempt.spendMonth, amount: attempt.amount }
+            : null,
       },
     }
   }

@@ -57,6 +57,8 @@ export interface PaymentOutcomeRecord {
   /** paid | retry_scheduled | failed | awaiting_status */
   readonly outcome: string
   readonly resultAt: number
+  /** A failed or declined attempt moved no money: what it counted toward the client's month is given back. */
+  readonly spendRelease: { readonly month: string; readonly amount: Money } | null
 }
 
 /** A decision that is not a payment attempt (skips, lifecycle changes, anomalies). */

@@ -132,6 +132,8 @@ export const OpenAttempt = Schema.Struct({
   timeoutAt: Schema.Number,
   statusQueries: Schema.Int,
   nextQueryAt: Schema.NullOr(Schema.Number),
+  /** The client's month (YYYY-MM) this attempt counts toward, when a monthly limit applies. */
+  spendMonth: Schema.optionalKey(Schema.String),
 })
 export type OpenAttempt = typeof OpenAttempt.Type
 

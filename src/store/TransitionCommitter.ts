@@ -228,16 +228,21 @@ export const writeBatch = async (
   if (spendRows !== null) {
     requests.forEach((request, index) => {
       if (outcomes[index]?._tag !== "Committed") return
-      const adds = spendOf(request)
-      const fits = adds.every(({ key, amount, checked, currency }) => {
+      // Everything one transition adds to a month is judged together, releases included.
+      const perMonth = new Map<string, { sum: number; checked: boolean; currency: string }>()
+      for (const { key, amount, checked, currency } of spendOf(request)) {
+        const entry = perMonth.get(key) ?? { sum: 0, checked: false, currency }
+        perMonth.set(key, { sum: entry.sum + amount, checked: entry.checked || checked, currency })
+      }
+      const fits = [...perMonth].every(([key, { sum, checked, currency }]) => {
         const cap = limits.monthlyMax[currency]
-        return !checked || cap === undefined || (spendRows.get(key) ?? 0) + amount <= cap
+        return !checked || cap === undefined || sum <= 0 || (spendRows.get(key) ?? 0) + sum <= cap
       })
       if (!fits) {
         outcomes[index] = { _tag: "Stale" }
         return
       }
-      for (const { key, amount } of adds) spendRows.set(key, (spendRows.get(key) ?? 0) + amount)
+      for (const [key, { sum }] of perMonth) spendRows.set(key, Math.max(0, (spendRows.get(key) ?? 0) + sum))
     })
   }
 
@@ -381,13 +386,17 @@ interface SpendAddition {
   readonly checked: boolean
 }
 
-const spendOf = (request: CommitRequest): Array<SpendAddition> =>
-  request.transition.payments.flatMap((payment) =>
+const spendKey = (clientId: string, month: string, currency: string) =>
+  `${clientId}\u0000${month}\u0000${currency}`
+
+/** What a transition adds to (payments sent) and gives back to (attempts failed) its client's months. */
+const spendOf = (request: CommitRequest): Array<SpendAddition> => [
+  ...request.transition.payments.flatMap((payment) =>
     payment.spend === null
       ? []
       : [
           {
-            key: `${payment.clientId}\u0000${payment.spend.month}\u0000${payment.amount.currency}`,
+            key: spendKey(payment.clientId, payment.spend.month, payment.amount.currency),
             clientId: payment.clientId,
             month: payment.spend.month,
             currency: payment.amount.currency,
@@ -395,7 +404,23 @@ const spendOf = (request: CommitRequest): Array<SpendAddition> =>
             checked: payment.spend.checked,
           },
         ],
-  )
+  ),
+  ...request.transition.outcomes.flatMap((outcome) => {
+    const release = outcome.spendRelease
+    if (release === null) return []
+    const clientId = request.transition.subscription.clientId
+    return [
+      {
+        key: spendKey(clientId, release.month, release.amount.currency),
+        clientId,
+        month: release.month,
+        currency: release.amount.currency,
+        amount: -release.amount.value,
+        checked: false,
+      },
+    ]
+  }),
+]
 
 /**
  * Locks the spend rows every pending payment of the batch adds to (created at zero when
@@ -428,7 +453,7 @@ const lockMonthlySpend = async (
     ORDER BY s.client_id, s.month, s.currency
     FOR UPDATE OF s`.execute(trx)
   return new Map(
-    locked.rows.map((row) => [`${row.client_id}\u0000${row.month}\u0000${row.currency}`, Number(row.spent)]),
+    locked.rows.map((row) => [spendKey(row.client_id, row.month, row.currency), Number(row.spent)]),
   )
 }
 
@@ -455,7 +480,7 @@ const recordMonthlySpend = async (
     amount: t.amount,
   }))
   await sql`
-    UPDATE client_spend AS s SET spent = s.spent + v.amount
+    UPDATE client_spend AS s SET spent = GREATEST(0, s.spent + v.amount)
     FROM json_to_recordset(${rowsJson(rows)}::json) AS v(client_id text, month text, currency text, amount bigint)
     WHERE s.client_id = v.client_id AND s.month = v.month AND s.currency = v.currency`.execute(trx)
 }

@@ -152,6 +152,7 @@ describe("1. one payment per occurrence", () => {
         hubReference: null,
         outcome: "paid",
         resultAt: JAN_DUE + 2 * MINUTE,
+        spendRelease: null,
       },
     ])
     expect(eventTypes(paid)).toEqual(["payment.succeeded"])
@@ -854,6 +855,7 @@ describe("11. unknown outcome", () => {
         hubReference: null,
         outcome: "awaiting_status",
         resultAt: timeoutAt,
+        spendRelease: null,
       },
     ])
     expect(decisions(first, "result_overdue")[0]?.details).toMatchObject({ hubAnswer: "unknown" })

@@ -89,6 +89,35 @@ describe("spending limits", () => {
     expect(subscriptions).toHaveLength(12)
   })
 
+  it("gives back what a declined payment counted toward the month", async () => {
+    env = await World.create({ limits: { ...noLimitSettings, monthlyMax: { RUB: 10_000 } } })
+    await env.startEngine()
+    const hub = await env.startHub({
+      decide: (command) =>
+        command.account === "gym"
+          ? { status: "declined", retryable: false, reason: "insufficient funds" }
+          : { status: "succeeded", retryable: false },
+    })
+    const mobile = env.channel()
+    await createScheduled(mobile, "client-5", { amount: rub(10_000) }, "gym")
+    await createScheduled(
+      mobile,
+      "client-5",
+      {
+        amount: rub(10_000),
+        schedule: { every: "month", dayOfMonth: 15, time: "09:00", startDate: "2027-01-01" },
+      },
+      "phone",
+    )
+    await env.tick("2027-01-01T06:00:00Z")
+    await env.settled()
+    expect(await spent("client-5")).toEqual([["2027-01", "RUB", 0]])
+    await env.tick("2027-01-15T06:00:00Z")
+    await env.settled()
+    expect(hub.commands.map((command) => command.account)).toEqual(["gym", "phone"])
+    expect(await spent("client-5")).toEqual([["2027-01", "RUB", 10_000]])
+  })
+
   it("counts the month in the client's time zone and starts afresh in the next one", async () => {
     env = await World.create({ limits: { ...noLimitSettings, monthlyMax: { RUB: 10_000 } } })
     await env.startEngine()
