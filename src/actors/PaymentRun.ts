@@ -161,16 +161,14 @@ export abstract class PaymentRun<S extends Subscription> {
       rule,
     }
     const spend = this.limits.spendOf(amount, this.now, limitChecked)
-    this.builder.requestPayment(
-      {
-        ...payment,
-        subscriptionId: this.base.id,
-        clientId: this.base.clientId,
-        requestedAt: this.now,
-        spend,
-      },
-      this.base.kind,
-    )
+    this.builder.requestPayment({
+      ...payment,
+      subscriptionId: this.base.id,
+      clientId: this.base.clientId,
+      requestedAt: this.now,
+      spend,
+      kind: this.base.kind,
+    })
     this.open.push({
       paymentId,
       occurrence,

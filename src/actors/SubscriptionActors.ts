@@ -162,13 +162,13 @@ export class SubscriptionActors extends Context.Service<
        * overdue attempts; for a result about an attempt no longer open, the status recorded
        * now (the router's reading may predate an earlier copy being applied, and only a
        * fresh one can tell a redelivery from a contradiction); for a debt answer, what was
-       * paid before for each bill in it.
+       * paid before for each bill in it, by this subscription or any other.
        */
       const prepare = (subscription: Subscription, input: ActorInput, now: number) =>
         Effect.gen(function* () {
           if (input._tag === "DebtResponse") {
             const billIds = (input.response.debts ?? []).map((bill) => bill.billId)
-            const bills = yield* payments.latestAttempts(subscription.id, billIds)
+            const bills = yield* payments.latestAttempts(subscription.payee, billIds)
             return { ...input, bills }
           }
           if (input._tag === "HubResult") {

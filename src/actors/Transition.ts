@@ -36,6 +36,8 @@ export interface PaymentRecord {
   readonly requestedAt: number
   /** The client's monthly spend this payment adds to, when a monthly limit applies. */
   readonly spend: SpendRecord | null
+  /** The kind of autopayment paying it (a debt payment claims its bill). */
+  readonly kind: string
 }
 
 /** A debt query sent to a provider: recorded so its answer can be routed back by `queryId`. */
@@ -183,7 +185,7 @@ export class TransitionBuilder {
   }
 
   /** Records a payment attempt and the command that asks the hub to make it. */
-  requestPayment(record: PaymentRecord, kind: string): void {
+  requestPayment(record: PaymentRecord): void {
     this.payments.push(record)
     this.outgoing.push({
       _tag: "Command",
@@ -191,7 +193,7 @@ export class TransitionBuilder {
         paymentId: record.paymentId,
         subscriptionId: record.subscriptionId,
         clientId: record.clientId,
-        kind,
+        kind: record.kind,
         occurrence: record.occurrence,
         attempt: record.attempt,
         providerId: record.providerId,

@@ -13,7 +13,7 @@ export interface PaymentRoute {
   readonly status: string
 }
 
-/** The latest attempt recorded for one occurrence (a debt bill). */
+/** The latest attempt recorded for one debt bill. */
 export interface LatestAttempt {
   readonly attempt: number
   readonly status: string
@@ -26,10 +26,10 @@ export class PaymentStore extends Context.Service<
   {
     /** Each known payment's subscription and recorded status, keyed by payment id (lower case). */
     readonly routes: (paymentIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, PaymentRoute>>
-    /** For each of `occurrences` the subscription has paid before, its latest attempt. */
+    /** For each of a payee's bills paid before (by any subscription), its latest attempt. */
     readonly latestAttempts: (
-      subscriptionId: string,
-      occurrences: ReadonlyArray<string>,
+      payee: { readonly providerId: string; readonly account: string },
+      billIds: ReadonlyArray<string>,
     ) => Effect.Effect<ReadonlyMap<string, LatestAttempt>>
     /** What the client has spent through autopayments in `month` (YYYY-MM), in minor units of `currency`. */
     readonly monthlySpend: (clientId: string, month: string, currency: string) => Effect.Effect<number>
@@ -62,24 +62,23 @@ export class PaymentStore extends Context.Service<
             ),
           )
         },
-        latestAttempts: (subscriptionId, occurrences) => {
-          if (occurrences.length === 0) return Effect.succeed(new Map())
+        latestAttempts: (payee, billIds) => {
+          if (billIds.length === 0) return Effect.succeed(new Map())
           return use((db) =>
             db
-              .selectFrom("payments")
-              .select(["occurrence", "attempt", "status", "retryable"])
-              .distinctOn("occurrence")
-              .where("subscription_id", "=", subscriptionId)
-              .where("occurrence", "in", [...new Set(occurrences)])
-              .orderBy("occurrence")
-              .orderBy("attempt", "desc")
+              .selectFrom("debt_bills as b")
+              .innerJoin("payments as p", "p.payment_id", "b.payment_id")
+              .select(["b.bill_id", "b.attempt", "p.status", "p.retryable"])
+              .where("b.provider_id", "=", payee.providerId)
+              .where("b.account", "=", payee.account)
+              .where("b.bill_id", "in", [...new Set(billIds)])
               .execute(),
           ).pipe(
             Effect.map(
               (rows) =>
                 new Map(
                   rows.map((row) => [
-                    row.occurrence,
+                    row.bill_id,
                     { attempt: row.attempt, status: row.status, retryable: row.retryable },
                   ]),
                 ),

@@ -120,6 +120,15 @@ export interface DebtQueriesTable {
   sent_at: Date
 }
 
+export interface DebtBillsTable {
+  provider_id: string
+  account: string
+  bill_id: string
+  subscription_id: string
+  payment_id: string
+  attempt: number
+}
+
 export interface ClientSpendTable {
   client_id: string
   month: string
@@ -139,4 +148,5 @@ export interface Tables {
   requests: RequestsTable
   debt_queries: DebtQueriesTable
   client_spend: ClientSpendTable
+  debt_bills: DebtBillsTable
 }

@@ -19,7 +19,7 @@
 import { Context, Deferred, Duration, Effect, Layer, Queue, Semaphore } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
 import { type LimitSettings, noLimitSettings } from "../actors/Limits.ts"
-import type { DecisionRecord, Outgoing, Transition } from "../actors/Transition.ts"
+import type { DecisionRecord, Outgoing, PaymentRecord, Transition } from "../actors/Transition.ts"
 import { newId } from "../domain/Ids.ts"
 import type { Template } from "../domain/Template.ts"
 import { EngineConfig } from "../EngineConfig.ts"
@@ -322,6 +322,10 @@ export const writeBatch = async (
         occurrence text, attempt int, amount bigint, currency text, provider_id text, account text, source text,
         rule jsonb, requested_at timestamptz)`.execute(trx)
   }
+  await claimBills(
+    trx,
+    payments.filter((payment) => payment.kind === "debt"),
+  )
   const results = winners.flatMap(({ transition }) => transition.outcomes)
   if (results.length > 0) {
     const rows = results.map((r) => ({
@@ -374,6 +378,45 @@ export const writeBatch = async (
       ON CONFLICT DO NOTHING`.execute(trx)
   }
   return { outcomes, outbox }
+}
+
+/**
+ * Claims each debt payment's bill: the first attempt inserts it, a retry moves it on from the
+ * attempt it follows. A bill another payment got to first (a second debt subscription on the same
+ * account answering at the same moment) fails the transaction: its actor decides again, reads the
+ * bill as paid and pays nothing. Rare by nature, so the simple path is taken.
+ */
+const claimBills = async (trx: KyselyTransaction<Tables>, payments: ReadonlyArray<PaymentRecord>) => {
+  if (payments.length === 0) return
+  const rows = payments.map((p) => ({
+    provider_id: p.providerId,
+    account: p.account,
+    bill_id: p.occurrence,
+    subscription_id: p.subscriptionId,
+    payment_id: p.paymentId,
+    attempt: p.attempt,
+  }))
+  const result = await sql<{ claimed: number }>`
+    WITH v AS (
+      SELECT * FROM json_to_recordset(${rowsJson(rows)}::json) AS v(provider_id text, account text, bill_id text,
+        subscription_id uuid, payment_id uuid, attempt int)
+    ), first AS (
+      INSERT INTO debt_bills (provider_id, account, bill_id, subscription_id, payment_id, attempt)
+      SELECT provider_id, account, bill_id, subscription_id, payment_id, attempt FROM v WHERE attempt = 1
+      ON CONFLICT DO NOTHING RETURNING 1
+    ), retried AS (
+      UPDATE debt_bills b SET subscription_id = v.subscription_id, payment_id = v.payment_id, attempt = v.attempt
+      FROM v WHERE v.attempt > 1 AND b.provider_id = v.provider_id AND b.account = v.account
+        AND b.bill_id = v.bill_id AND b.attempt = v.attempt - 1
+      RETURNING 1
+    )
+    SELECT ((SELECT count(*) FROM first) + (SELECT count(*) FROM retried))::int AS claimed`.execute(trx)
+  const claimed = result.rows[0]?.claimed ?? 0
+  if (claimed !== rows.length) {
+    throw new Error(
+      `${rows.length - claimed} of ${rows.length} debt bills were already claimed by another payment; their subscriptions decide again`,
+    )
+  }
 }
 
 /** One payment's addition to its client's month. */

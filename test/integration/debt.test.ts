@@ -156,6 +156,37 @@ describe("debt autopayments", () => {
     expect(confirmed).toMatchObject({ paymentId, by: { channel: "atm" } })
   })
 
+  it("never pays a bill twice, ever: not after cancel and re-create, not from two subscriptions on one account", async () => {
+    answer = { debts: [{ billId: "bill-once", amount: rub(100_000) }] }
+    const first = await createDebt("client-1")
+    await env.tick("2027-01-10T10:01:00Z")
+    await env.settled()
+    await env
+      .channel()
+      .ok("subscription.cancel", { subscriptionId: first.subscriptionId }, { clientId: "client-1" })
+    // The provider is slow to notice the payment and still reports the bill to the new subscriptions.
+    const again = await createDebt("client-1")
+    const spouse = await createDebt("client-2")
+    await env.tick("2027-01-10T10:02:00Z")
+    await env.settled()
+
+    expect(
+      (await commandsInStream(env)).map((command) => [command.occurrence, command.subscriptionId]),
+    ).toEqual([["bill-once", first.subscriptionId]])
+    expect(provider.queries).toHaveLength(3)
+    const skipped = await env.db
+      .selectFrom("decisions")
+      .select(["subscription_id", "reason"])
+      .where("outcome", "=", "skipped")
+      .execute()
+    expect(skipped.map((row) => [row.subscription_id, row.reason]).sort()).toEqual(
+      [
+        [again.subscriptionId, "already_paid"],
+        [spouse.subscriptionId, "already_paid"],
+      ].sort(),
+    )
+  })
+
   it("records an error answer and pays nothing", async () => {
     answer = { error: { code: "ACCOUNT_BLOCKED", message: "contract suspended" } }
     const subscription = await createDebt()

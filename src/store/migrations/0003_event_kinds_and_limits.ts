@@ -3,7 +3,8 @@
  *
  * - Threshold events are routed to the subscriptions watching the account
  *   through an index, never a scan: thousands may watch one provider.
- * - Debt queries are recorded so an answer finds its subscription by `queryId`.
+ * - Debt queries are recorded so an answer finds its subscription by `queryId`,
+ *   and each bill's latest payment attempt so no bill is ever paid twice.
  * - A client's autopayment spend per calendar month and currency, the row the
  *   monthly limit is checked against (locked, in the payment's transaction).
  */
@@ -25,6 +26,19 @@ export const up = async (db: Kysely<any>): Promise<void> => {
       sent_at timestamptz NOT NULL
     )`.execute(db)
 
+  // A provider's bill is paid at most once, ever, whichever debt subscription pays it (two on one
+  // account, or one cancelled and made again): each bill's latest attempt, claimed with the payment.
+  await sql`
+    CREATE TABLE debt_bills (
+      provider_id text NOT NULL,
+      account text NOT NULL,
+      bill_id text NOT NULL,
+      subscription_id uuid NOT NULL REFERENCES subscriptions (id),
+      payment_id uuid NOT NULL,
+      attempt integer NOT NULL CHECK (attempt >= 1),
+      PRIMARY KEY (provider_id, account, bill_id)
+    )`.execute(db)
+
   await sql`
     CREATE TABLE client_spend (
       client_id text NOT NULL,
@@ -38,6 +52,7 @@ export const up = async (db: Kysely<any>): Promise<void> => {
 // biome-ignore lint/suspicious/noExplicitAny: see up
 export const down = async (db: Kysely<any>): Promise<void> => {
   await sql`DROP TABLE IF EXISTS client_spend`.execute(db)
+  await sql`DROP TABLE IF EXISTS debt_bills`.execute(db)
   await sql`DROP TABLE IF EXISTS debt_queries`.execute(db)
   await sql`DROP INDEX IF EXISTS subscriptions_threshold_watch`.execute(db)
 }
