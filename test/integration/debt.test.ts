@@ -245,8 +245,19 @@ describe("debt autopayments", () => {
     expect(ignored).toEqual([expect.objectContaining({ reason: "answer_to_another_query" })])
   })
 
-  it("sends an answer to a query the engine never sent to the DLQ", async () => {
+  it("sends an answer to a query the engine never sent, and a malformed answer, to the DLQ", async () => {
     await createDebt()
+    await provider.publishRaw(
+      "debt.response",
+      JSON.stringify({
+        queryId: "q",
+        providerId: utility,
+        account: contract,
+        debts: [{ billId: "b", amount: { value: -5, currency: "RUB" } }],
+        error: { code: "X", message: "both at once" },
+        at: "2027-01-10T10:00:00Z",
+      }),
+    )
     await provider.respond(
       { queryId: "5b0c7a8e-0000-4000-8000-000000000000", account: contract },
       { debts: [{ billId: "bill-x", amount: rub(1_000) }] },
@@ -257,8 +268,12 @@ describe("debt autopayments", () => {
       `${env.settings.naming.rpPrefix}.dlq.>`,
     )
     expect(letters.map((letter) => (letter.json as { reason: string }).reason)).toEqual([
+      "message does not match its schema",
       expect.stringContaining("unknown queryId"),
     ])
+    const details =
+      (letters[0]?.json as { details?: ReadonlyArray<{ path: string }> } | undefined)?.details ?? []
+    expect(details.map((detail) => detail.path)).toContain("debts")
     expect(await commandsInStream(env)).toEqual([])
   })
 })
