@@ -16,7 +16,13 @@ import { Result } from "effect"
 import { conflict } from "../domain/Errors.ts"
 import * as IsoDuration from "../domain/IsoDuration.ts"
 import * as Money from "../domain/Money.ts"
-import type { Status, ThresholdState, ThresholdSubscription, ThresholdTerms } from "../domain/Subscription.ts"
+import type {
+  OpenAttempt,
+  Status,
+  ThresholdState,
+  ThresholdSubscription,
+  ThresholdTerms,
+} from "../domain/Subscription.ts"
 import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import type { Actor, PaymentResult, ThresholdEvent } from "../streams/Messages.ts"
@@ -180,10 +186,7 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
     if (this.recentEventIds.length > REMEMBERED_EVENTS) this.recentEventIds.shift()
   }
 
-  applyResult(
-    attempt: Parameters<EventDrivenRun<ThresholdSubscription>["applyResult"]>[0],
-    result: PaymentResult,
-  ) {
+  applyResult(attempt: OpenAttempt, result: PaymentResult) {
     if (result.status === "succeeded") {
       this.recordSuccess(attempt, result)
       this.paid += 1
