@@ -11,7 +11,12 @@ import { Effect } from "effect"
 import { Kysely, PostgresDialect } from "kysely"
 import pg from "pg"
 import { nextDueAt } from "../src/actors/ScheduledPolicy.ts"
-import { initialScheduledState, type ScheduledTerms } from "../src/domain/Subscription.ts"
+import {
+  initialScheduledState,
+  type ScheduledTerms,
+  type ThresholdState,
+  type ThresholdTerms,
+} from "../src/domain/Subscription.ts"
 import { defaultSettings } from "../src/EngineConfig.ts"
 import { ensureDatabaseExists, migrateToLatest } from "../src/store/Database.ts"
 import type { Tables } from "../src/store/Tables.ts"
@@ -176,14 +181,14 @@ export const seedBenchDatabase = async (database: string, count: number): Promis
 }
 
 /** Terms of every seeded threshold subscription: top up 500.00 RUB when the balance is under 100.00. */
-export const thresholdBenchTerms = {
+export const thresholdBenchTerms: ThresholdTerms = {
   amount: { value: 50_000, currency: "RUB" },
   threshold: { value: 10_000, currency: "RUB" },
   cooldown: "PT1H",
-} as const
+}
 
-// The state of a threshold subscription nothing has happened to yet (ThresholdState in src/domain/Subscription.ts).
-const initialThresholdState = {
+// A threshold subscription nothing has happened to yet, as `subscription.create` stores it.
+const initialThresholdState: ThresholdState = {
   newestEventAt: null,
   recentEventIds: [],
   lastBalance: null,

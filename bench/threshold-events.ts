@@ -10,6 +10,7 @@
  */
 import type { Naming } from "../src/EngineConfig.ts"
 import type { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
+import { makeTopology } from "../src/streams/Topology.ts"
 import { sleep } from "./common.ts"
 import { benchAccount, seedNow, thresholdBenchTerms, thresholdProviderOf } from "./seed.ts"
 
@@ -37,12 +38,12 @@ export interface ThresholdEvents {
 /** `count` balance events with ids unique to `tag`, on the provider subjects of `naming`. */
 export const thresholdEvents = (tag: string, naming: Naming, count: number): ThresholdEvents => {
   const idPrefix = `${tag}-e`
+  const { toProvider } = makeTopology(naming).subjects
   // Readings in the last `count` ms before the engine's (frozen) clock, increasing with the index.
   const firstAt = seedNow - count
   return {
     count,
-    subjectOf: (index) =>
-      `${naming.providerPrefix}.${thresholdProviderOf(index, thresholdProviders)}.threshold.event`,
+    subjectOf: (index) => toProvider(thresholdProviderOf(index, thresholdProviders), "threshold.event"),
     eventIdOf: (index) => `${idPrefix}${index}`,
     payloadOf: (index) =>
       JSON.stringify({

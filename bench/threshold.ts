@@ -15,7 +15,7 @@ import { Schema } from "effect"
 import type { Naming } from "../src/EngineConfig.ts"
 import { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
 import { PaymentCommand } from "../src/streams/Messages.ts"
-import { makeTopology } from "../src/streams/Topology.ts"
+import { makeTopology, type TopologyService } from "../src/streams/Topology.ts"
 import { count, deleteStreamsOf, natsUrl, progress, secondsSince, sleep } from "./common.ts"
 import { type EngineProcesses, startEngineProcesses } from "./engine-run.ts"
 import { memoryMb } from "./processes.ts"
@@ -39,7 +39,7 @@ export interface ThresholdReport {
   readonly flatOutSeconds: number
   /** Flat-out commands seen per second over `flatOutSeconds`. */
   readonly flatOutPerSec: number
-  /** Flat-out events per second, until the engine's provider consumer had acknowledged all of them. */
+  /** Flat-out events per second, until the engine's threshold-event consumer had acknowledged all of them. */
   readonly flatOutEventsPerSec: number | null
   /** Seconds the bench took to publish the flat-out half (all acknowledged by JetStream). */
   readonly flatOutPublishSeconds: number
@@ -154,14 +154,10 @@ const percentile = (sorted: ReadonlyArray<number>, share: number): number | null
   return value === undefined || !Number.isFinite(value) ? null : value
 }
 
-/** Events the engine's consumers on RP_PROVIDERS have acknowledged, or null while it has none. */
-const acknowledgedByEngine = async (jsm: JetStreamManager, stream: string): Promise<number | null> => {
-  const consumers = await jsm.consumers.list(stream).next()
-  if (consumers.length === 0) return null
-  return consumers.reduce(
-    (sum, info) => sum + info.delivered.consumer_seq - info.num_ack_pending - info.num_redelivered,
-    0,
-  )
+/** Events the engine's threshold-event consumer has acknowledged. */
+const acknowledgedByEngine = async (jsm: JetStreamManager, topology: TopologyService): Promise<number> => {
+  const info = await jsm.consumers.info(topology.streams.providers, topology.consumers.thresholdEvents)
+  return info.delivered.consumer_seq - info.num_ack_pending - info.num_redelivered
 }
 
 /** Runs both halves against the engine; stops it and deletes the run's streams. */
@@ -201,7 +197,7 @@ export const runThreshold = async (options: ThresholdOptions): Promise<Threshold
       let lastProgress = performance.now()
       while (watching && engine.running()) {
         await sleep(pollEveryMs)
-        acknowledged = await acknowledgedByEngine(jsm, topology.streams.providers).catch(() => acknowledged)
+        acknowledged = await acknowledgedByEngine(jsm, topology).catch(() => acknowledged)
         if (acknowledged !== null && acknowledged >= total) allAcknowledgedAt ??= performance.now()
         if (performance.now() - lastProgress >= progressEveryMs) {
           lastProgress = performance.now()
