@@ -13,7 +13,7 @@
  *   it at a later poll; one declined or failed for good is left to the client;
  * - an error answer is recorded and nothing is paid.
  */
-import { Result } from "effect"
+import type { Result } from "effect"
 import { conflict } from "../domain/Errors.ts"
 import { newId } from "../domain/Ids.ts"
 import * as IsoDuration from "../domain/IsoDuration.ts"
@@ -27,13 +27,20 @@ import type {
   OpenQuery,
   Status,
 } from "../domain/Subscription.ts"
-import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
-import type { Actor, Bill, DebtResponse, PaymentResult } from "../streams/Messages.ts"
-import type { ActorInput, BillRecord, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import type { Bill, DebtResponse, PaymentResult } from "../streams/Messages.ts"
+import { creation, firstRow, type NewSubscription } from "./Creation.ts"
+import type {
+  ActorInput,
+  BalanceReading,
+  BillRecord,
+  DebtAnswer,
+  PolicySettings,
+  UpdateCommand,
+} from "./Inputs.ts"
 import { type LimitCheck, unlimited } from "./Limits.ts"
 import { EventDrivenRun, earliest, type PolicyRefusal } from "./PaymentRun.ts"
-import { type Transition, TransitionBuilder } from "./Transition.ts"
+import type { Transition } from "./Transition.ts"
 
 /** Handles one message for a debt subscription at engine time `now`. */
 export const decide = (
@@ -42,33 +49,7 @@ export const decide = (
   now: number,
   settings: PolicySettings,
   limits: LimitCheck = unlimited(subscription),
-): Result.Result<Transition, PolicyRefusal> => {
-  const run = new DebtRun(subscription, now, settings, limits)
-  let refusal: PolicyRefusal | undefined
-  switch (input._tag) {
-    case "Wake":
-      run.wake(input.statusReplies)
-      break
-    case "DebtResponse":
-      run.answer(input.response, input.bills)
-      break
-    case "HubResult":
-      run.hubResult(input.result, input.recordedStatus)
-      break
-    case "Confirm":
-      refusal = run.confirm(input.paymentId, input.by)
-      break
-    case "Update":
-      refusal = run.update(input)
-      break
-    case "ThresholdEvent":
-      refusal = conflict("a debt subscription does not take balance events")
-      break
-    default:
-      refusal = run.lifecycle(input)
-  }
-  return refusal === undefined ? Result.succeed(run.finish()) : Result.fail(refusal)
-}
+): Result.Result<Transition, PolicyRefusal> => new DebtRun(subscription, now, settings, limits).run(input)
 
 /** When a live debt subscription next needs its actor. */
 export const nextDueAt = (status: Status, state: DebtState): number | null => {
@@ -94,7 +75,7 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
     this.unansweredQueries = state.unansweredQueries
   }
 
-  wake(statusReplies: ReadonlyMap<string, unknown>): void {
+  override wake(statusReplies: ReadonlyMap<string, unknown>): void {
     this.applyStatusReplies(statusReplies)
     if (this.query !== null && this.query.timeoutAt <= this.now) {
       this.unansweredQueries += 1
@@ -341,7 +322,13 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
     if (this.status === "cancelled") this.query = null
   }
 
-  finish(): Transition {
+  protected own(input: BalanceReading | DebtAnswer): PolicyRefusal | undefined {
+    if (input._tag !== "DebtResponse") return conflict("a debt subscription does not take balance events")
+    this.answer(input.response, input.bills)
+    return undefined
+  }
+
+  protected outcome() {
     const state: DebtState = {
       nextPollAt: this.nextPollAt,
       query: this.query,
@@ -351,63 +338,21 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
       unansweredQueries: this.unansweredQueries,
     }
     const due = this.status === "cancelled" ? earliest(this.nextStatusCheck()) : nextDueAt(this.status, state)
-    const touched =
-      this.builder.payments.length > 0 ||
-      this.builder.outcomes.length > 0 ||
-      this.builder.decisions.length > 0 ||
-      this.builder.outgoing.length > 0 ||
-      this.version !== this.base.version ||
-      due !== this.base.nextDueAt ||
-      JSON.stringify(state) !== JSON.stringify(this.base.state)
-    if (!touched) return this.builder.build(this.base)
-    return this.finishWith({
-      ...this.base,
-      status: this.status,
-      statusReason: this.statusReason,
-      version: this.version,
-      terms: this.terms,
-      state,
-      nextDueAt: due,
-    })
+    return { state, nextDueAt: due }
   }
 }
 
 /** What a new debt subscription is made of. */
-export interface NewDebt {
-  readonly id: string
-  readonly clientId: string
-  readonly templateId: string
-  readonly payee: DebtSubscription["payee"]
-  readonly terms: DebtTerms
-  readonly by: Actor & { readonly channel: string }
-  /** Wall-clock time of creation, for the audit stamp only. */
-  readonly createdAt: number
-}
+export type NewDebt = NewSubscription<DebtTerms>
 
 /** The first row of a debt subscription: the first poll is due at once. */
-export const create = (input: NewDebt, now: number): Transition => {
+export const create = (input: NewDebt, now: number): Transition<DebtSubscription> => {
   const state: DebtState = { nextPollAt: now, query: null, open: [], held: [], paid: 0, unansweredQueries: 0 }
   const subscription: DebtSubscription = {
-    id: input.id,
-    clientId: input.clientId,
+    ...firstRow(input, input.terms.limit.currency, nextDueAt("active", state)),
     kind: "debt",
-    status: "active",
-    statusReason: null,
-    hidden: false,
-    version: 1,
-    revision: 1,
-    templateId: input.templateId,
-    payee: input.payee,
-    currency: input.terms.limit.currency,
     terms: input.terms,
     state,
-    nextDueAt: nextDueAt("active", state),
-    createdAt: input.createdAt,
-    createdChannel: input.by.channel,
-    createdTerminal: input.by.terminal,
   }
-  const builder = new TransitionBuilder({ ...subscription, revision: 0 }, now)
-  builder.decide("created", { by: input.by, details: { terms: input.terms } })
-  builder.event("subscription.created", subscription, { by: input.by, subscription: toView(subscription) })
-  return builder.build(subscription)
+  return creation(subscription, input.by, now, { terms: input.terms })
 }

@@ -7,6 +7,7 @@
  * A kind's policy extends this with its own rules for *when* to pay and what
  * a result means for it (a retry plan, a cooldown, a bill settled).
  */
+import { Result } from "effect"
 import { type Conflict, conflict, invalidField, type ValidationFailed } from "../domain/Errors.ts"
 import { paymentIdFor } from "../domain/Ids.ts"
 import type * as Money from "../domain/Money.ts"
@@ -21,7 +22,14 @@ import {
 import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import type { Actor, PaymentResult } from "../streams/Messages.ts"
-import type { LifecycleCommand, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import type {
+  ActorInput,
+  BalanceReading,
+  DebtAnswer,
+  LifecycleCommand,
+  PolicySettings,
+  UpdateCommand,
+} from "./Inputs.ts"
 import type { LimitBreach, LimitCheck } from "./Limits.ts"
 import { type Transition, TransitionBuilder } from "./Transition.ts"
 
@@ -341,8 +349,50 @@ export abstract class EventDrivenRun<
     readonly data: Readonly<Record<string, unknown>>
   }> = []
 
+  /** The kind's terms as they stand after this message. */
+  abstract terms: S["terms"]
+
   /** Called after the status changed, so the kind can tell its provider (watch, unwatch). */
   protected abstract statusChanged(from: S["status"]): void
+
+  /** Handles the message only this kind takes (a balance reading, a debt answer). */
+  protected abstract own(input: BalanceReading | DebtAnswer): PolicyRefusal | undefined
+
+  abstract update(command: UpdateCommand): PolicyRefusal | undefined
+
+  /** The kind's state after this message, and when its actor must next be woken. */
+  protected abstract outcome(): { readonly state: S["state"]; readonly nextDueAt: number | null }
+
+  /** Time has come: by default, only overdue results to ask the hub about. */
+  wake(statusReplies: ReadonlyMap<string, unknown>): void {
+    this.applyStatusReplies(statusReplies)
+  }
+
+  /** Handles one message; a refusal writes nothing. */
+  run(input: ActorInput): Result.Result<Transition<S>, PolicyRefusal> {
+    let refusal: PolicyRefusal | undefined
+    switch (input._tag) {
+      case "Wake":
+        this.wake(input.statusReplies)
+        break
+      case "HubResult":
+        this.hubResult(input.result, input.recordedStatus)
+        break
+      case "Confirm":
+        refusal = this.confirm(input.paymentId, input.by)
+        break
+      case "Update":
+        refusal = this.update(input)
+        break
+      case "ThresholdEvent":
+      case "DebtResponse":
+        refusal = this.own(input)
+        break
+      default:
+        refusal = this.lifecycle(input)
+    }
+    return refusal === undefined ? Result.succeed(this.finish()) : Result.fail(refusal)
+  }
 
   lifecycle(command: LifecycleCommand): PolicyRefusal | undefined {
     const from = this.status
@@ -415,8 +465,31 @@ export abstract class EventDrivenRun<
     return undefined
   }
 
-  /** The new subscription row, with lifecycle events carrying it so consumers need no call back. */
-  finishWith(next: S): Transition {
+  /**
+   * The transition: the row is rewritten only when something changed, and lifecycle events carry
+   * the new row so their consumers need no call back.
+   */
+  finish(): Transition<S> {
+    const { state, nextDueAt } = this.outcome()
+    const touched =
+      this.builder.payments.length > 0 ||
+      this.builder.outcomes.length > 0 ||
+      this.builder.decisions.length > 0 ||
+      this.builder.outgoing.length > 0 ||
+      this.version !== this.base.version ||
+      nextDueAt !== this.base.nextDueAt ||
+      JSON.stringify(state) !== JSON.stringify(this.base.state)
+    if (!touched) return this.builder.build(this.base)
+    // The kind's terms and state belong to its own kind: the spread keeps them together.
+    const next = {
+      ...this.base,
+      status: this.status,
+      statusReason: this.statusReason,
+      version: this.version,
+      terms: this.terms,
+      state,
+      nextDueAt,
+    } as S
     for (const { type, data } of this.lifecycleEvents) {
       this.builder.event(type, next, { ...data, subscription: toView(next) })
     }

@@ -35,15 +35,15 @@ import {
   type ScheduledSubscription,
   type ScheduledTerms,
   type Status,
-  type Subscription,
 } from "../domain/Subscription.ts"
 import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import type { Actor, PaymentResult } from "../streams/Messages.ts"
+import { creation, firstRow, type NewSubscription } from "./Creation.ts"
 import type { ActorInput, LifecycleCommand, PolicySettings, UpdateCommand } from "./Inputs.ts"
 import { type LimitCheck, unlimited } from "./Limits.ts"
 import { PaymentRun, type PolicyRefusal } from "./PaymentRun.ts"
-import { engineActor, type Transition, TransitionBuilder } from "./Transition.ts"
+import { engineActor, type Transition } from "./Transition.ts"
 
 /** The outcome of handling one message: a transition, or a refusal that writes nothing. */
 export type PolicyResult = Result.Result<Transition<ScheduledSubscription>, PolicyRefusal>
@@ -631,16 +631,7 @@ export const previewOccurrences = (
 }
 
 /** What a new scheduled subscription is made of. */
-export interface NewScheduled {
-  readonly id: string
-  readonly clientId: string
-  readonly templateId: string
-  readonly payee: Subscription["payee"]
-  readonly terms: ScheduledTerms
-  readonly by: Actor & { readonly channel: string }
-  /** Wall-clock time of creation, for the audit stamp only. */
-  readonly createdAt: number
-}
+export type NewScheduled = NewSubscription<ScheduledTerms>
 
 /** The first row of a scheduled subscription at engine time `now`, with its `created` decision and event. */
 export const create = (
@@ -649,30 +640,15 @@ export const create = (
   settings: PolicySettings,
 ): Transition<ScheduledSubscription> => {
   const state = initialScheduledState(input.terms, now)
+  const due = nextDueAt("active", state, settings, input.terms.schedule.maxPayments)
   const subscription: ScheduledSubscription = {
-    id: input.id,
-    clientId: input.clientId,
+    ...firstRow(input, input.terms.amount.currency, due),
     kind: "scheduled",
-    status: "active",
-    statusReason: null,
-    hidden: false,
-    version: 1,
-    revision: 1,
-    templateId: input.templateId,
-    payee: input.payee,
-    currency: input.terms.amount.currency,
     terms: input.terms,
     state,
-    nextDueAt: nextDueAt("active", state, settings, input.terms.schedule.maxPayments),
-    createdAt: input.createdAt,
-    createdChannel: input.by.channel,
-    createdTerminal: input.by.terminal,
   }
-  const builder = new TransitionBuilder({ ...subscription, revision: 0 }, now)
-  builder.decide("created", {
-    by: input.by,
-    details: { terms: input.terms, firstOccurrence: state.cursor?.date ?? null },
+  return creation(subscription, input.by, now, {
+    terms: input.terms,
+    firstOccurrence: state.cursor?.date ?? null,
   })
-  builder.event("subscription.created", subscription, { by: input.by, subscription: toView(subscription) })
-  return builder.build(subscription)
 }

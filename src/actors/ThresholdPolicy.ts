@@ -12,7 +12,7 @@
  * - the provider is asked to watch the account while the subscription is
  *   active, and to stop when it is paused or cancelled.
  */
-import { Result } from "effect"
+import type { Result } from "effect"
 import { conflict } from "../domain/Errors.ts"
 import * as IsoDuration from "../domain/IsoDuration.ts"
 import * as Money from "../domain/Money.ts"
@@ -23,13 +23,13 @@ import type {
   ThresholdSubscription,
   ThresholdTerms,
 } from "../domain/Subscription.ts"
-import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
-import type { Actor, PaymentResult, ThresholdEvent } from "../streams/Messages.ts"
-import type { ActorInput, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import type { PaymentResult, ThresholdEvent } from "../streams/Messages.ts"
+import { creationBuilder, firstRow, type NewSubscription } from "./Creation.ts"
+import type { ActorInput, BalanceReading, DebtAnswer, PolicySettings, UpdateCommand } from "./Inputs.ts"
 import { type LimitCheck, unlimited } from "./Limits.ts"
 import { EventDrivenRun, earliest, type PolicyRefusal } from "./PaymentRun.ts"
-import { type Transition, TransitionBuilder } from "./Transition.ts"
+import type { Transition } from "./Transition.ts"
 
 /** How many recent event ids a subscription remembers to recognise a redelivered event. */
 const REMEMBERED_EVENTS = 32
@@ -41,33 +41,8 @@ export const decide = (
   now: number,
   settings: PolicySettings,
   limits: LimitCheck = unlimited(subscription),
-): Result.Result<Transition, PolicyRefusal> => {
-  const run = new ThresholdRun(subscription, now, settings, limits)
-  let refusal: PolicyRefusal | undefined
-  switch (input._tag) {
-    case "ThresholdEvent":
-      run.reading(input.event)
-      break
-    case "Wake":
-      run.applyStatusReplies(input.statusReplies)
-      break
-    case "HubResult":
-      run.hubResult(input.result, input.recordedStatus)
-      break
-    case "Confirm":
-      refusal = run.confirm(input.paymentId, input.by)
-      break
-    case "Update":
-      refusal = run.update(input)
-      break
-    case "DebtResponse":
-      refusal = conflict("a threshold subscription does not take debt responses")
-      break
-    default:
-      refusal = run.lifecycle(input)
-  }
-  return refusal === undefined ? Result.succeed(run.finish()) : Result.fail(refusal)
-}
+): Result.Result<Transition, PolicyRefusal> =>
+  new ThresholdRun(subscription, now, settings, limits).run(input)
 
 class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
   terms: ThresholdTerms
@@ -243,7 +218,14 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
     )
   }
 
-  finish(): Transition {
+  protected own(input: BalanceReading | DebtAnswer): PolicyRefusal | undefined {
+    if (input._tag !== "ThresholdEvent")
+      return conflict("a threshold subscription does not take debt answers")
+    this.reading(input.event)
+    return undefined
+  }
+
+  protected outcome() {
     const state: ThresholdState = {
       newestEventAt: this.newestEventAt,
       recentEventIds: this.recentEventIds,
@@ -253,54 +235,18 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
       paid: this.paid,
       held: this.held,
     }
-    const nextDueAt = earliest(this.nextStatusCheck())
-    const touched =
-      this.builder.payments.length > 0 ||
-      this.builder.outcomes.length > 0 ||
-      this.builder.decisions.length > 0 ||
-      this.builder.outgoing.length > 0 ||
-      this.version !== this.base.version ||
-      nextDueAt !== this.base.nextDueAt ||
-      JSON.stringify(state) !== JSON.stringify(this.base.state)
-    if (!touched) return this.builder.build(this.base)
-    return this.finishWith({
-      ...this.base,
-      status: this.status,
-      statusReason: this.statusReason,
-      version: this.version,
-      terms: this.terms,
-      state,
-      nextDueAt,
-    })
+    return { state, nextDueAt: earliest(this.nextStatusCheck()) }
   }
 }
 
 /** What a new threshold subscription is made of. */
-export interface NewThreshold {
-  readonly id: string
-  readonly clientId: string
-  readonly templateId: string
-  readonly payee: ThresholdSubscription["payee"]
-  readonly terms: ThresholdTerms
-  readonly by: Actor & { readonly channel: string }
-  /** Wall-clock time of creation, for the audit stamp only. */
-  readonly createdAt: number
-}
+export type NewThreshold = NewSubscription<ThresholdTerms>
 
 /** The first row of a threshold subscription, its `created` decision and event, and the provider's watch. */
-export const create = (input: NewThreshold, now: number): Transition => {
+export const create = (input: NewThreshold, now: number): Transition<ThresholdSubscription> => {
   const subscription: ThresholdSubscription = {
-    id: input.id,
-    clientId: input.clientId,
+    ...firstRow(input, input.terms.amount.currency, null),
     kind: "threshold",
-    status: "active",
-    statusReason: null,
-    hidden: false,
-    version: 1,
-    revision: 1,
-    templateId: input.templateId,
-    payee: input.payee,
-    currency: input.terms.amount.currency,
     terms: input.terms,
     state: {
       newestEventAt: null,
@@ -311,14 +257,8 @@ export const create = (input: NewThreshold, now: number): Transition => {
       paid: 0,
       held: [],
     },
-    nextDueAt: null,
-    createdAt: input.createdAt,
-    createdChannel: input.by.channel,
-    createdTerminal: input.by.terminal,
   }
-  const builder = new TransitionBuilder({ ...subscription, revision: 0 }, now)
-  builder.decide("created", { by: input.by, details: { terms: input.terms } })
-  builder.event("subscription.created", subscription, { by: input.by, subscription: toView(subscription) })
+  const builder = creationBuilder(subscription, input.by, now, { terms: input.terms })
   builder.watch("threshold.watch", input.terms.threshold, "v1")
   return builder.build(subscription)
 }

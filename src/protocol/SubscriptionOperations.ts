@@ -10,6 +10,7 @@ import type { ActorInput } from "../actors/Inputs.ts"
 import * as ScheduledPolicy from "../actors/ScheduledPolicy.ts"
 import { type ActorOutcome, SubscriptionActors } from "../actors/SubscriptionActors.ts"
 import * as ThresholdPolicy from "../actors/ThresholdPolicy.ts"
+import type { Transition } from "../actors/Transition.ts"
 import { invalidField, LimitExceeded, NotFound, ValidationFailed } from "../domain/Errors.ts"
 import { isUuid, newId } from "../domain/Ids.ts"
 import { IsoDuration } from "../domain/IsoDuration.ts"
@@ -270,16 +271,17 @@ export const subscriptionOperations = Effect.gen(function* () {
         by: context.by,
         createdAt: Date.now(),
       }
-      let transition: ReturnType<typeof ThresholdPolicy.create>
+      let transition: Transition
       switch (body.kind) {
         case "scheduled": {
           yield* checkPaymentCap("scheduled", body.amount)
-          transition = ScheduledPolicy.create(
+          const scheduled = ScheduledPolicy.create(
             { ...common, terms: { amount: body.amount, schedule: normalizeSchedule(body.schedule) } },
             now,
             config,
           )
-          if (transition.subscription.kind === "scheduled" && transition.subscription.state.cursor === null) {
+          transition = scheduled
+          if (scheduled.subscription.state.cursor === null) {
             return yield* new ValidationFailed({
               message: `the schedule has no occurrence after the engine's current time ${Timestamp.format(now)}`,
               details: [
