@@ -178,18 +178,37 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
         })
       }
     }
+    // What was done about this bill before, by this subscription or another on the same account.
+    const earlier =
+      record === undefined
+        ? undefined
+        : record.status === "failed" && record.retryable === true
+          ? ({ payAgain: record.attempt + 1 } as const)
+          : ({
+              reason:
+                record.status === "succeeded"
+                  ? "already_paid"
+                  : record.status === "pending" || record.status === "unknown"
+                    ? "payment_in_flight"
+                    : "failed_before",
+              details: { lastAttempt: record.attempt, lastStatus: record.status },
+            } as const)
+    if (earlier !== undefined && "reason" in earlier && earlier.reason !== "failed_before") {
+      // Paid (or being paid) by another payment: a hold for it would pay it twice once confirmed.
+      this.dropHold(bill.billId, "bill_paid_elsewhere", { queryId, ...earlier.details })
+      skip(earlier.reason, earlier.details)
+      return
+    }
     const held = this.held.find((candidate) => candidate.occurrence === bill.billId)
     if (held !== undefined) {
       // Already waiting for the client; they were told once.
       if (Money.equals(held.amount, bill.amount)) return
       // The provider now asks another amount (paid in part elsewhere, re-billed, or nothing): confirming
       // the hold would pay the old one, so it is dropped first and the bill judged afresh as reported.
-      this.held = this.held.filter((candidate) => candidate !== held)
-      this.builder.decide("hold_dropped", {
-        reason: "bill_amount_changed",
-        occurrence: bill.billId,
-        paymentId: held.paymentId,
-        details: { queryId, heldAmount: held.amount, reportedAmount: bill.amount },
+      this.dropHold(bill.billId, "bill_amount_changed", {
+        queryId,
+        heldAmount: held.amount,
+        reportedAmount: bill.amount,
       })
     }
     if (bill.amount.currency !== this.terms.limit.currency) {
@@ -205,27 +224,17 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
       skip("payment_in_flight", { paymentId: inFlight.paymentId })
       return
     }
+    if (earlier !== undefined && "reason" in earlier) {
+      skip(earlier.reason, earlier.details)
+      return
+    }
     // Paused after the query went out: the answer is recorded but pays nothing and holds nothing
     // (contract 4); the next poll after resume finds the bill again.
     if (this.status !== "active") {
       skip(this.status, { statusReason: this.statusReason })
       return
     }
-    let attempt = 1
-    if (record !== undefined) {
-      if (record.status === "failed" && record.retryable === true) {
-        attempt = record.attempt + 1
-      } else {
-        const reason =
-          record.status === "succeeded"
-            ? "already_paid"
-            : record.status === "pending" || record.status === "unknown"
-              ? "payment_in_flight"
-              : "failed_before"
-        skip(reason, { lastAttempt: record.attempt, lastStatus: record.status })
-        return
-      }
-    }
+    const attempt = earlier?.payAgain ?? 1
     const rule = {
       rule: "debt",
       rulesText: "a bill up to the limit is paid once, for exactly its amount",
@@ -244,6 +253,31 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
       return
     }
     this.pay(bill.billId, attempt, bill.amount, rule)
+  }
+
+  /** Drops the hold on `billId`, if there is one, saying why. */
+  dropHold(billId: string, reason: string, details: Readonly<Record<string, unknown>>): void {
+    const held = this.held.find((candidate) => candidate.occurrence === billId)
+    if (held === undefined) return
+    this.held = this.held.filter((candidate) => candidate !== held)
+    this.builder.decide("hold_dropped", { reason, occurrence: billId, paymentId: held.paymentId, details })
+  }
+
+  /**
+   * Before a confirmation, a raised limit or a resume may pay a held bill, holds on bills another
+   * payment has paid (or is paying) since are dropped: confirming one would pay the bill twice.
+   */
+  override run(input: ActorInput) {
+    const bills = "bills" in input && input._tag !== "DebtResponse" ? input.bills : undefined
+    for (const [billId, record] of bills ?? []) {
+      if (record.status === "succeeded" || record.status === "pending" || record.status === "unknown") {
+        this.dropHold(billId, "bill_paid_elsewhere", {
+          lastAttempt: record.attempt,
+          lastStatus: record.status,
+        })
+      }
+    }
+    return super.run(input)
   }
 
   /** After the limit was raised, bills held over the old one that fit the new one are paid (through the caps). */
@@ -317,8 +351,10 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
   }
 
   protected statusChanged(): void {
-    // Resumed: polls continue from now, the ones missed while paused are not made up.
+    // Resumed: polls continue from now, the ones missed while paused are not made up; a limit
+    // raised while paused releases what it now covers.
     if (this.status === "active" && this.nextPollAt < this.now) this.nextPollAt = this.now
+    if (this.status === "active") this.releaseBillsWithinLimit()
     if (this.status === "cancelled") this.query = null
   }
 

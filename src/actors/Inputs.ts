@@ -32,6 +32,8 @@ export interface HubResult {
 export interface LifecycleCommand {
   readonly _tag: "Pause" | "Resume" | "Cancel" | "SkipNext"
   readonly by: Actor
+  /** Debt: what was done since about the bills held for the client (a resume may pay them). */
+  readonly bills?: ReadonlyMap<string, BillRecord>
 }
 
 /** A channel changes the subscription's terms; each field applies to the kinds that have it. */
@@ -45,6 +47,8 @@ export interface UpdateCommand {
   readonly cooldown?: string | undefined
   readonly limit?: Money | undefined
   readonly pollEvery?: string | undefined
+  /** Debt: what was done since about the bills held for the client (a raised limit may pay them). */
+  readonly bills?: ReadonlyMap<string, BillRecord>
 }
 
 /** A provider reported the balance of the account a threshold subscription watches. */
@@ -74,6 +78,8 @@ export interface ConfirmCommand {
   readonly _tag: "Confirm"
   readonly by: Actor
   readonly paymentId: string
+  /** Debt: what was done since about the bills held for the client. */
+  readonly bills?: ReadonlyMap<string, BillRecord>
 }
 
 /** Any message a subscription actor handles. */

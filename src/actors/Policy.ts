@@ -36,10 +36,12 @@ export const attemptsAwaitingStatus = (subscription: Subscription, now: number):
 
 /**
  * True when handling `input` may send a payment that the limits check, so the client's monthly
- * spend must be known first (a raised debt limit pays held bills; a confirmation is not checked).
+ * spend must be known first (a raised debt limit, or a resume after one, pays held bills; a
+ * confirmation is not checked).
  */
 export const mayPay = (input: ActorInput): boolean =>
   input._tag === "Wake" ||
   input._tag === "ThresholdEvent" ||
   input._tag === "DebtResponse" ||
-  input._tag === "Update"
+  input._tag === "Update" ||
+  input._tag === "Resume"

@@ -171,6 +171,12 @@ export class SubscriptionActors extends Context.Service<
             const bills = yield* payments.latestAttempts(subscription.payee, billIds)
             return { ...input, bills }
           }
+          const releasing = input._tag === "Confirm" || input._tag === "Update" || input._tag === "Resume"
+          if (subscription.kind === "debt" && releasing && subscription.state.held.length > 0) {
+            const billIds = subscription.state.held.map((held) => held.occurrence)
+            const bills = yield* payments.latestAttempts(subscription.payee, billIds)
+            return { ...input, bills }
+          }
           if (input._tag === "HubResult") {
             const open = subscription.state.open.some(
               (attempt) => attempt.paymentId === input.result.paymentId,

@@ -187,6 +187,51 @@ describe("debt autopayments", () => {
     )
   })
 
+  it("drops a hold once another subscription paid the bill, so confirming cannot pay it twice", async () => {
+    answer = { debts: [{ billId: "bill-shared", amount: rub(700_000) }] }
+    const small = await createDebt("client-1") // limit 5,000.00: holds the bill
+    await env.tick("2027-01-10T10:01:00Z")
+    await env.settled()
+    const { subscription: big } = await env.channel().ok<{ subscription: { subscriptionId: string } }>(
+      "subscription.create",
+      {
+        kind: "debt",
+        template: { name: "Water", providerId: utility, account: contract, source: "card-tok-2" },
+        limit: rub(1_000_000),
+      },
+      { clientId: "client-2" },
+    )
+    await env.tick("2027-01-10T10:02:00Z")
+    await env.settled()
+    expect((await commandsInStream(env)).map((command) => command.subscriptionId)).toEqual([
+      big.subscriptionId,
+    ])
+
+    const held = (await getSubscription(env.channel(), "client-1", small.subscriptionId)) as unknown as {
+      heldPayments: ReadonlyArray<{ paymentId: string }>
+    }
+    const paymentId = held.heldPayments[0]?.paymentId ?? ""
+    const refused = await env
+      .channel()
+      .request(
+        "payment.confirm",
+        { subscriptionId: small.subscriptionId, paymentId },
+        { clientId: "client-1" },
+      )
+    expect(refused).toMatchObject({ status: "error", error: { code: "CONFLICT" } })
+
+    await env.tick("2027-01-11T10:01:00Z") // the next poll still lists the bill: the hold goes
+    await env.settled()
+    const after = (await getSubscription(env.channel(), "client-1", small.subscriptionId)) as unknown as {
+      heldPayments: ReadonlyArray<unknown>
+    }
+    expect(after.heldPayments).toEqual([])
+    expect(await history(small.subscriptionId)).toContainEqual(
+      expect.objectContaining({ outcome: "hold_dropped", reason: "bill_paid_elsewhere", paymentId }),
+    )
+    expect(await commandsInStream(env)).toHaveLength(1)
+  })
+
   it("records an error answer and pays nothing", async () => {
     answer = { error: { code: "ACCOUNT_BLOCKED", message: "contract suspended" } }
     const subscription = await createDebt()
