@@ -16,12 +16,13 @@ import type { Result } from "effect"
 import { conflict } from "../domain/Errors.ts"
 import * as IsoDuration from "../domain/IsoDuration.ts"
 import * as Money from "../domain/Money.ts"
-import type {
-  OpenAttempt,
-  Status,
-  ThresholdState,
-  ThresholdSubscription,
-  ThresholdTerms,
+import {
+  initialThresholdState,
+  type OpenAttempt,
+  type Status,
+  type ThresholdState,
+  type ThresholdSubscription,
+  type ThresholdTerms,
 } from "../domain/Subscription.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import type { PaymentResult, ThresholdEvent } from "../streams/Messages.ts"
@@ -248,15 +249,7 @@ export const create = (input: NewThreshold, now: number): Transition<ThresholdSu
     ...firstRow(input, input.terms.amount.currency, null),
     kind: "threshold",
     terms: input.terms,
-    state: {
-      newestEventAt: null,
-      recentEventIds: [],
-      lastBalance: null,
-      open: [],
-      cooldownUntil: null,
-      paid: 0,
-      held: [],
-    },
+    state: initialThresholdState,
   }
   const builder = creationBuilder(subscription, input.by, now, { terms: input.terms })
   builder.watch("threshold.watch", input.terms.threshold, "v1")

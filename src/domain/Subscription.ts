@@ -209,6 +209,17 @@ export const ThresholdState = Schema.Struct({
 })
 export type ThresholdState = typeof ThresholdState.Type
 
+/** A threshold subscription nothing has happened to yet. */
+export const initialThresholdState: ThresholdState = {
+  newestEventAt: null,
+  recentEventIds: [],
+  lastBalance: null,
+  open: [],
+  cooldownUntil: null,
+  paid: 0,
+  held: [],
+}
+
 /** Terms of a debt autopayment: ask the provider for bills every `pollEvery`, pay those up to `limit`. */
 export const DebtTerms = Schema.Struct({
   limit: PositiveMoney,
