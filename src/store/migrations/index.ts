@@ -1,7 +1,9 @@
 /** Every migration, in order. Names sort in the order they must run. */
 import type { Migration } from "kysely"
 import * as initial from "./0001_initial.ts"
+import * as leanWritePath from "./0002_lean_write_path.ts"
 
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
+  "0002_lean_write_path": leanWritePath,
 }
