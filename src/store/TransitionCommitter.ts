@@ -49,7 +49,17 @@ export interface RequestRecord {
 export interface InboxRecord {
   readonly consumer: string
   readonly messageId: string
+  /**
+   * The payment a hub result is about. When the transition records that payment's outcome, the
+   * payment row (now settled) is the record that the result was applied, and no inbox row is written.
+   */
+  readonly paymentId?: string
 }
+
+/** Whether `inbox` needs a row: not when the transition settles the payment the message is about. */
+const needsInboxRow = (inbox: InboxRecord, transition: Transition): boolean =>
+  inbox.paymentId === undefined ||
+  !transition.outcomes.some((outcome) => outcome.paymentId === inbox.paymentId)
 
 /** One actor's transition, ready to be written. */
 export interface CommitRequest {
@@ -316,8 +326,10 @@ export const writeBatch = async (
     winners.map(({ transition }) => transition),
     topology,
   )
-  const inbox = winners.flatMap(({ inbox }) =>
-    inbox === null ? [] : [{ consumer: inbox.consumer, message_id: inbox.messageId }],
+  const inbox = winners.flatMap(({ inbox, transition }) =>
+    inbox === null || !needsInboxRow(inbox, transition)
+      ? []
+      : [{ consumer: inbox.consumer, message_id: inbox.messageId }],
   )
   if (inbox.length > 0) {
     await sql`
