@@ -9,7 +9,8 @@
  * publishes them again, whole. Either way a message carries its stable
  * `Nats-Msg-Id`, so a second publish inside the stream's duplicate window is
  * dropped by JetStream, and a row is deleted only after every one of its
- * messages was acknowledged.
+ * messages was acknowledged; when only some were, the row is cut down to the
+ * rest.
  */
 import { Context, Effect, Layer, Queue, Schedule, Schema } from "effect"
 import { sql } from "kysely"
@@ -100,27 +101,41 @@ export class OutboxPublisher extends Context.Service<
       const known = new Set<string>()
       const counters = { published: 0, duplicates: 0, failures: 0 }
 
+      /** Keeps only `left` of a row whose other messages are acknowledged; the row stays either way. */
+      const shrink = (row: OutboxRow, left: ReadonlyArray<PublishableMessage>) =>
+        sql`UPDATE outbox SET messages = ${outboxText(left)}, message_count = ${left.length} WHERE id = ${row.id}`
+          .execute(db)
+          .catch(() => undefined)
+
       const publishRows = (rows: ReadonlyArray<OutboxRow>) =>
         Effect.promise(async () => {
           const settled = await Promise.all(
             rows.map(async (row) => {
-              try {
-                // Sent in order on one connection, so a command still reaches its stream before the
-                // events about it; a row is retried whole, and repeats are dropped by message id.
-                const acks = await Promise.all(
-                  row.messages.map((message) =>
-                    publisher.publish(message.subject, message.payload, message.msgId),
-                  ),
-                )
-                for (const ack of acks) {
-                  if (ack.duplicate) counters.duplicates += 1
+              // Sent in order on one connection, so a command still reaches its stream before the
+              // events about it; repeats of anything published before are dropped by message id.
+              const outcomes = await Promise.allSettled(
+                row.messages.map((message) =>
+                  publisher.publish(message.subject, message.payload, message.msgId),
+                ),
+              )
+              const left: Array<PublishableMessage> = []
+              let error: unknown
+              outcomes.forEach((outcome, index) => {
+                if (outcome.status === "fulfilled") {
+                  if (outcome.value.duplicate) counters.duplicates += 1
                   else counters.published += 1
+                } else {
+                  const message = row.messages[index]
+                  if (message !== undefined) left.push(message)
+                  error = outcome.reason
                 }
-                return { row, ok: true as const }
-              } catch (error) {
-                counters.failures += 1
-                return { row, ok: false as const, error }
-              }
+              })
+              if (left.length === 0) return { row, ok: true as const }
+              counters.failures += 1
+              // A row can hold a whole batch: what was acknowledged is not sent again and again
+              // (past the duplicate window that would store repeats) while one message keeps failing.
+              if (left.length < row.messages.length) await shrink(row, left)
+              return { row, ok: false as const, error }
             }),
           )
           const done = settled.filter((entry) => entry.ok).map((entry) => entry.row.id)

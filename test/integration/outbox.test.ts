@@ -66,6 +66,23 @@ describe("outbox sweeper", () => {
     })
   })
 
+  it("keeps only the messages still unacknowledged when part of a row fails", async () => {
+    // No stream covers this subject: its publish fails every time.
+    const lost = { subject: `${env.settings.naming.rpPrefix}-nowhere.x`, msgId: "m-2", payload: "{}" }
+    await leaveRow("00000000-0000-4000-8000-000000000001", [
+      message("payment.requested", "m-1", 1),
+      lost,
+      message("payment.succeeded", "m-3", 3),
+    ])
+    await env.startEngine()
+    await env.waitFor("the row to be cut down to the failing message", async () => {
+      const rows = await env.db.selectFrom("outbox").select(["messages", "message_count"]).execute()
+      return rows.length === 1 && rows[0]?.message_count === 1 && rows[0].messages.includes('"m-2"')
+    })
+    const stored = await env.messages(env.topology.streams.events, `${env.settings.naming.rpPrefix}.event.>`)
+    expect(stored.map((entry) => entry.msgId)).toEqual(["m-1", "m-3"])
+  })
+
   it("works through rows larger than one sweep loads, one after another", async () => {
     const perRow = 6_000
     for (const row of [1, 2]) {
