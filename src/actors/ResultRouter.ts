@@ -1,12 +1,15 @@
 /**
  * Routing hub results to the actor of the subscription that made the payment.
  *
- * A batch of results is looked up at once. A message processed before (its
- * effect committed, its acknowledgement lost) or a result for a payment
- * already settled the same way is a redelivery and stops here; a result for a
- * payment the engine never sent is dead-lettered; anything else goes to the
- * actor, which alone decides what a result means (paid, retry, final failure,
- * or a contradiction to record).
+ * A batch of results is looked up at once, by payment id. The payment row is
+ * the idempotency record: a result for a payment already settled that way is
+ * a redelivery (its effect committed, its acknowledgement lost) or a repeat,
+ * and stops here without a write. A result contradicting a settled payment is
+ * rare and has no payment change to show it was handled, so for those alone
+ * the processed-message record is consulted (and written with the conflict
+ * the actor records). A result for a payment the engine never sent is
+ * dead-lettered; anything else goes to the actor, which alone decides what a
+ * result means (paid, retry, final failure, or a contradiction to record).
  */
 import { Cause, Context, Effect, Exit, Layer } from "effect"
 import { InboxStore } from "../store/InboxStore.ts"
@@ -15,6 +18,8 @@ import { type Delivery, done } from "../streams/DurableConsumer.ts"
 import type { PaymentResult } from "../streams/Messages.ts"
 import { InFlightWindow } from "./InFlightWindow.ts"
 import { type ActorExit, SubscriptionActors } from "./SubscriptionActors.ts"
+
+const isSettled = (status: string) => status === "succeeded" || status === "failed" || status === "declined"
 
 const refusalOf = (exit: ActorExit) => {
   if (Exit.isSuccess(exit)) return undefined
@@ -39,30 +44,25 @@ export class ResultRouter extends Context.Service<
       return ResultRouter.of({
         route: (batch, consumer) =>
           Effect.gen(function* () {
-            const [routes, processed] = yield* Effect.all(
-              [
-                payments.routes(batch.map((delivery) => delivery.message.paymentId)),
-                inbox.processed(
-                  consumer,
-                  batch.map((delivery) => delivery.context.messageId),
-                ),
-              ],
-              { concurrency: 2 },
+            const routes = yield* payments.routes(batch.map((delivery) => delivery.message.paymentId))
+            const routeOf = (delivery: Delivery<PaymentResult>) =>
+              routes.get(delivery.message.paymentId.toLowerCase())
+            const contradicting = batch.filter((delivery) => {
+              const payment = routeOf(delivery)
+              return (
+                payment !== undefined &&
+                isSettled(payment.status) &&
+                payment.status !== delivery.message.status
+              )
+            })
+            const processed = yield* inbox.processed(
+              consumer,
+              contradicting.map((delivery) => delivery.context.messageId),
             )
             const window = new InFlightWindow(batch.length + 1)
             for (const delivery of batch) {
               const result = delivery.message
-              // Processed before and committed; only the acknowledgement was lost.
-              if (processed.has(delivery.context.messageId)) {
-                yield* Effect.logInfo(
-                  "result already processed; acknowledged without applying it again",
-                ).pipe(
-                  Effect.annotateLogs({ paymentId: result.paymentId, messageId: delivery.context.messageId }),
-                )
-                delivery.settle(Exit.succeed(done))
-                continue
-              }
-              const payment = routes.get(result.paymentId.toLowerCase())
+              const payment = routeOf(delivery)
               if (payment === undefined) {
                 delivery.settle(
                   Exit.succeed({
@@ -72,7 +72,18 @@ export class ResultRouter extends Context.Service<
                 )
                 continue
               }
-              if (payment.status === result.status) {
+              // Settled as this result says: applied before (the payment row is the record).
+              if (payment.status === result.status && isSettled(payment.status)) {
+                delivery.settle(Exit.succeed(done))
+                continue
+              }
+              // A contradiction recorded before; only the acknowledgement was lost.
+              if (processed.has(delivery.context.messageId)) {
+                yield* Effect.logInfo(
+                  "result already processed; acknowledged without applying it again",
+                ).pipe(
+                  Effect.annotateLogs({ paymentId: result.paymentId, messageId: delivery.context.messageId }),
+                )
                 delivery.settle(Exit.succeed(done))
                 continue
               }
@@ -84,7 +95,8 @@ export class ResultRouter extends Context.Service<
                   result: { ...result, paymentId: payment.paymentId },
                   recordedStatus: payment.status,
                 },
-                { inbox: { consumer, messageId: delivery.context.messageId } },
+                // Written only when the result does not settle its payment (a contradiction).
+                { inbox: { consumer, messageId: delivery.context.messageId, paymentId: payment.paymentId } },
                 (exit) => {
                   const refusal = refusalOf(exit)
                   delivery.settle(

@@ -1,10 +1,12 @@
 /**
  * Inbound messages already processed, per consumer: written with the change a
- * message caused (in the group commit), read before handling a batch so a
- * message redelivered after a crash — after its effect was committed but
- * before its acknowledgement reached the server — is recognised and acked
- * without going near its actor. Kept for `RP_INBOX_RETENTION`, far longer
- * than any redelivery can happen.
+ * message caused (in the group commit), read before handling so a message
+ * redelivered after a crash — after its effect was committed but before its
+ * acknowledgement reached the server — is recognised and acked without going
+ * near its actor. Only for effects that leave no mark of their own: a hub
+ * result that settles its payment needs no row (the settled payment is the
+ * record), one contradicting a settled payment does. Kept for
+ * `RP_INBOX_RETENTION`, far longer than any redelivery can happen.
  */
 import { Context, Duration, Effect, Layer, Schedule } from "effect"
 import { sql } from "kysely"

@@ -93,6 +93,7 @@ export interface DecisionsTable {
 export interface OutboxTable {
   id: string
   messages: string
+  message_count: number
   created_at: DefaultedTimestamp
 }
 

@@ -50,7 +50,17 @@ export interface RequestRecord {
 export interface InboxRecord {
   readonly consumer: string
   readonly messageId: string
+  /**
+   * The payment a hub result is about. When the transition records that payment's outcome, the
+   * payment row (now settled) is the record that the result was applied, and no inbox row is written.
+   */
+  readonly paymentId?: string
 }
+
+/** Whether `inbox` needs a row: not when the transition settles the payment the message is about. */
+const needsInboxRow = (inbox: InboxRecord, transition: Transition): boolean =>
+  inbox.paymentId === undefined ||
+  !transition.outcomes.some((outcome) => outcome.paymentId === inbox.paymentId)
 
 /** One actor's transition, ready to be written. */
 export interface CommitRequest {
@@ -137,27 +147,27 @@ const insertDecisions = async (
   )
 }
 
-/** Inserts one outbox row per transition that causes messages; returns the rows for publishing. */
+/**
+ * Inserts one outbox row holding every message of `transitions`, in order (a command before the
+ * events about it); returns the rows for publishing (none when nothing was caused). One row per
+ * transaction rather than per transition: a batch's messages go in as one text value, so Postgres
+ * writes one row (and later deletes one) where it used to write hundreds.
+ */
 const insertOutbox = async (
   trx: KyselyTransaction<Tables>,
   transitions: ReadonlyArray<Transition>,
   topology: TopologyService,
 ): Promise<Array<OutboxRow>> => {
-  const rows: Array<OutboxRow> = transitions
-    .filter((transition) => transition.outgoing.length > 0)
-    .map((transition) => ({
-      id: newId(),
-      messages: transition.outgoing.map((outgoing) => address(outgoing, topology)),
-    }))
-  if (rows.length === 0) return rows
-  // `json` (not jsonb) keeps each row's messages exactly as written; bodies are embedded, not re-escaped.
-  const document = `[${rows.map((row) => `{"id":"${row.id}","messages":${outboxText(row.messages)}}`).join(",")}]`
+  const messages: Array<PublishableMessage> = []
+  for (const transition of transitions) {
+    for (const outgoing of transition.outgoing) messages.push(address(outgoing, topology))
+  }
+  if (messages.length === 0) return []
+  const row: OutboxRow = { id: newId(), messages }
   await sql`
-    INSERT INTO outbox (id, messages)
-    SELECT v.id, v.messages::text FROM json_to_recordset(${document}::json) AS v(id uuid, messages json)`.execute(
-    trx,
-  )
-  return rows
+    INSERT INTO outbox (id, messages, message_count)
+    VALUES (${row.id}, ${outboxText(messages)}, ${messages.length})`.execute(trx)
+  return [row]
 }
 
 /** Writes a new subscription and everything its creation causes in one transaction. */
@@ -368,8 +378,10 @@ export const writeBatch = async (
       FROM json_to_recordset(${rowsJson(rows)}::json) AS v(query_id uuid, subscription_id uuid, provider_id text,
         account text, sent_at timestamptz)`.execute(trx)
   }
-  const inbox = winners.flatMap(({ inbox }) =>
-    inbox === null ? [] : [{ consumer: inbox.consumer, message_id: inbox.messageId }],
+  const inbox = winners.flatMap(({ inbox, transition }) =>
+    inbox === null || !needsInboxRow(inbox, transition)
+      ? []
+      : [{ consumer: inbox.consumer, message_id: inbox.messageId }],
   )
   if (inbox.length > 0) {
     await sql`

@@ -1,13 +1,16 @@
 /**
  * Publishes what the outbox holds, then forgets it.
  *
- * Fast path: the committer hands over the rows it just wrote and they are
- * published at once, many in flight. Slow path: a sweeper re-reads rows that
- * have sat in the table too long (the process crashed, NATS was away, the
- * in-memory queue was full) and publishes them again. Either way a message
- * carries its stable `Nats-Msg-Id`, so a second publish inside the stream's
- * duplicate window is dropped by JetStream, and a row is deleted only after
- * every one of its messages was acknowledged.
+ * An outbox row holds every message one committed transaction caused (a
+ * group commit's row can hold a thousand). Fast path: the committer hands
+ * over the row it just wrote and its messages are published at once, many in
+ * flight. Slow path: a sweeper re-reads rows that have sat in the table too
+ * long (the process crashed, NATS was away, the in-memory queue was full) and
+ * publishes them again, whole. Either way a message carries its stable
+ * `Nats-Msg-Id`, so a second publish inside the stream's duplicate window is
+ * dropped by JetStream, and a row is deleted only after every one of its
+ * messages was acknowledged; when only some were, the row is cut down to the
+ * rest.
  */
 import { Context, Effect, Layer, Queue, Schedule, Schema } from "effect"
 import { sql } from "kysely"
@@ -33,7 +36,7 @@ export const outboxText = (messages: ReadonlyArray<PublishableMessage>): string 
     )
     .join(",")}]`
 
-/** One outbox row: the messages one committed transition caused. */
+/** One outbox row: the messages one committed transaction caused, in the order they must go out. */
 export interface OutboxRow {
   readonly id: string
   readonly messages: ReadonlyArray<PublishableMessage>
@@ -49,6 +52,15 @@ const decodeStoredMessages = (text: string): ReadonlyArray<PublishableMessage> =
     msgId: message.msgId,
     payload: JSON.stringify(message.body),
   }))
+
+/** Rows one publish worker takes at a time (each may hold a group commit's worth of messages). */
+const rowsPerTake = 8
+/** Messages waiting for a publish worker, at most; the table holds the rest until a sweep. */
+const maxQueuedMessages = 100_000
+/** Messages one sweep loads, about: a single row larger than this is still loaded alone. */
+const sweepMessageBudget = 10_000
+/** Rows one sweep considers. */
+const sweepRowLimit = 1_000
 
 /** Counters for progress lines and benchmarks. */
 export interface OutboxStats {
@@ -83,31 +95,47 @@ export class OutboxPublisher extends Context.Service<
             Effect.andThen(Effect.sync(() => publisher.close())),
           ),
       )
-      const queue = yield* Queue.dropping<OutboxRow>(50_000)
+      const queue = yield* Queue.unbounded<OutboxRow>()
+      // Bounded by messages, not rows: past this, rows wait in the table for the sweeper.
+      let queuedMessages = 0
       const known = new Set<string>()
       const counters = { published: 0, duplicates: 0, failures: 0 }
+
+      /** Keeps only `left` of a row whose other messages are acknowledged; the row stays either way. */
+      const shrink = (row: OutboxRow, left: ReadonlyArray<PublishableMessage>) =>
+        sql`UPDATE outbox SET messages = ${outboxText(left)}, message_count = ${left.length} WHERE id = ${row.id}`
+          .execute(db)
+          .catch(() => undefined)
 
       const publishRows = (rows: ReadonlyArray<OutboxRow>) =>
         Effect.promise(async () => {
           const settled = await Promise.all(
             rows.map(async (row) => {
-              try {
-                // One connection keeps publish order, so a command still reaches its stream before
-                // the events about it; a row is retried whole, and repeats are dropped by message id.
-                const acks = await Promise.all(
-                  row.messages.map((message) =>
-                    publisher.publish(message.subject, message.payload, message.msgId),
-                  ),
-                )
-                for (const ack of acks) {
-                  if (ack.duplicate) counters.duplicates += 1
+              // Sent in order on one connection, so a command still reaches its stream before the
+              // events about it; repeats of anything published before are dropped by message id.
+              const outcomes = await Promise.allSettled(
+                row.messages.map((message) =>
+                  publisher.publish(message.subject, message.payload, message.msgId),
+                ),
+              )
+              const left: Array<PublishableMessage> = []
+              let error: unknown
+              outcomes.forEach((outcome, index) => {
+                if (outcome.status === "fulfilled") {
+                  if (outcome.value.duplicate) counters.duplicates += 1
                   else counters.published += 1
+                } else {
+                  const message = row.messages[index]
+                  if (message !== undefined) left.push(message)
+                  error = outcome.reason
                 }
-                return { row, ok: true as const }
-              } catch (error) {
-                counters.failures += 1
-                return { row, ok: false as const, error }
-              }
+              })
+              if (left.length === 0) return { row, ok: true as const }
+              counters.failures += 1
+              // A row can hold a whole batch: what was acknowledged is not sent again and again
+              // (past the duplicate window that would store repeats) while one message keeps failing.
+              if (left.length < row.messages.length) await shrink(row, left)
+              return { row, ok: false as const, error }
             }),
           )
           const done = settled.filter((entry) => entry.ok).map((entry) => entry.row.id)
@@ -126,7 +154,8 @@ export class OutboxPublisher extends Context.Service<
 
       const worker = Effect.forever(
         Effect.gen(function* () {
-          const rows = yield* Queue.takeBetween(queue, 1, 256)
+          const rows = yield* Queue.takeBetween(queue, 1, rowsPerTake)
+          for (const row of rows) queuedMessages -= row.messages.length
           const failed = yield* publishRows(rows).pipe(
             Effect.catchCause((cause) =>
               Effect.logError("outbox publish batch failed", cause).pipe(
@@ -144,30 +173,58 @@ export class OutboxPublisher extends Context.Service<
         }),
       )
 
+      /**
+       * Republishes rows older than `minimumAgeMs` that the fast path does not hold, oldest
+       * first, loading at most about `sweepMessageBudget` messages; true when more may be left.
+       */
       const sweep = (minimumAgeMs: number) =>
         Effect.gen(function* () {
-          const rows = yield* use((runner) =>
+          // Sizes first: one row may hold a whole batch's messages, so what is loaded is chosen by them.
+          const candidates = yield* use((runner) =>
             runner
               .selectFrom("outbox")
-              .select(["id", "messages"])
+              .select(["id", "message_count"])
               .where("created_at", "<", sql<Date>`now() - ${`${minimumAgeMs} milliseconds`}::interval`)
               .orderBy("created_at")
-              .limit(2_000)
+              .orderBy("id")
+              .limit(sweepRowLimit)
               .execute(),
           )
-          const stale = rows
-            .filter((row) => !known.has(row.id))
-            .map((row) => ({ id: row.id, messages: decodeStoredMessages(row.messages) }))
-          if (stale.length === 0) return
+          const chosen: Array<string> = []
+          let messages = 0
+          let more = candidates.length === sweepRowLimit
+          for (const candidate of candidates) {
+            if (known.has(candidate.id)) continue
+            if (chosen.length > 0 && messages + candidate.message_count > sweepMessageBudget) {
+              more = true
+              break
+            }
+            chosen.push(candidate.id)
+            messages += candidate.message_count
+          }
+          if (chosen.length === 0) return false
+          const rows = yield* use((runner) =>
+            runner.selectFrom("outbox").select(["id", "messages"]).where("id", "in", chosen).execute(),
+          )
+          const stale = rows.map((row) => ({ id: row.id, messages: decodeStoredMessages(row.messages) }))
           for (const row of stale) known.add(row.id)
-          yield* Effect.logInfo("republishing outbox rows").pipe(Effect.annotateLogs({ rows: stale.length }))
+          yield* Effect.logInfo("republishing outbox rows").pipe(
+            Effect.annotateLogs({ rows: stale.length, messages }),
+          )
           const failed = yield* publishRows(stale)
           for (const entry of failed) known.delete(entry.row.id)
+          return more && failed.length === 0
         })
+
+      /** Sweeps again at once while a sweep left rows behind (a backlog after a crash or an outage). */
+      const sweepAll = (minimumAgeMs: number): Effect.Effect<void> =>
+        sweep(minimumAgeMs).pipe(Effect.flatMap((more) => (more ? sweepAll(minimumAgeMs) : Effect.void)))
 
       for (let index = 0; index < config.publishWorkers; index++) yield* Effect.forkScoped(worker)
       const sweepSafely = (minimumAgeMs: number) =>
-        sweep(minimumAgeMs).pipe(Effect.catchCause((cause) => Effect.logError("outbox sweep failed", cause)))
+        sweepAll(minimumAgeMs).pipe(
+          Effect.catchCause((cause) => Effect.logError("outbox sweep failed", cause)),
+        )
       // The first sweep takes everything: whatever is there was left by a previous run.
       yield* Effect.forkScoped(
         sweepSafely(0).pipe(
@@ -187,8 +244,10 @@ export class OutboxPublisher extends Context.Service<
         enqueue: (rows) =>
           Effect.sync(() => {
             for (const row of rows) {
+              if (queuedMessages + row.messages.length > maxQueuedMessages) continue
               known.add(row.id)
-              if (!Queue.offerUnsafe(queue, row)) known.delete(row.id)
+              queuedMessages += row.messages.length
+              Queue.offerUnsafe(queue, row)
             }
           }),
         backlog: use((runner) =>

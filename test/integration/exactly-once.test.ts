@@ -2,6 +2,7 @@
  * Money moves at most once per occurrence, and nothing accepted is lost:
  * duplicate ticks, redelivered results, and an engine killed mid-burst.
  */
+import { sql } from "kysely"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { World } from "../../harness/World.ts"
 import { commandsInStream, countBy, createMany, createScheduled } from "../support/scenarios.ts"
@@ -109,22 +110,61 @@ describe("exactly one payment per occurrence", () => {
     expect(conflicts).toHaveLength(1)
     expect(conflicts[0]?.details).toMatchObject({ recorded: payment.status })
     expect(await commandsInStream(env)).toHaveLength(1)
+    // The contradiction changed no payment, so its message id is what shows it was handled.
+    expect(await inboxRows()).toEqual([{ message_id: payment.status === "succeeded" ? "second" : "first" }])
   })
 
-  it("acknowledges a result already processed, without applying it again", async () => {
+  /** What a write about the payment would change: row versions, messages, records. */
+  const footprint = async () => {
+    const rows = await sql<{ table: string; xmin: string; revision: number | null }>`
+      SELECT 'payment' AS table, xmin::text AS xmin, NULL::bigint AS revision FROM payments
+      UNION ALL SELECT 'subscription', xmin::text, revision FROM subscriptions ORDER BY 1`.execute(env.db)
+    const events = await env.jsm.streams.info(env.topology.streams.events)
+    const decisions = await env.db.selectFrom("decisions").select("outcome").orderBy("id").execute()
+    return { rows: rows.rows, messages: events.state.messages, decisions }
+  }
+
+  const inboxRows = () => env.db.selectFrom("inbox").select("message_id").execute()
+
+  it("drops a repeated result without any write: the settled payment is the record", async () => {
     const { hub, command } = await paymentAwaitingResult()
-    // As if this very message had been processed and committed, and only its ack was lost.
-    await env.db
-      .insertInto("inbox")
-      .values({ consumer: env.topology.consumers.hubResults, message_id: `result:${command.paymentId}` })
-      .execute()
+    const result = {
+      paymentId: command.paymentId,
+      status: "succeeded" as const,
+      retryable: false,
+      at: "2027-01-01T06:00:01Z",
+    }
+    await hub.publishResult(result, "result-1")
+    await env.settled()
+    const before = await footprint()
+    expect(before.decisions).toEqual([{ outcome: "created" }])
+    // The hub says it again, as a new message (JetStream itself drops a repeat of the same id).
+    await hub.publishResult(result, "result-2")
+    await env.settled()
+    expect(await footprint()).toEqual(before)
+    // Results that settle their payment leave no processed-message record either.
+    expect(await inboxRows()).toEqual([])
+  })
+
+  it("acknowledges a contradicting result already processed, without recording it again", async () => {
+    const { hub, command } = await paymentAwaitingResult()
     await hub.publishResult(
       { paymentId: command.paymentId, status: "succeeded", retryable: false, at: "2027-01-01T06:00:01Z" },
-      `result:${command.paymentId}`,
+      "result-1",
     )
     await env.settled()
-    const payment = await env.db.selectFrom("payments").select("status").executeTakeFirstOrThrow()
-    expect(payment.status).toBe("pending")
+    // As if this contradiction had been processed and committed, and only its ack was lost.
+    await env.db
+      .insertInto("inbox")
+      .values({ consumer: env.topology.consumers.hubResults, message_id: "late-failure" })
+      .execute()
+    const before = await footprint()
+    await hub.publishResult(
+      { paymentId: command.paymentId, status: "failed", retryable: true, at: "2027-01-01T06:00:02Z" },
+      "late-failure",
+    )
+    await env.settled()
+    expect(await footprint()).toEqual(before)
   })
 
   /**

@@ -11,7 +11,12 @@ import type { Transition } from "../../src/actors/Transition.ts"
 import type { ScheduledSubscription } from "../../src/domain/Subscription.ts"
 import { defaultSettings } from "../../src/EngineConfig.ts"
 import { migrateToLatest } from "../../src/store/Database.ts"
-import { type RequestRecord, writeBatch, writeCreation } from "../../src/store/TransitionCommitter.ts"
+import {
+  address,
+  type RequestRecord,
+  writeBatch,
+  writeCreation,
+} from "../../src/store/TransitionCommitter.ts"
 
 const by = { channel: "mobile", terminal: null, requestId: null }
 
@@ -122,6 +127,41 @@ describe("group commit", () => {
     ])
     const stored = await world.db.selectFrom("requests").select(["request_id", "reply"]).execute()
     expect(stored).toEqual([{ request_id: "same-id", reply: "reply-a" }])
+  })
+
+  it("writes one outbox row per batch, holding every transition's messages in order", async () => {
+    const a = await create("00000000-0000-4000-8000-00000000000a")
+    const b = await create("00000000-0000-4000-8000-00000000000b")
+    const before = (await world.db.selectFrom("outbox").select("id").execute()).map((row) => row.id)
+    const transitions = [paused(a), paused(b)]
+    const { outbox } = await world.db.transaction().execute((trx) =>
+      writeBatch(
+        trx,
+        transitions.map((transition) => ({
+          transition,
+          expectedRevision: 1,
+          termsChanged: false,
+          request: null,
+          inbox: null,
+        })),
+        world.topology,
+      ),
+    )
+    const expected = transitions.flatMap((transition) =>
+      transition.outgoing.map((outgoing) => address(outgoing, world.topology).msgId),
+    )
+    expect(expected).toHaveLength(2)
+    expect(outbox).toHaveLength(1)
+    expect(outbox[0]?.messages.map((message) => message.msgId)).toEqual(expected)
+    const rows = await world.db
+      .selectFrom("outbox")
+      .select(["id", "messages", "message_count"])
+      .where("id", "not in", before)
+      .execute()
+    expect(rows).toHaveLength(1)
+    expect(rows[0]?.message_count).toBe(expected.length)
+    const stored = JSON.parse(rows[0]?.messages ?? "[]") as Array<{ msgId: string }>
+    expect(stored.map((message) => message.msgId)).toEqual(expected)
   })
 
   it("writes nothing for a transition computed from a stale revision, and frees its request id", async () => {
