@@ -212,6 +212,7 @@ export class World {
         .filter((hub) => !hub.stopped)
         .map((hub) => [streams.hubPayments, hub.consumerName] as const),
       [streams.hubPayments, consumers.hubResults],
+      [streams.hubPayments, consumers.hubCompleted],
     ]
     const positions = async () =>
       (await Promise.all([streams.hubPayments, streams.providers].map((s) => this.jsm.streams.info(s))))

@@ -7,6 +7,7 @@
 import { Effect, Layer } from "effect"
 import { EngineClock } from "./actors/EngineClock.ts"
 import { ProviderRouter } from "./actors/ProviderRouter.ts"
+import { ReminderRouter } from "./actors/ReminderRouter.ts"
 import { ResultRouter } from "./actors/ResultRouter.ts"
 import { Scheduler } from "./actors/Scheduler.ts"
 import { SubscriptionActors } from "./actors/SubscriptionActors.ts"
@@ -17,6 +18,7 @@ import { Database } from "./store/Database.ts"
 import { HistoryStore } from "./store/HistoryStore.ts"
 import { InboxStore } from "./store/InboxStore.ts"
 import { PaymentStore } from "./store/PaymentStore.ts"
+import { ProviderRegistry } from "./store/ProviderRegistry.ts"
 import { RequestLog } from "./store/RequestLog.ts"
 import { SubscriptionStore } from "./store/SubscriptionStore.ts"
 import { TemplateStore } from "./store/TemplateStore.ts"
@@ -41,6 +43,7 @@ const foundations = Layer.mergeAll(
   PaymentStore.layer,
   InboxStore.layer,
   RequestLog.layer,
+  ProviderRegistry.layer,
   Channels.layerDefault,
 )
 
@@ -49,6 +52,7 @@ export const EngineServices = Layer.mergeAll(
   Scheduler.layer,
   ResultRouter.layer,
   ProviderRouter.layer,
+  ReminderRouter.layer,
   ProtocolHandler.layer,
 ).pipe(
   Layer.provideMerge(SubscriptionActors.layer),

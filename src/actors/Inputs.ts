@@ -3,11 +3,14 @@
  * read. Everything that touches a subscription arrives as one of these and is
  * handled by that subscription's actor, one at a time, in order.
  */
+import { conflict } from "../domain/Errors.ts"
 import type { Money } from "../domain/Money.ts"
 import type { ScheduleInput } from "../domain/Subscription.ts"
+import type { Template } from "../domain/Template.ts"
 import type {
   Actor,
   DebtResponse,
+  HubPaymentCompleted,
   PaymentResult,
   PaymentStatusReply,
   ThresholdEvent,
@@ -82,6 +85,28 @@ export interface ConfirmCommand {
   readonly bills?: ReadonlyMap<string, BillRecord>
 }
 
+/** A one-off payment to the reminder's payee completed in the hub: the reminder starts its period again. */
+export interface OneOffPayment {
+  readonly _tag: "PaymentCompleted"
+  readonly payment: HubPaymentCompleted
+}
+
+/** The client takes up a reminder's offer: it becomes a scheduled autopayment with a template of its own. */
+export interface AcceptReminder {
+  readonly _tag: "AcceptReminder"
+  readonly by: Actor
+  readonly schedule: ScheduleInput
+  readonly amount: Money | undefined
+  /** The template the payment is saved as (id and audit stamps minted by the caller). */
+  readonly template: Omit<Template, "providerId" | "account" | "source">
+}
+
+/** The client wants no more reminders for this payee. */
+export interface DeclineReminder {
+  readonly _tag: "DeclineReminder"
+  readonly by: Actor
+}
+
 /** Any message a subscription actor handles. */
 export type ActorInput =
   | Wake
@@ -91,6 +116,17 @@ export type ActorInput =
   | BalanceReading
   | DebtAnswer
   | ConfirmCommand
+  | OneOffPayment
+  | AcceptReminder
+  | DeclineReminder
+
+/** The refusal for a message another kind takes (a routing mistake, or a client naming the wrong id). */
+export const notForKind = (kind: string, input: ActorInput) =>
+  conflict(
+    input._tag === "AcceptReminder" || input._tag === "DeclineReminder"
+      ? `this is a ${kind} autopayment, not a reminder waiting for an answer`
+      : `a ${kind} subscription does not take ${input._tag} messages`,
+  )
 
 /** The engine settings a policy decides with. */
 export interface PolicySettings {

@@ -84,7 +84,9 @@ export class LimitCheck {
 
   /** Checks a payment about to be sent; when it passes it counts toward the month. */
   admit(amount: Money, now: number): LimitBreach | null {
-    const paymentMax = this.settings.paymentMax[this.subscription.kind][amount.currency]
+    // Reminders never pay; every kind that does has its own cap.
+    const kind = this.subscription.kind === "reminder" ? "scheduled" : this.subscription.kind
+    const paymentMax = this.settings.paymentMax[kind][amount.currency]
     if (paymentMax !== undefined && amount.value > paymentMax) {
       return {
         reason: "over_payment_cap",

@@ -22,13 +22,14 @@ import {
 import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import type { Actor, PaymentResult } from "../streams/Messages.ts"
-import type {
-  ActorInput,
-  BalanceReading,
-  DebtAnswer,
-  LifecycleCommand,
-  PolicySettings,
-  UpdateCommand,
+import {
+  type ActorInput,
+  type BalanceReading,
+  type DebtAnswer,
+  type LifecycleCommand,
+  notForKind,
+  type PolicySettings,
+  type UpdateCommand,
 } from "./Inputs.ts"
 import type { LimitBreach, LimitCheck } from "./Limits.ts"
 import { type Transition, TransitionBuilder } from "./Transition.ts"
@@ -387,6 +388,11 @@ export abstract class EventDrivenRun<
       case "ThresholdEvent":
       case "DebtResponse":
         refusal = this.own(input)
+        break
+      case "PaymentCompleted":
+      case "AcceptReminder":
+      case "DeclineReminder":
+        refusal = notForKind(this.base.kind, input)
         break
       default:
         refusal = this.lifecycle(input)

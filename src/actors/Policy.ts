@@ -8,6 +8,7 @@ import * as DebtPolicy from "./DebtPolicy.ts"
 import type { ActorInput, PolicySettings } from "./Inputs.ts"
 import type { LimitCheck } from "./Limits.ts"
 import type { PolicyRefusal } from "./PaymentRun.ts"
+import * as ReminderPolicy from "./ReminderPolicy.ts"
 import * as ScheduledPolicy from "./ScheduledPolicy.ts"
 import * as ThresholdPolicy from "./ThresholdPolicy.ts"
 import type { Transition } from "./Transition.ts"
@@ -27,6 +28,8 @@ export const decide = (
       return ThresholdPolicy.decide(subscription, input, now, settings, limits)
     case "debt":
       return DebtPolicy.decide(subscription, input, now, settings, limits)
+    case "reminder":
+      return ReminderPolicy.decide(subscription, input, now, settings)
   }
 }
 

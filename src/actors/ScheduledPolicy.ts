@@ -41,6 +41,7 @@ import * as Timestamp from "../domain/Timestamp.ts"
 import type { Actor, PaymentResult } from "../streams/Messages.ts"
 import { creation, firstRow, type NewSubscription } from "./Creation.ts"
 import type { ActorInput, LifecycleCommand, PolicySettings, UpdateCommand } from "./Inputs.ts"
+import { notForKind } from "./Inputs.ts"
 import { type LimitCheck, unlimited } from "./Limits.ts"
 import { PaymentRun, type PolicyRefusal } from "./PaymentRun.ts"
 import { engineActor, type Transition } from "./Transition.ts"
@@ -71,7 +72,10 @@ export const decide = (
     }
     case "ThresholdEvent":
     case "DebtResponse":
-      return Result.fail(conflict(`a scheduled subscription does not take ${input._tag} messages`))
+    case "PaymentCompleted":
+    case "AcceptReminder":
+    case "DeclineReminder":
+      return Result.fail(notForKind("scheduled", input))
     case "Update": {
       const refusal = run.update(input)
       if (refusal !== undefined) return Result.fail(refusal)

@@ -7,6 +7,7 @@
 import { newId } from "../domain/Ids.ts"
 import type { Money } from "../domain/Money.ts"
 import type { Subscription } from "../domain/Subscription.ts"
+import type { Template } from "../domain/Template.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import type {
   Actor,
@@ -100,6 +101,8 @@ export interface Transition<S extends Subscription = Subscription> {
   readonly decisions: ReadonlyArray<DecisionRecord>
   readonly outgoing: ReadonlyArray<Outgoing>
   readonly queries: ReadonlyArray<DebtQueryRecord>
+  /** Templates saved with the change (a reminder taken up saves its payment as one). */
+  readonly templates: ReadonlyArray<Template>
 }
 
 /** The engine itself, as the author of a change. */
@@ -119,6 +122,7 @@ export class TransitionBuilder {
   readonly decisions: Array<DecisionRecord> = []
   readonly outgoing: Array<Outgoing> = []
   readonly queries: Array<DebtQueryRecord> = []
+  readonly templates: Array<Template> = []
   constructor(
     readonly base: Subscription,
     readonly now: number,
@@ -262,7 +266,8 @@ export class TransitionBuilder {
       this.outcomes.length > 0 ||
       this.decisions.length > 0 ||
       this.outgoing.length > 0 ||
-      this.queries.length > 0
+      this.queries.length > 0 ||
+      this.templates.length > 0
     return {
       subscription,
       changed,
@@ -271,6 +276,7 @@ export class TransitionBuilder {
       decisions: this.decisions,
       outgoing: this.outgoing,
       queries: this.queries,
+      templates: this.templates,
     }
   }
 }

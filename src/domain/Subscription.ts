@@ -253,6 +253,37 @@ export const DebtState = Schema.Struct({
 })
 export type DebtState = typeof DebtState.Type
 
+/** Terms of a reminder: how long after a one-off payment the client is offered to repeat it. */
+export const ReminderTerms = Schema.Struct({
+  remindAfter: IsoDuration.IsoDuration,
+})
+export type ReminderTerms = typeof ReminderTerms.Type
+
+/** The one-off payment a reminder offers to repeat. */
+export const RemindedPayment = Schema.Struct({
+  paymentId: Schema.String,
+  amount: Money,
+  source: Schema.String,
+  channel: Schema.String,
+  at: Schema.Number,
+})
+export type RemindedPayment = typeof RemindedPayment.Type
+
+/** How many times a reminder is offered without an answer before it stops. */
+export const MAX_REMINDER_OFFERS = 3
+
+/** Everything a reminder's actor remembers between messages. */
+export const ReminderState = Schema.Struct({
+  lastPayment: RemindedPayment,
+  /** Offers made since the last one-off payment. */
+  offers: Schema.Int,
+  nextOfferAt: Schema.NullOr(Schema.Number),
+  /** Reminders keep the shape every kind shares: they never pay, so these stay empty. */
+  open: Schema.Array(OpenAttempt),
+  held: Schema.Array(HeldPayment),
+})
+export type ReminderState = typeof ReminderState.Type
+
 /** Who a subscription pays: copied from the template when the subscription is made. */
 export interface Payee {
   readonly providerId: string
@@ -299,8 +330,19 @@ export interface DebtSubscription extends SubscriptionCommon {
   readonly state: DebtState
 }
 
+/** A hidden reminder, as the actor holds it in memory. */
+export interface ReminderSubscription extends SubscriptionCommon {
+  readonly kind: "reminder"
+  readonly terms: ReminderTerms
+  readonly state: ReminderState
+}
+
 /** A subscription of any kind; `kind` tells which terms and state it carries. */
-export type Subscription = ScheduledSubscription | ThresholdSubscription | DebtSubscription
+export type Subscription =
+  | ScheduledSubscription
+  | ThresholdSubscription
+  | DebtSubscription
+  | ReminderSubscription
 
 /** The kinds that run as subscriptions today. */
 export type SubscriptionKind = Subscription["kind"]

@@ -29,6 +29,13 @@ export const SubscriptionView = Schema.Struct({
   cooldown: Schema.optionalKey(Schema.String),
   lastBalance: Schema.optionalKey(Schema.NullOr(Money)),
   cooldownUntil: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  /** reminder: the one-off payment it offers to repeat */
+  remindAfter: Schema.optionalKey(Schema.String),
+  lastPayment: Schema.optionalKey(
+    Schema.Struct({ paymentId: Schema.String, amount: Money, source: Schema.String, paidAt: Schema.String }),
+  ),
+  offersMade: Schema.optionalKey(Schema.Int),
+  nextOfferAt: Schema.optionalKey(Schema.NullOr(Schema.String)),
   /** debt */
   limit: Schema.optionalKey(Money),
   pollEvery: Schema.optionalKey(Schema.String),
@@ -85,6 +92,24 @@ const kindFields = (subscription: Subscription) => {
         nextOccurrence: null,
         skippedOccurrences: [],
         paymentsMade: state.paid,
+        failedInARow: 0,
+      }
+    }
+    case "reminder": {
+      const { state, terms } = subscription
+      return {
+        remindAfter: terms.remindAfter,
+        lastPayment: {
+          paymentId: state.lastPayment.paymentId,
+          amount: state.lastPayment.amount,
+          source: state.lastPayment.source,
+          paidAt: Timestamp.format(state.lastPayment.at),
+        },
+        offersMade: state.offers,
+        nextOfferAt: live(subscription) ? orNullTime(state.nextOfferAt) : null,
+        nextOccurrence: null,
+        skippedOccurrences: [],
+        paymentsMade: 0,
         failedInARow: 0,
       }
     }

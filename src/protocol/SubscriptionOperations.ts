@@ -26,9 +26,11 @@ import {
 } from "../domain/Subscription.ts"
 import { toView } from "../domain/SubscriptionView.ts"
 import { type Template, TemplateInput } from "../domain/Template.ts"
+import { Text } from "../domain/Text.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { decodeHistoryCursor, HistoryStore } from "../store/HistoryStore.ts"
+import { ProviderRegistry } from "../store/ProviderRegistry.ts"
 import { SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { TemplateStore } from "../store/TemplateStore.ts"
 import { TransitionCommitter } from "../store/TransitionCommitter.ts"
@@ -42,6 +44,7 @@ import {
   requestKey,
 } from "./Operation.ts"
 import { decodePageCursorOrFail, PageRequest } from "./Paging.ts"
+import { checkProvider } from "./Providers.ts"
 
 const SubscriptionId = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(100))
 const SubscriptionRef = Schema.Struct({ subscriptionId: SubscriptionId })
@@ -103,6 +106,15 @@ type CreateBody = typeof ScheduledCreate.Type | typeof ThresholdCreate.Type | ty
 
 const KnownKind = Schema.Struct({ kind: Schema.Literals(["scheduled", "threshold", "debt"]) })
 const decodeKind = Schema.decodeUnknownOption(KnownKind)
+
+const ReminderRef = Schema.Struct({ reminderId: SubscriptionId })
+
+const AcceptBody = Schema.Struct({
+  reminderId: SubscriptionId,
+  schedule: ScheduleInput,
+  amount: Schema.optionalKey(PositiveMoney),
+  templateName: Schema.optionalKey(Text(100)),
+})
 
 const ConfirmBody = Schema.Struct({
   subscriptionId: SubscriptionId,
@@ -168,6 +180,7 @@ export const subscriptionOperations = Effect.gen(function* () {
   const templates = yield* TemplateStore
   const history = yield* HistoryStore
   const committer = yield* TransitionCommitter
+  const providers = yield* ProviderRegistry
 
   const notFound = (id: string) => new NotFound({ message: `subscription ${id} not found` })
 
@@ -248,7 +261,7 @@ export const subscriptionOperations = Effect.gen(function* () {
     })
 
   /** A payment amount no payment of this kind could ever be sent with is refused up front. */
-  const checkPaymentCap = (kind: SubscriptionKind, amount: Money.Money) => {
+  const checkPaymentCap = (kind: Exclude<SubscriptionKind, "reminder">, amount: Money.Money) => {
     const cap = config.limits.paymentMax[kind][amount.currency]
     return cap !== undefined && amount.value > cap
       ? Effect.fail(
@@ -262,6 +275,12 @@ export const subscriptionOperations = Effect.gen(function* () {
   const createSubscription = (body: CreateBody, context: RequestContext) =>
     Effect.gen(function* () {
       const { template, newTemplate } = yield* templateFor(body, context)
+      yield* checkProvider(
+        providers,
+        template.providerId,
+        body.templateId === undefined ? "body.template.providerId" : "body.templateId",
+        body.kind,
+      )
       const now = yield* clock.now
       const common = {
         id: newId(),
@@ -357,6 +376,7 @@ export const subscriptionOperations = Effect.gen(function* () {
     scheduled: ["amount", "schedule"],
     threshold: ["amount", "threshold", "cooldown"],
     debt: ["limit", "pollEvery"],
+    reminder: [],
   }
 
   /** Refuses terms the subscription's kind does not have (all of them at once), and amounts over the cap. */
@@ -374,7 +394,8 @@ export const subscriptionOperations = Effect.gen(function* () {
           details: foreign.map((field) => ({ path: `body.${field}`, message })),
         })
       }
-      if (body.amount !== undefined) yield* checkPaymentCap(subscription.kind, body.amount)
+      if (body.amount !== undefined && subscription.kind !== "reminder")
+        yield* checkPaymentCap(subscription.kind, body.amount)
     })
 
   const update = defineOperation({
@@ -399,6 +420,44 @@ export const subscriptionOperations = Effect.gen(function* () {
           context,
           subscriptionReply(context.requestId),
         ),
+      ),
+  })
+
+  const acceptReminder = defineOperation({
+    mutating: true,
+    body: AcceptBody,
+    run: (body, context) =>
+      change(
+        body.reminderId,
+        {
+          _tag: "AcceptReminder",
+          by: context.by,
+          schedule: body.schedule,
+          amount: body.amount,
+          template: {
+            id: newId(),
+            clientId: context.clientId,
+            name: body.templateName ?? "",
+            fields: {},
+            createdAt: Date.now(),
+            createdChannel: context.channel,
+            createdTerminal: context.terminal,
+          },
+        },
+        context,
+        subscriptionReply(context.requestId),
+      ),
+  })
+
+  const declineReminder = defineOperation({
+    mutating: true,
+    body: ReminderRef,
+    run: (body, context) =>
+      change(
+        body.reminderId,
+        { _tag: "DeclineReminder", by: context.by },
+        context,
+        subscriptionReply(context.requestId),
       ),
   })
 
@@ -477,5 +536,7 @@ export const subscriptionOperations = Effect.gen(function* () {
     "subscription.history": historyOperation,
     "subscription.preview": preview,
     "payment.confirm": confirm,
+    "reminder.accept": acceptReminder,
+    "reminder.decline": declineReminder,
   } satisfies Record<string, Operation>
 })

@@ -6,11 +6,13 @@ import { Conflict, NotFound } from "../domain/Errors.ts"
 import { isUuid, newId } from "../domain/Ids.ts"
 import { type Template, TemplateInput, toTemplateView } from "../domain/Template.ts"
 import { Database } from "../store/Database.ts"
+import { ProviderRegistry } from "../store/ProviderRegistry.ts"
 import { claimRequest } from "../store/RequestLog.ts"
 import { insertTemplate, TemplateStore } from "../store/TemplateStore.ts"
 import { okReply } from "./Envelope.ts"
 import { defineOperation, type Operation, type RequestContext, requestKey } from "./Operation.ts"
 import { decodePageCursorOrFail, PageRequest } from "./Paging.ts"
+import { checkProvider } from "./Providers.ts"
 
 const TemplateRef = Schema.Struct({
   templateId: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(100)),
@@ -25,6 +27,7 @@ const requestRecord = (context: RequestContext, reply: string) => ({ ...requestK
 export const templateOperations = Effect.gen(function* () {
   const database = yield* Database
   const templates = yield* TemplateStore
+  const providers = yield* ProviderRegistry
 
   const notFound = (id: string) => new NotFound({ message: `template ${id} not found` })
 
@@ -33,6 +36,7 @@ export const templateOperations = Effect.gen(function* () {
     body: TemplateInput,
     run: (body, context) =>
       Effect.gen(function* () {
+        yield* checkProvider(providers, body.providerId, "body.providerId")
         const template: Template = {
           id: newId(),
           clientId: context.clientId,

@@ -81,6 +81,9 @@ export const migrateToLatest = (db: Kysely<Tables>): Effect.Effect<ReadonlyArray
       provider: { getMigrations: async () => migrations },
       migrationTableName: "rp_migrations",
       migrationLockTableName: "rp_migrations_lock",
+      // Migrations are numbered when written and may land in another order (each one stands alone),
+      // so a database that ran 0005 before 0004 existed still takes 0004 instead of refusing to start.
+      allowUnorderedMigrations: true,
     })
     const { error, results } = await migrator.migrateToLatest()
     if (error !== undefined) throw error

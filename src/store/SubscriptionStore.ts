@@ -12,6 +12,8 @@ import { isUuid } from "../domain/Ids.ts"
 import {
   DebtState,
   DebtTerms,
+  ReminderState,
+  ReminderTerms,
   ScheduledState,
   ScheduledTerms,
   Status,
@@ -34,6 +36,10 @@ const decodeScheduled = {
 const decodeThreshold = {
   terms: Schema.decodeUnknownSync(ThresholdTerms),
   state: Schema.decodeUnknownSync(ThresholdState),
+}
+const decodeReminder = {
+  terms: Schema.decodeUnknownSync(ReminderTerms),
+  state: Schema.decodeUnknownSync(ReminderState),
 }
 const decodeDebt = {
   terms: Schema.decodeUnknownSync(DebtTerms),
@@ -64,6 +70,13 @@ export const fromRow = (row: SubscriptionRow): Subscription => {
         kind: "debt",
         terms: decodeDebt.terms(row.terms),
         state: decodeDebt.state(row.state),
+      }
+    case "reminder":
+      return {
+        ...common,
+        kind: "reminder",
+        terms: decodeReminder.terms(row.terms),
+        state: decodeReminder.state(row.state),
       }
     default:
       throw new Error(
@@ -177,6 +190,12 @@ export class SubscriptionStore extends Context.Service<
     ) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<string>>>
     /** The subscription that sent each debt query, keyed by query id (lower case). */
     readonly debtQueryOwners: (queryIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, string>>
+    /** Every subscription of a client to one payee, of any kind and status (through the client index). */
+    readonly forPayee: (
+      clientId: string,
+      providerId: string,
+      account: string,
+    ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly kind: string; readonly status: string }>>
     /** A client's subscriptions, newest first, paged. */
     readonly listByClient: (
       clientId: string,
@@ -270,6 +289,16 @@ export class SubscriptionStore extends Context.Service<
               .execute(),
           ).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.query_id, row.subscription_id]))))
         },
+        forPayee: (clientId, providerId, account) =>
+          use((runner) =>
+            runner
+              .selectFrom("subscriptions")
+              .select(["id", "kind", "status"])
+              .where("client_id", "=", clientId)
+              .where("provider_id", "=", providerId)
+              .where("account", "=", account)
+              .execute(),
+          ),
         listByClient: (clientId, { includeHidden, limit, cursor }) =>
           use((runner) => {
             let query = runner

@@ -137,6 +137,17 @@ export interface ClientSpendTable {
   spent: number
 }
 
+export interface ProvidersTable {
+  provider_id: string
+  display_name: string
+  periodic: Generated<boolean>
+  remind_after: Generated<string>
+  supports_debt: Generated<boolean>
+  supports_threshold: Generated<boolean>
+  created_at: DefaultedTimestamp
+  updated_at: DefaultedTimestamp
+}
+
 /** The whole database as Kysely's type parameter. */
 export interface Tables {
   engine_clock: EngineClockTable
@@ -150,4 +161,5 @@ export interface Tables {
   debt_queries: DebtQueriesTable
   client_spend: ClientSpendTable
   debt_bills: DebtBillsTable
+  providers: ProvidersTable
 }

@@ -263,11 +263,19 @@ export const writeBatch = async (
     .sort((a, b) => (a.request.transition.subscription.id < b.request.transition.subscription.id ? -1 : 1))
   const applied = new Set<string>()
   if (candidates.length > 0) {
+    // Templates a transition saves (a reminder taken up) must exist before the row points at them.
+    for (const { request } of candidates) {
+      for (const template of request.transition.templates) await insertTemplate(trx, template)
+    }
     const rows = candidates.map(({ request }) => {
       const subscription = request.transition.subscription
       return {
         id: subscription.id,
         expected: request.expectedRevision,
+        // A reminder taken up becomes a visible scheduled autopayment with a template of its own.
+        kind: subscription.kind,
+        hidden: subscription.hidden,
+        template_id: subscription.templateId,
         status: subscription.status,
         status_reason: subscription.statusReason,
         version: subscription.version,
@@ -280,18 +288,27 @@ export const writeBatch = async (
     const updated = await sql<{ id: string }>`
       UPDATE subscriptions AS s SET
         status = v.status, status_reason = v.status_reason, version = v.version, revision = v.expected + 1,
-        terms = COALESCE(v.terms, s.terms), state = v.state, next_due_at = v.next_due_at, updated_at = now()
-      FROM json_to_recordset(${rowsJson(rows)}::json) AS v(id uuid, expected bigint, status text,
-        status_reason text, version int, terms jsonb, state jsonb, next_due_at timestamptz)
+        terms = COALESCE(v.terms, s.terms), state = v.state, next_due_at = v.next_due_at, updated_at = now(),
+        kind = v.kind, hidden = v.hidden, template_id = v.template_id
+      FROM json_to_recordset(${rowsJson(rows)}::json) AS v(id uuid, expected bigint, kind text, hidden boolean,
+        template_id uuid, status text, status_reason text, version int, terms jsonb, state jsonb,
+        next_due_at timestamptz)
       WHERE s.id = v.id AND s.revision = v.expected
       RETURNING s.id`.execute(trx)
     for (const row of updated.rows) applied.add(row.id)
   }
   const winners: Array<CommitRequest> = []
+  const orphanTemplates: Array<string> = []
   for (const { request, index } of candidates) {
     if (applied.has(request.transition.subscription.id)) winners.push(request)
-    else outcomes[index] = { _tag: "Stale" }
+    else {
+      outcomes[index] = { _tag: "Stale" }
+      orphanTemplates.push(...request.transition.templates.map((template) => template.id))
+    }
   }
+  // The transition lost its race and will be decided again: its templates go with it.
+  if (orphanTemplates.length > 0)
+    await sql`DELETE FROM templates WHERE id = ANY(${orphanTemplates}::uuid[])`.execute(trx)
   const staleClaims = requests.flatMap((request, index) =>
     request.request !== null && claimed.has(index) && outcomes[index]?._tag === "Stale"
       ? [request.request]

@@ -1,16 +1,18 @@
 /**
  * The engine's inbound streams, each bound to the component that handles it:
  * ticks to the scheduler (strictly one at a time, in order), hub results to
- * the result router, and providers' balance readings and debt answers to the
- * provider router (many at once; each actor keeps its own order).
+ * the result router, providers' balance readings and debt answers to the
+ * provider router (many at once; each actor keeps its own order), and the
+ * hub's one-off payments to the reminder router.
  */
 import { Effect, Layer } from "effect"
 import { ProviderRouter } from "../actors/ProviderRouter.ts"
+import { ReminderRouter } from "../actors/ReminderRouter.ts"
 import { ResultRouter } from "../actors/ResultRouter.ts"
 import { Scheduler } from "../actors/Scheduler.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import { done, runConsumer } from "./DurableConsumer.ts"
-import { DebtResponse, PaymentResult, ThresholdEvent, Tick } from "./Messages.ts"
+import { DebtResponse, HubPaymentCompleted, PaymentResult, ThresholdEvent, Tick } from "./Messages.ts"
 import { Topology } from "./Topology.ts"
 
 /** Starts every consumer; they run until the engine stops. */
@@ -20,6 +22,7 @@ export const InboundStreams = Layer.effectDiscard(
     const scheduler = yield* Scheduler
     const router = yield* ResultRouter
     const providers = yield* ProviderRouter
+    const reminders = yield* ReminderRouter
 
     // Work a previous run left half done is due already: finish it, in the background so the
     // engine is ready at once (ticks wait for it: sweeps take turns).
@@ -91,6 +94,16 @@ export const InboundStreams = Layer.effectDiscard(
         heartbeat: false,
         schema: DebtResponse,
         handle: (batch) => providers.debtResponses(batch, topology.consumers.debtResponses),
+      }),
+    )
+    yield* Effect.forkScoped(
+      runConsumer({
+        stream: topology.streams.hubPayments,
+        consumer: topology.consumers.hubCompleted,
+        prefetch: 100,
+        heartbeat: false,
+        schema: HubPaymentCompleted,
+        handle: reminders.route,
       }),
     )
   }),

@@ -111,6 +111,19 @@ export const DebtResponse = Schema.Struct({
 )
 export type DebtResponse = typeof DebtResponse.Type
 
+/** `hub.payment.completed`: a one-off payment completed anywhere in the hub (feeds reminders). */
+export const HubPaymentCompleted = Schema.Struct({
+  paymentId: Id,
+  clientId: Id,
+  channel: Id,
+  providerId: Id,
+  account: Id,
+  source: Id,
+  amount: Money,
+  at: Timestamp,
+})
+export type HubPaymentCompleted = typeof HubPaymentCompleted.Type
+
 /** Who caused a change: a channel request, or the engine itself when both are null. */
 export const Actor = Schema.Struct({
   channel: Schema.NullOr(Schema.String),

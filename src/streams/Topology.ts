@@ -36,6 +36,7 @@ export interface ConsumerNames {
   readonly hubResults: string
   readonly thresholdEvents: string
   readonly debtResponses: string
+  readonly hubCompleted: string
 }
 
 /** Subjects the engine publishes to or listens on. */
@@ -88,6 +89,7 @@ export const makeTopology = (naming: Naming): TopologyService => {
       hubResults: "rp-engine-hub-results",
       thresholdEvents: "rp-engine-threshold-events",
       debtResponses: "rp-engine-debt-responses",
+      hubCompleted: "rp-engine-hub-completed",
     },
     subjects: {
       channelRequests: `${rp}.v3.*`,
@@ -226,6 +228,16 @@ export const consumerDefinitions = (topology: TopologyService, ackWaitMs: number
         durable_name: topology.consumers.debtResponses,
         filter_subject: topology.subjects.debtResponses,
         max_ack_pending: 1_000,
+      },
+    },
+    {
+      stream: topology.streams.hubPayments,
+      // One-off payments feed reminders; handled one at a time (see ReminderRouter).
+      config: {
+        ...base,
+        durable_name: topology.consumers.hubCompleted,
+        filter_subject: topology.subjects.hubCompleted,
+        max_ack_pending: 100,
       },
     },
   ]

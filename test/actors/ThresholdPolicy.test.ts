@@ -886,6 +886,7 @@ const emptyTransition = (): Transition => ({
   decisions: [],
   outgoing: [],
   queries: [],
+  templates: [],
 })
 
 const checkInvariants = (harness: Harness): void => {
