@@ -2,11 +2,13 @@
  * A fake channel (mobile bank, ATM, cashier desk...): sends V3 requests on
  * `rp.v3.<channel>` over NATS request-reply, exactly as a real channel does,
  * and decodes the replies with the protocol's own reply schema, so a test
- * also proves that every reply the engine sends is well-formed.
+ * also proves that every reply the engine sends is well-formed. A channel
+ * given a key signs every request's exact bytes in the `Rp-Signature` header.
  */
-import { randomUUID } from "node:crypto"
-import type { NatsConnection } from "@nats-io/transport-node"
+import { type KeyObject, randomUUID } from "node:crypto"
+import { headers, type NatsConnection } from "@nats-io/transport-node"
 import { Schema } from "effect"
+import { privateKeyFromSeed, SIGNATURE_HEADER, signatureHeaderFor } from "../src/protocol/ChannelKeys.ts"
 import { ReplyEnvelope } from "../src/protocol/Envelope.ts"
 
 const decodeReply = Schema.decodeUnknownSync(Schema.fromJsonString(ReplyEnvelope))
@@ -22,6 +24,16 @@ export interface RequestOptions {
   readonly terminal?: string
   /** The envelope's channel field; defaults to the channel this fake speaks for. */
   readonly channel?: string
+  /** The envelope's `sentAt`; defaults to now. */
+  readonly sentAt?: string
+  /** The `Rp-Signature` header instead of this channel's own signature; null sends none. */
+  readonly signature?: string | null
+}
+
+/** How raw bytes are sent. */
+export interface SendOptions {
+  /** The `Rp-Signature` header instead of this channel's own signature; null sends none. */
+  readonly signature?: string | null
 }
 
 /** A channel talking to the engine. */
@@ -31,7 +43,15 @@ export class FakeChannel {
     readonly rpPrefix: string,
     readonly channel: string,
     readonly timeoutMs = 10_000,
+    /** The key this channel signs with; none: it does not sign. */
+    readonly signingKey?: KeyObject,
   ) {}
+
+  /** The same channel signing with `key` (a private KeyObject or an nkey seed `SU…`). */
+  signedWith(key: KeyObject | string): FakeChannel {
+    const privateKey = typeof key === "string" ? privateKeyFromSeed(key) : key
+    return new FakeChannel(this.connection, this.rpPrefix, this.channel, this.timeoutMs, privateKey)
+  }
 
   /** Sends one operation and returns the engine's reply. */
   async request(operation: string, body: unknown, options: RequestOptions): Promise<Reply> {
@@ -41,17 +61,30 @@ export class FakeChannel {
       channel: options.channel ?? this.channel,
       terminal: options.terminal ?? `${this.channel}-terminal-1`,
       clientId: options.clientId,
-      sentAt: new Date().toISOString(),
+      sentAt: options.sentAt ?? new Date().toISOString(),
       operation,
       body,
     }
-    return this.send(JSON.stringify(envelope))
+    return this.send(
+      JSON.stringify(envelope),
+      options.signature === undefined ? {} : { signature: options.signature },
+    )
   }
 
-  /** Sends raw bytes (for malformed requests) and returns the engine's reply. */
-  async send(payload: string | Uint8Array): Promise<Reply> {
-    const message = await this.connection.request(`${this.rpPrefix}.v3.${this.channel}`, payload, {
+  /** Sends raw bytes (for malformed requests), signed if this channel signs, and returns the engine's reply. */
+  async send(payload: string | Uint8Array, options: SendOptions = {}): Promise<Reply> {
+    const bytes = typeof payload === "string" ? new TextEncoder().encode(payload) : payload
+    const signature =
+      options.signature !== undefined
+        ? options.signature
+        : this.signingKey === undefined
+          ? null
+          : signatureHeaderFor(bytes, this.signingKey)
+    const requestHeaders = signature === null ? undefined : headers()
+    if (requestHeaders !== undefined && signature !== null) requestHeaders.set(SIGNATURE_HEADER, signature)
+    const message = await this.connection.request(`${this.rpPrefix}.v3.${this.channel}`, bytes, {
       timeout: this.timeoutMs,
+      ...(requestHeaders === undefined ? {} : { headers: requestHeaders }),
     })
     return decodeReply(message.string())
   }

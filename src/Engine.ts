@@ -44,7 +44,7 @@ const foundations = Layer.mergeAll(
   InboxStore.layer,
   RequestLog.layer,
   ProviderRegistry.layer,
-  Channels.layerDefault,
+  Channels.layer,
 )
 
 /** Every service of the engine, without the parts that start work (for tests that drive pieces directly). */

@@ -56,6 +56,12 @@ export interface EngineSettings {
   readonly consumerMaxDeliveries: number
   readonly inboxRetentionMs: number
   readonly requestConcurrency: number
+  /** A signed request whose `sentAt` is further than this from the wall clock is refused as a replay. */
+  readonly signatureWindowMs: number
+  /** The channel registry is re-read at least this often (changes also arrive at once by NOTIFY). */
+  readonly channelsRefreshMs: number
+  /** `on`: with no channel registered, the five development channels are accepted unsigned; `off`: nothing is. */
+  readonly defaultChannels: "on" | "off"
 }
 
 /** Defaults: what `npm start` uses when the environment says nothing. */
@@ -93,6 +99,9 @@ export const defaultSettings: EngineSettings = {
   consumerMaxDeliveries: 5,
   inboxRetentionMs: 7 * 24 * 3_600_000,
   requestConcurrency: 256,
+  signatureWindowMs: 5 * 60_000,
+  channelsRefreshMs: 5_000,
+  defaultChannels: "on",
 }
 
 const duration = (name: string, fallback: number) =>
@@ -209,6 +218,11 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   consumerMaxDeliveries: positiveInt("RP_MAX_DELIVERIES", defaultSettings.consumerMaxDeliveries),
   inboxRetentionMs: duration("RP_INBOX_RETENTION", defaultSettings.inboxRetentionMs),
   requestConcurrency: positiveInt("RP_REQUEST_CONCURRENCY", defaultSettings.requestConcurrency),
+  signatureWindowMs: duration("RP_SIGNATURE_WINDOW", defaultSettings.signatureWindowMs),
+  channelsRefreshMs: duration("RP_CHANNELS_REFRESH", defaultSettings.channelsRefreshMs),
+  defaultChannels: Config.Literals(["on", "off"], "RP_DEFAULT_CHANNELS").pipe(
+    Config.withDefault(defaultSettings.defaultChannels),
+  ),
 })
 
 /** The settings as a service, so every component reads the same values. */

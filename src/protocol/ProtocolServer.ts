@@ -5,15 +5,18 @@
  * A request goes through these gates in order, and the first that refuses
  * answers; none of them writes anything:
  *   not JSON or not an envelope → BAD_REQUEST
- *   unknown channel, or subject and envelope disagree → UNAUTHORIZED
+ *   subject and envelope disagree, unknown or disabled channel, missing or
+ *   wrong signature, signed `sentAt` outside the replay window, operation
+ *   the channel may not use → UNAUTHORIZED (see Channels.ts)
  *   unknown operation → UNKNOWN_OPERATION
  *   body fails its schema → VALIDATION_FAILED (every problem listed)
  * A mutating request whose (channel, requestId) was seen before is answered
- * with the stored reply. Then the operation runs; a domain refusal maps to
+ * with the stored reply — only once it has passed every gate above, so a
+ * replayed or forged request never reads the idempotency log. Then the operation runs; a domain refusal maps to
  * its code and an unexpected failure to INTERNAL (its transaction rolled back).
  */
 import { createHash } from "node:crypto"
-import type { Msg } from "@nats-io/transport-node"
+import { Match, type Msg } from "@nats-io/transport-node"
 import { Cause, Context, Effect, Layer, Schema, Stream } from "effect"
 import type { DomainError } from "../domain/Errors.ts"
 import { issuesOf } from "../domain/Issues.ts"
@@ -21,6 +24,7 @@ import { EngineConfig } from "../EngineConfig.ts"
 import { RequestLog } from "../store/RequestLog.ts"
 import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
+import { SIGNATURE_HEADER } from "./ChannelKeys.ts"
 import { Channels } from "./Channels.ts"
 import { type ErrorCode, errorReply, okReply, RequestEnvelope } from "./Envelope.ts"
 import type { Operation, RequestContext } from "./Operation.ts"
@@ -67,8 +71,21 @@ export const canonicalJson = (value: unknown): string => {
   return JSON.stringify(value) ?? "null"
 }
 
-/** Handles one request's bytes and returns the reply's JSON text. Never fails. */
-export type RequestHandler = (data: Uint8Array, subject: string) => Effect.Effect<string>
+/**
+ * Handles one request's bytes (and its `Rp-Signature` header, if any) and returns the reply's JSON
+ * text. Never fails.
+ */
+export type RequestHandler = (
+  data: Uint8Array,
+  subject: string,
+  signature?: string | undefined,
+) => Effect.Effect<string>
+
+/** The request's one `Rp-Signature` header; several are treated as none, so the request is refused. */
+const signatureOf = (message: Msg): string | undefined => {
+  const values = message.headers?.values(SIGNATURE_HEADER, Match.IgnoreCase) ?? []
+  return values.length === 1 ? values[0] : undefined
+}
 
 /** The protocol's request handler, independent of the transport (tests call it directly too). */
 export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly handle: RequestHandler }>()(
@@ -85,7 +102,7 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
         ...(yield* subscriptionOperations),
       }
 
-      const handle: RequestHandler = (data, subject) => {
+      const handle: RequestHandler = (data, subject, signature) => {
         // Known once the envelope decodes, so that even an INTERNAL reply names its request.
         let knownRequestId: string | null = null
         return Effect.gen(function* () {
@@ -121,7 +138,13 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
               `envelope channel "${envelope.channel}" does not match the subject's channel "${subjectChannel}"`,
             )
           }
-          const refusal = yield* channels.authorize(envelope.channel, envelope.operation)
+          const refusal = yield* channels.authorize({
+            channel: envelope.channel,
+            operation: envelope.operation,
+            sentAt: envelope.sentAt,
+            data,
+            signature,
+          })
           if (refusal !== undefined) return errorReply(requestId, "UNAUTHORIZED", refusal.message)
           const operation = operations[envelope.operation]
           if (operation === undefined) {
@@ -222,7 +245,7 @@ export const ProtocolServer = Layer.effectDiscard(
     // the first request after "engine ready" can still find no responders.
     yield* Effect.promise(() => connection.flush())
     const respond = (message: Msg) =>
-      handle(message.data, message.subject).pipe(
+      handle(message.data, message.subject, signatureOf(message)).pipe(
         Effect.tap((reply) =>
           Effect.sync(() => {
             if (message.reply !== undefined && message.reply !== "") message.respond(reply)

@@ -3,11 +3,13 @@ import type { Migration } from "kysely"
 import * as initial from "./0001_initial.ts"
 import * as leanWritePath from "./0002_lean_write_path.ts"
 import * as eventKindsAndLimits from "./0003_event_kinds_and_limits.ts"
+import * as channels from "./0004_channels.ts"
 import * as providersAndReminders from "./0005_providers_and_reminders.ts"
 
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_lean_write_path": leanWritePath,
   "0003_event_kinds_and_limits": eventKindsAndLimits,
+  "0004_channels": channels,
   "0005_providers_and_reminders": providersAndReminders,
 }
