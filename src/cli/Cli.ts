@@ -1,0 +1,61 @@
+/**
+ * What the registry command lines share: usage errors, a plain table, the
+ * engine's database (created and migrated if needed), and exit statuses
+ * (2 for a mistaken command line, 1 for anything else that went wrong).
+ */
+import { Effect, Redacted } from "effect"
+import type { Kysely } from "kysely"
+import { defaultSettings } from "../EngineConfig.ts"
+import { ensureDatabaseExists, makeKysely, migrateToLatest } from "../store/Database.ts"
+import type { Tables } from "../store/Tables.ts"
+
+/** A mistake in the command line: printed with the usage, exit status 2. */
+export class UsageError extends Error {}
+
+/** Stops with a usage error. */
+export const fail = (message: string): never => {
+  throw new UsageError(message)
+}
+
+/** The database the engine uses: `DATABASE_URL`, or the engine's default. */
+export const databaseUrl = (): string =>
+  process.env.DATABASE_URL ?? Redacted.value(defaultSettings.databaseUrl)
+
+/** Runs `work` against the engine's database, created and migrated first. */
+export const withDatabase = async <A>(work: (db: Kysely<Tables>) => Promise<A>): Promise<A> => {
+  const url = databaseUrl()
+  await Effect.runPromise(ensureDatabaseExists(url))
+  const db = makeKysely(url, 1)
+  try {
+    await Effect.runPromise(migrateToLatest(db))
+    return await work(db)
+  } finally {
+    await db.destroy()
+  }
+}
+
+/** Prints rows as aligned columns; the first row is the header. */
+export const printTable = (lines: ReadonlyArray<ReadonlyArray<string>>): void => {
+  const widths = lines[0]?.map((_, column) => Math.max(...lines.map((line) => (line[column] ?? "").length)))
+  for (const line of lines) {
+    console.log(
+      line
+        .map((cell, column) => cell.padEnd(widths?.[column] ?? 0))
+        .join("  ")
+        .trimEnd(),
+    )
+  }
+}
+
+/** Runs a command line's `run`, turning its failures into messages and exit statuses. */
+export const runCommandLine = (usage: string, run: (argv: ReadonlyArray<string>) => Promise<void>): void => {
+  run(process.argv.slice(2)).catch((error: unknown) => {
+    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      console.error(`${(error as Error).message}\n\n${usage}`)
+      process.exitCode = 2
+    } else {
+      console.error(error)
+      process.exitCode = 1
+    }
+  })
+}
