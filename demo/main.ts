@@ -15,6 +15,7 @@ import type { FakeChannel } from "../fakes/FakeChannel.ts"
 import type { HubVerdict } from "../fakes/FakeHub.ts"
 import type { DebtAnswer, FakeProvider } from "../fakes/FakeProvider.ts"
 import { World } from "../harness/World.ts"
+import { type ProviderConfig, saveProvider } from "../src/store/ProviderRegistry.ts"
 import type { DebtQuery, PaymentCommand } from "../src/streams/Messages.ts"
 
 const SUBSCRIPTIONS = Number(process.env.DEMO_SUBSCRIPTIONS ?? 300)
@@ -191,6 +192,80 @@ const confirmHeldBills = async (world: World, debts: ReadonlyArray<Created>) => 
   return confirmed
 }
 
+/** The providers the demo bank has registered; the internet provider's bills recur, so one-off payments earn reminders. */
+const registerProviders = async (world: World) => {
+  const provider = (providerId: string, displayName: string, options: Partial<ProviderConfig> = {}) =>
+    saveProvider(world.db, {
+      providerId,
+      displayName,
+      periodic: false,
+      remindAfter: "P30D",
+      supportsDebt: false,
+      supportsThreshold: false,
+      ...options,
+    })
+  await provider("isp-1", "Home internet", { periodic: true, remindAfter: "P30D" })
+  await provider("landlord-7", "Landlord")
+  await provider("mts", "MTS")
+  await provider("kindergarten-12", "Kindergarten No. 12")
+  await provider("gym-3", "Gym")
+  await provider(OPERATOR, "MTS balance", { supportsThreshold: true })
+  await provider(UTILITY, "City water", { supportsDebt: true })
+}
+
+const REMINDED = 12
+
+/** On day 3 a dozen customers pay their internet bill once, by hand, in the internet bank. */
+const oneOffPayments = async (world: World, at: number) => {
+  for (let index = 0; index < REMINDED; index++) {
+    await world.js.publish(
+      world.topology.subjects.hubCompleted,
+      JSON.stringify({
+        paymentId: `one-off-${index}`,
+        clientId: `walk-in-${index}`,
+        channel: "internet",
+        providerId: "isp-1",
+        account: `inet-${index}`,
+        source: `card-walk-in-${index}`,
+        amount: rub(89_000),
+        at: new Date(at).toISOString(),
+      }),
+      { msgID: `completed:one-off-${index}` },
+    )
+  }
+}
+
+/** Offered a repeat, half the customers make it automatic, a quarter decline, the rest say nothing. */
+const answerReminders = async (world: World) => {
+  const mobile = world.channel("mobile")
+  let accepted = 0
+  let declined = 0
+  for (let index = 0; index < REMINDED; index++) {
+    const clientId = `walk-in-${index}`
+    const { items } = await mobile.ok<{
+      items: ReadonlyArray<{ subscriptionId: string; kind: string; offersMade?: number }>
+    }>("subscription.list", { includeHidden: true }, { clientId })
+    const reminder = items.find((item) => item.kind === "reminder" && (item.offersMade ?? 0) > 0)
+    if (reminder === undefined) continue
+    if (index % 4 < 2) {
+      await mobile.ok(
+        "reminder.accept",
+        {
+          reminderId: reminder.subscriptionId,
+          schedule: { every: "month", dayOfMonth: 10, time: "09:00", startDate: "2027-02-01" },
+          templateName: "Home internet",
+        },
+        { clientId },
+      )
+      accepted += 1
+    } else if (index % 4 === 2) {
+      await mobile.ok("reminder.decline", { reminderId: reminder.subscriptionId }, { clientId })
+      declined += 1
+    }
+  }
+  return { accepted, declined }
+}
+
 /** Customers change their minds, from a different channel than the one they used to sign up. */
 const customerActions = (day: number, subscriptions: ReadonlyArray<Created>, world: World) => {
   const elsewhere = (index: number) => world.channel(CHANNELS[(index + 2) % CHANNELS.length])
@@ -257,6 +332,9 @@ const count = async (world: World) => {
     billsPaid: sum(byKind.filter((row) => row.kind === "debt" && row.outcome === "paid")),
     heldOverLimit: sum(decisions.filter((row) => row.outcome === "held")),
     confirmed: sum(decisions.filter((row) => row.outcome === "confirmed")),
+    remindersOffered: sum(decisions.filter((row) => row.outcome === "offered")),
+    remindersAccepted: sum(decisions.filter((row) => row.outcome === "accepted")),
+    remindersDeclined: sum(decisions.filter((row) => row.outcome === "declined")),
     debtQueries: sum(decisions.filter((row) => row.outcome === "queried")),
   }
 }
@@ -269,6 +347,7 @@ const main = async () => {
   const world = await World.create({ actorIdleMs: 5_000 }, "demo")
   try {
     await world.startEngine({}, "Error")
+    await registerProviders(world)
     await world.startHub({ decide: hubVerdict })
     const operator = await world.startProvider(OPERATOR)
     await world.startProvider(UTILITY, waterBills)
@@ -279,12 +358,15 @@ const main = async () => {
       `created ${subscriptions.length} scheduled autopayments, ${PHONES} phone top-ups and ${WATER_ACCOUNTS} water bill autopayments through the protocol from ${CHANNELS.join(", ")}`,
     )
     let confirmedByCustomers = 0
+    let answers = { accepted: 0, declined: 0 }
 
     for (let at = START; at <= END; at += TICK_MS) {
       const day = Math.round((at - START) / DAY_MS)
       if ((at - START) % DAY_MS === 0) await customerActions(day, subscriptions, world)
       if ((at - START) % DAY_MS === 0 && day === 50)
         confirmedByCustomers = await confirmHeldBills(world, debts)
+      if ((at - START) % DAY_MS === 0 && day === 3) await oneOffPayments(world, at)
+      if ((at - START) % DAY_MS === 0 && day === 34) answers = await answerReminders(world)
       await world.tick(new Date(at).toISOString())
       if ((at - START) % (2 * TICK_MS) === 0) await reportBalances(operator, at)
       await world.settled()
@@ -325,6 +407,8 @@ Summary after three months (${((Date.now() - started) / 1000).toFixed(1)} s of r
   phone top-ups (threshold)  ${final.topUps}  (balance below 100.00 → 500.00, at most one per 6 h)
   water bills paid (debt)    ${final.billsPaid}  (${final.debtQueries} debt queries)
   held over a limit          ${final.heldOverLimit}  (confirmed by customers: ${final.confirmed}, on day 50: ${confirmedByCustomers})
+  reminders offered          ${final.remindersOffered}  (after ${REMINDED} one-off internet payments on day 3)
+  reminders accepted         ${final.remindersAccepted}  (now monthly autopayments; declined: ${final.remindersDeclined}, on day 34: ${answers.accepted} accepted, ${answers.declined} declined)
   occurrences paid twice     ${doublePaid.length}`)
     if (doublePaid.length > 0 || commandsInStream !== final.commands) process.exitCode = 1
   } finally {
