@@ -15,7 +15,7 @@
  * (a Postgres notification) and at the latest after `RP_CHANNELS_REFRESH`.
  */
 import { parseArgs } from "node:util"
-import { Effect, Redacted } from "effect"
+import { Redacted } from "effect"
 import { defaultSettings } from "../EngineConfig.ts"
 import { fingerprintOf, parsePublicKey } from "../protocol/ChannelKeys.ts"
 import { CHANNEL_ID, checkOperationPattern } from "../protocol/Channels.ts"
@@ -27,7 +27,7 @@ import {
   setChannelDisabled,
   setChannelOperations,
 } from "../store/ChannelStore.ts"
-import { ensureDatabaseExists, makeKysely, migrateToLatest } from "../store/Database.ts"
+import { fail, printTable, runCommandLine, withDatabase } from "./Cli.ts"
 
 const USAGE = `usage: npm run channels -- <command>
   list [--json]                                          every registered channel
@@ -38,13 +38,6 @@ const USAGE = `usage: npm run channels -- <command>
 <list>: comma-separated operation names, <group>.* (template.*, subscription.*, payment.*) or *
 <k>: Ed25519 public key as an nkey (U...) or 32 raw bytes in base64 or hex
 environment: DATABASE_URL (default ${Redacted.value(defaultSettings.databaseUrl)})`
-
-/** A mistake in the command line: printed with the usage, exit status 2. */
-class UsageError extends Error {}
-
-const fail = (message: string): never => {
-  throw new UsageError(message)
-}
 
 const channelId = (value: string | undefined): string => {
   if (value === undefined) return fail("the channel id is missing")
@@ -83,12 +76,12 @@ const describeKey = (publicKey: string | null): string => {
   return parsed._tag === "Key" ? `${parsed.form} ${fingerprintOf(parsed.raw)}…` : "INVALID KEY"
 }
 
-const printTable = (rows: ReadonlyArray<ChannelRow>) => {
+const printChannels = (rows: ReadonlyArray<ChannelRow>) => {
   if (rows.length === 0) {
     console.log("no channel registered: the engine accepts the five development channels UNSIGNED")
     return
   }
-  const lines = [
+  printTable([
     ["ID", "NAME", "STATUS", "KEY", "OPERATIONS"],
     ...rows.map((row) => [
       row.id,
@@ -97,15 +90,7 @@ const printTable = (rows: ReadonlyArray<ChannelRow>) => {
       describeKey(row.publicKey),
       row.operations.join(","),
     ]),
-  ]
-  const widths = lines[0]?.map((_, column) => Math.max(...lines.map((line) => (line[column] ?? "").length)))
-  for (const line of lines) {
-    console.log(
-      line
-        .map((cell, column) => (column === line.length - 1 ? cell : cell.padEnd(widths?.[column] ?? 0)))
-        .join("  "),
-    )
-  }
+  ])
 }
 
 const IN_FORCE = "running engines apply this at once (at the latest after RP_CHANNELS_REFRESH, default 5 s)"
@@ -130,11 +115,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<void> => {
   }
   if (extra.length > 0) fail(`unexpected arguments: ${extra.join(" ")}`)
 
-  const url = process.env.DATABASE_URL ?? Redacted.value(defaultSettings.databaseUrl)
-  await Effect.runPromise(ensureDatabaseExists(url))
-  const db = makeKysely(url, 1)
-  try {
-    await Effect.runPromise(migrateToLatest(db))
+  await withDatabase(async (db) => {
     const report = (row: ChannelRow | undefined, what: string) => {
       if (row === undefined) {
         console.error(`channel "${id}" is not registered`)
@@ -155,7 +136,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<void> => {
             ),
           )
         } else {
-          printTable(rows)
+          printChannels(rows)
         }
         return
       }
@@ -208,17 +189,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<void> => {
       default:
         fail(`unknown command "${command}"`)
     }
-  } finally {
-    await db.destroy()
-  }
+  })
 }
 
-run(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`)
-    process.exitCode = 2
-  } else {
-    console.error(error)
-    process.exitCode = 1
-  }
-})
+runCommandLine(USAGE, run)
