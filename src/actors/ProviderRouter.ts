@@ -10,13 +10,13 @@
  *   `queryId`. An answer processed before (its acknowledgement lost) stops
  *   here; an answer to a query the engine never sent is dead-lettered.
  */
-import { Cause, Context, Effect, Exit, Layer } from "effect"
+import { Context, Effect, Exit, Layer } from "effect"
 import { InboxStore } from "../store/InboxStore.ts"
 import { SubscriptionStore, watchKey } from "../store/SubscriptionStore.ts"
 import { type Delivery, done, type HandlerVerdict } from "../streams/DurableConsumer.ts"
 import type { DebtResponse, ThresholdEvent } from "../streams/Messages.ts"
 import { InFlightWindow } from "./InFlightWindow.ts"
-import { type ActorExit, SubscriptionActors } from "./SubscriptionActors.ts"
+import { SubscriptionActors, verdictOf } from "./SubscriptionActors.ts"
 
 /** The `<providerId>` token of a provider subject (`<prefix>.<providerId>.<kind>.<what>`). */
 const providerOfSubject = (subject: string): string | undefined => subject.split(".").at(-3)
@@ -30,14 +30,6 @@ const subjectMismatch = (subject: string, providerId: string): HandlerVerdict | 
         _tag: "DeadLetter",
         reason: `the subject names provider ${JSON.stringify(named)} but the message says ${JSON.stringify(providerId)}`,
       }
-}
-
-const verdictOf = (exit: ActorExit): Exit.Exit<HandlerVerdict, unknown> => {
-  if (Exit.isSuccess(exit)) return Exit.succeed(done)
-  const refusal = Cause.findErrorOption(exit.cause)
-  return refusal._tag === "Some"
-    ? Exit.succeed({ _tag: "DeadLetter", reason: `could not be applied: ${refusal.value.message}` })
-    : Exit.failCause(exit.cause)
 }
 
 /** The provider message router. */
@@ -83,7 +75,7 @@ export class ProviderRouter extends Context.Service<
             for (const id of ids) {
               window.started()
               yield* actors.tell(id, { _tag: "ThresholdEvent", event }, {}, (exit) => {
-                const verdict = verdictOf(exit)
+                const verdict = verdictOf(exit, "message")
                 if (failure === undefined && !(Exit.isSuccess(verdict) && verdict.value._tag === "Done"))
                   failure = verdict
                 remaining -= 1
@@ -139,7 +131,7 @@ export class ProviderRouter extends Context.Service<
               },
               { inbox: { consumer, messageId: delivery.context.messageId } },
               (exit) => {
-                delivery.settle(verdictOf(exit))
+                delivery.settle(verdictOf(exit, "message"))
                 window.finished()
               },
             )

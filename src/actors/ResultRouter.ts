@@ -11,21 +11,15 @@
  * dead-lettered; anything else goes to the actor, which alone decides what a
  * result means (paid, retry, final failure, or a contradiction to record).
  */
-import { Cause, Context, Effect, Exit, Layer } from "effect"
+import { Context, Effect, Exit, Layer } from "effect"
 import { InboxStore } from "../store/InboxStore.ts"
 import { PaymentStore } from "../store/PaymentStore.ts"
 import { type Delivery, done } from "../streams/DurableConsumer.ts"
 import type { PaymentResult } from "../streams/Messages.ts"
 import { InFlightWindow } from "./InFlightWindow.ts"
-import { type ActorExit, SubscriptionActors } from "./SubscriptionActors.ts"
+import { SubscriptionActors, verdictOf } from "./SubscriptionActors.ts"
 
 const isSettled = (status: string) => status === "succeeded" || status === "failed" || status === "declined"
-
-const refusalOf = (exit: ActorExit) => {
-  if (Exit.isSuccess(exit)) return undefined
-  const error = Cause.findErrorOption(exit.cause)
-  return error._tag === "Some" ? error.value : undefined
-}
 
 /** The hub result router. */
 export class ResultRouter extends Context.Service<
@@ -98,17 +92,7 @@ export class ResultRouter extends Context.Service<
                 // Written only when the result does not settle its payment (a contradiction).
                 { inbox: { consumer, messageId: delivery.context.messageId, paymentId: payment.paymentId } },
                 (exit) => {
-                  const refusal = refusalOf(exit)
-                  delivery.settle(
-                    Exit.isSuccess(exit)
-                      ? Exit.succeed(done)
-                      : refusal !== undefined
-                        ? Exit.succeed({
-                            _tag: "DeadLetter",
-                            reason: `result could not be applied: ${refusal.message}`,
-                          })
-                        : Exit.failCause(exit.cause),
-                  )
+                  delivery.settle(verdictOf(exit, "result"))
                   window.finished()
                 },
               )

@@ -23,7 +23,7 @@
  * the actor reloads and decides again.
  */
 import {
-  type Cause,
+  Cause,
   Context,
   Deferred,
   Duration,
@@ -41,6 +41,7 @@ import { EngineConfig } from "../EngineConfig.ts"
 import { PaymentStore } from "../store/PaymentStore.ts"
 import { SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { type InboxRecord, TransitionCommitter } from "../store/TransitionCommitter.ts"
+import { done, type HandlerVerdict } from "../streams/DurableConsumer.ts"
 import { HubStatus } from "../streams/HubStatus.ts"
 import type { PaymentStatusReply } from "../streams/Messages.ts"
 import { EngineClock } from "./EngineClock.ts"
@@ -87,6 +88,18 @@ export type ActorRefusal = PolicyRefusal | NotFound
 
 /** How a handled message ended: the outcome, a refusal, or a defect. */
 export type ActorExit = Exit.Exit<ActorOutcome, ActorRefusal>
+
+/**
+ * What a stream consumer does with a message its actor handled: acknowledge it when applied,
+ * dead-letter it when refused (it can never apply), redeliver it after a defect.
+ */
+export const verdictOf = (exit: ActorExit, what: string): Exit.Exit<HandlerVerdict, unknown> => {
+  if (Exit.isSuccess(exit)) return Exit.succeed(done)
+  const refusal = Cause.findErrorOption(exit.cause)
+  return refusal._tag === "Some"
+    ? Exit.succeed({ _tag: "DeadLetter", reason: `${what} could not be applied: ${refusal.value.message}` })
+    : Exit.failCause(exit.cause)
+}
 
 interface Envelope {
   readonly input: ActorInput
