@@ -204,7 +204,7 @@ export const registryOf = (
 export const describeRegistry = (registry: Registry): string => {
   switch (registry._tag) {
     case "Default":
-      return `no channel registered: accepting the five default channels, UNSIGNED (${DEFAULT_CHANNELS.join(", ")})`
+      return `INSECURE: no channel registered: accepting the five default channels, UNSIGNED (${DEFAULT_CHANNELS.join(", ")}); register channels with npm run channels`
     case "Closed":
       return "no channel registered and RP_DEFAULT_CHANNELS=off: every channel request is refused"
     case "Registered":
@@ -219,6 +219,21 @@ export const describeRegistry = (registry: Registry): string => {
           return `${channel.id} (${signing}${channel.disabled ? ", disabled" : ""}; ${channel.operations.join(" ")})`
         })
         .join(", ")}`
+  }
+}
+
+/** A few words on the registry for the protocol server's ready line. */
+export const summarizeRegistry = (registry: Registry): string => {
+  switch (registry._tag) {
+    case "Default":
+      return "UNSIGNED development defaults (no channel registered)"
+    case "Closed":
+      return "none (no channel registered, RP_DEFAULT_CHANNELS=off)"
+    case "Registered": {
+      const channels = [...registry.channels.values()].filter((channel) => !channel.disabled)
+      const unsigned = channels.filter((channel) => channel.signing._tag !== "Key").length
+      return `${channels.length} enabled, ${unsigned} of them unsigned`
+    }
   }
 }
 

@@ -25,7 +25,7 @@ import { RequestLog } from "../store/RequestLog.ts"
 import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { SIGNATURE_HEADER } from "./ChannelKeys.ts"
-import { Channels } from "./Channels.ts"
+import { Channels, summarizeRegistry } from "./Channels.ts"
 import { type ErrorCode, errorReply, okReply, RequestEnvelope } from "./Envelope.ts"
 import type { Operation, RequestContext } from "./Operation.ts"
 import { subscriptionOperations } from "./SubscriptionOperations.ts"
@@ -237,6 +237,7 @@ export const ProtocolServer = Layer.effectDiscard(
     const { connection } = yield* Nats
     const { subjects } = yield* Topology
     const { handle } = yield* ProtocolHandler
+    const channels = yield* Channels
     const subscription = yield* Effect.acquireRelease(
       Effect.sync(() => connection.subscribe(subjects.channelRequests, { queue: config.queueGroup })),
       (subscription) => Effect.promise(() => subscription.drain().catch(() => undefined)),
@@ -259,8 +260,15 @@ export const ProtocolServer = Layer.effectDiscard(
         Effect.catchCause((cause) => Effect.logError("protocol server stopped", cause)),
       ),
     )
-    yield* Effect.logInfo("protocol server ready").pipe(
-      Effect.annotateLogs({ subject: subjects.channelRequests, queueGroup: config.queueGroup }),
+    const registry = yield* channels.current
+    yield* (registry._tag === "Registered" ? Effect.logInfo : Effect.logWarning)(
+      "protocol server ready",
+    ).pipe(
+      Effect.annotateLogs({
+        subject: subjects.channelRequests,
+        queueGroup: config.queueGroup,
+        channels: summarizeRegistry(registry),
+      }),
     )
   }),
 )

@@ -10,6 +10,7 @@ import { execFile } from "node:child_process"
 import { generateKeyPairSync, type KeyObject } from "node:crypto"
 import { promisify } from "node:util"
 import { Effect, Redacted } from "effect"
+import { sql } from "kysely"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { FakeChannel, Reply } from "../../fakes/FakeChannel.ts"
 import { type RunningEngine, World } from "../../harness/World.ts"
@@ -391,6 +392,24 @@ describe("channel registry", () => {
     expect(await footprint()).toEqual(before)
     expect((await next.request("template.create", phoneTemplate("+79990000051"), client)).status).toBe("ok")
     mobile = next
+  })
+
+  it("applies a change within RP_CHANNELS_REFRESH even when no notification arrives", async () => {
+    const kiosk = env.channel("kiosk").signedWith(keys.kiosk)
+    expect((await kiosk.request("template.list", {}, { clientId: "c-1" })).status).toBe("ok")
+    await sql`ALTER TABLE channels DISABLE TRIGGER channels_changed`.execute(env.db)
+    try {
+      const changedAt = Date.now()
+      await setChannelDisabled(env.db, "kiosk", true)
+      await env.waitFor(
+        "the periodic refresh to disable kiosk",
+        async () => (await kiosk.request("template.list", {}, { clientId: "c-1" })).status === "error",
+        env.settings.channelsRefreshMs + 3_000,
+      )
+      expect(Date.now() - changedAt).toBeLessThan(env.settings.channelsRefreshMs + 3_000)
+    } finally {
+      await sql`ALTER TABLE channels ENABLE TRIGGER channels_changed`.execute(env.db)
+    }
   })
 
   it("is managed with the channels CLI", async () => {
