@@ -9,6 +9,8 @@
  * second half as fast as JetStream takes them (throughput). The phases do
  * not overlap: the flat-out half starts once every steady command was seen.
  */
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node"
 import { Schema } from "effect"
@@ -148,6 +150,19 @@ const latencies = (sentAt: Float64Array, seenAt: Float64Array, from: number, to:
   return result.sort((a, b) => a - b)
 }
 
+/** One line per below-threshold steady event, in publish order: when it went out (s) and its latency (ms). */
+const writeLatencies = (path: string, sentAt: Float64Array, seenAt: Float64Array, to: number): void => {
+  const lines = ["sentSeconds,latencyMs"]
+  const first = sentAt[0] ?? 0
+  for (let index = 0; index < to; index += 1) {
+    if (!isBelowThreshold(index)) continue
+    const sent = sentAt[index] ?? 0
+    const seen = seenAt[index] ?? 0
+    lines.push(`${((sent - first) / 1_000).toFixed(3)},${seen === 0 ? "" : (seen - sent).toFixed(1)}`)
+  }
+  writeFileSync(path, `${lines.join("\n")}\n`)
+}
+
 /** Nearest-rank percentile of sorted values; null when it falls on a missing one. */
 const percentile = (sorted: ReadonlyArray<number>, share: number): number | null => {
   const value = sorted[Math.max(0, Math.ceil(share * sorted.length) - 1)]
@@ -250,6 +265,13 @@ export const runThreshold = async (options: ThresholdOptions): Promise<Threshold
     const steadyExpected = belowThresholdIn(0, split)
     await awaitCommands(0, steadyExpected)
     const steadyLatencies = latencies(sentAt, commands.seenAt, 0, split)
+    // For looking at how latency moves over the run (spikes, drift): not part of the summary.
+    writeLatencies(
+      join(options.logDirectory, "threshold-steady-latencies.csv"),
+      sentAt,
+      commands.seenAt,
+      split,
+    )
     const steadyCommands = commands.seen[0]
     const latencyKnown = steadyExpected - steadyCommands <= steadyExpected * missingTolerance
     const p50Ms = latencyKnown ? percentile(steadyLatencies, 0.5) : null
