@@ -13,8 +13,8 @@ import pg from "pg"
 import { nextDueAt } from "../src/actors/ScheduledPolicy.ts"
 import {
   initialScheduledState,
+  initialThresholdState,
   type ScheduledTerms,
-  type ThresholdState,
   type ThresholdTerms,
 } from "../src/domain/Subscription.ts"
 import { defaultSettings } from "../src/EngineConfig.ts"
@@ -185,17 +185,6 @@ export const thresholdBenchTerms: ThresholdTerms = {
   amount: { value: 50_000, currency: "RUB" },
   threshold: { value: 10_000, currency: "RUB" },
   cooldown: "PT1H",
-}
-
-// A threshold subscription nothing has happened to yet, as `subscription.create` stores it.
-const initialThresholdState: ThresholdState = {
-  newestEventAt: null,
-  recentEventIds: [],
-  lastBalance: null,
-  open: [],
-  cooldownUntil: null,
-  paid: 0,
-  held: [],
 }
 
 /** The provider of the `index`-th seeded threshold subscription, one of `providers`. */
