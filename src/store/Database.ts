@@ -32,12 +32,18 @@ const typeParsers = {
 }
 
 /** A Kysely instance over a new pool, with the engine's type parsing (int8 as safe numbers). */
-export const makeKysely = (url: string, poolSize: number): Kysely<Tables> =>
-  new Kysely<Tables>({
-    dialect: new PostgresDialect({
-      pool: new pg.Pool({ connectionString: url, max: poolSize, types: typeParsers }),
-    }),
+export const makeKysely = (url: string, poolSize: number): Kysely<Tables> => {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, types: typeParsers })
+  // An idle connection the server closes (a restart, a terminated backend, a dropped test database)
+  // is an 'error' on the pool: without a listener Node would crash the process. The pool discards
+  // that connection and opens a new one on the next query; a query that was running fails on its own.
+  pool.on("error", (error) => {
+    console.warn(
+      `postgres: an idle connection was closed by the server (${error.message}); it will be replaced`,
+    )
   })
+  return new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) })
+}
 
 /** The database, ready to use: migrated, pooled. */
 export interface DatabaseService {
