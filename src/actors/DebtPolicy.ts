@@ -28,6 +28,7 @@ import type {
   Status,
 } from "../domain/Subscription.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
+import type { Draft, TermChanges } from "../streams/Events.ts"
 import type { Bill, DebtResponse, PaymentResult } from "../streams/Messages.ts"
 import { creation, firstRow, type NewSubscription } from "./Creation.ts"
 import type {
@@ -328,7 +329,7 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
       ["amount", command.amount],
     ])
     if (refusal !== undefined) return refusal
-    const changes: Record<string, unknown> = {}
+    const changes: Draft<TermChanges> = {}
     if (command.limit !== undefined && !Money.equals(command.limit, this.terms.limit)) {
       changes.limit = { from: this.terms.limit, to: command.limit }
       this.terms = { ...this.terms, limit: command.limit }

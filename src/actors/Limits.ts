@@ -20,7 +20,7 @@
  */
 import * as Calendar from "../domain/Calendar.ts"
 import type { Money } from "../domain/Money.ts"
-import type { Subscription } from "../domain/Subscription.ts"
+import type { RuleInputs, Subscription } from "../domain/Subscription.ts"
 
 /** Limits as configured: amounts in minor units, keyed by currency. */
 export interface LimitSettings {
@@ -59,7 +59,7 @@ export interface SpendReading {
 export interface LimitBreach {
   /** over_debt_limit is the debt kind's own limit; the caps apply to every kind. */
   readonly reason: "over_payment_cap" | "over_monthly_cap" | "over_debt_limit"
-  readonly limit: Readonly<Record<string, unknown>>
+  readonly limit: RuleInputs
 }
 
 /** The spend a payment adds to its client's month, and whether the monthly cap was checked for it. */

@@ -16,11 +16,13 @@ import {
   type HeldPayment,
   heldPayments,
   type OpenAttempt,
+  type RuleInputs,
   type Subscription,
   type ThresholdSubscription,
 } from "../domain/Subscription.ts"
 import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
+import type { EventData, PendingLifecycleEvent } from "../streams/Events.ts"
 import type { Actor, PaymentResult } from "../streams/Messages.ts"
 import {
   type ActorInput,
@@ -71,7 +73,7 @@ export abstract class PaymentRun<S extends Subscription> {
     this.builder.notify("limit.exceeded", data, held.paymentId)
   }
 
-  protected heldData(held: HeldPayment): Readonly<Record<string, unknown>> {
+  protected heldData(held: HeldPayment): EventData<"debt.over_limit"> {
     return {
       paymentId: held.paymentId,
       occurrence: held.occurrence,
@@ -85,12 +87,7 @@ export abstract class PaymentRun<S extends Subscription> {
   }
 
   /** Pays `amount` for `occurrence` unless a limit holds it back. */
-  pay(
-    occurrence: string,
-    attempt: number,
-    amount: Money.Money,
-    rule: Readonly<Record<string, unknown>>,
-  ): PayOutcome {
+  pay(occurrence: string, attempt: number, amount: Money.Money, rule: RuleInputs): PayOutcome {
     const breach = this.limits.admit(amount, this.now)
     if (breach !== null) {
       this.hold(occurrence, attempt, amount, rule, breach)
@@ -105,7 +102,7 @@ export abstract class PaymentRun<S extends Subscription> {
     occurrence: string,
     attempt: number,
     amount: Money.Money,
-    rule: Readonly<Record<string, unknown>>,
+    rule: RuleInputs,
     breach: LimitBreach,
   ): void {
     const held: HeldPayment = {
@@ -155,7 +152,7 @@ export abstract class PaymentRun<S extends Subscription> {
     occurrence: string,
     attempt: number,
     amount: Money.Money,
-    rule: Readonly<Record<string, unknown>>,
+    rule: RuleInputs,
     limitChecked: boolean,
   ): void {
     const paymentId = paymentIdFor(this.base.id, occurrence, attempt)
@@ -345,10 +342,7 @@ type LifecycleEventType =
 export abstract class EventDrivenRun<
   S extends ThresholdSubscription | DebtSubscription,
 > extends PaymentRun<S> {
-  readonly lifecycleEvents: Array<{
-    readonly type: LifecycleEventType
-    readonly data: Readonly<Record<string, unknown>>
-  }> = []
+  readonly lifecycleEvents: Array<PendingLifecycleEvent<LifecycleEventType>> = []
 
   /** The kind's terms as they stand after this message. */
   abstract terms: S["terms"]

@@ -38,6 +38,7 @@ import {
 } from "../domain/Subscription.ts"
 import { toView } from "../domain/SubscriptionView.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
+import type { Draft, PendingLifecycleEvent, TermChanges } from "../streams/Events.ts"
 import type { Actor, PaymentResult } from "../streams/Messages.ts"
 import { creation, firstRow, type NewSubscription } from "./Creation.ts"
 import type { ActorInput, LifecycleCommand, PolicySettings, UpdateCommand } from "./Inputs.ts"
@@ -244,7 +245,11 @@ class ScheduledRun extends PaymentRun<ScheduledSubscription> {
     return null
   }
 
-  skipOccurrence(occurrence: Cursor, reason: string, details: Readonly<Record<string, unknown>>): void {
+  skipOccurrence(
+    occurrence: Cursor,
+    reason: string,
+    details: { readonly dueAt: string } & Readonly<Record<string, unknown>>,
+  ): void {
     this.builder.decide("skipped", { reason, occurrence: occurrence.date, details })
     this.builder.event("payment.skipped", this.base, { occurrence: occurrence.date, reason, ...details })
   }
@@ -365,15 +370,13 @@ class ScheduledRun extends PaymentRun<ScheduledSubscription> {
     const maxPayments = this.terms.schedule.maxPayments
     const reachedMax = maxPayments !== undefined && this.paid >= maxPayments
     if (this.cursor !== null && !reachedMax) return
+    const reason = reachedMax ? "max_payments_reached" : "schedule_ended"
     this.status = "completed"
-    this.statusReason = reachedMax ? "max_payments_reached" : "schedule_ended"
+    this.statusReason = reason
     this.version += 1
     this.cursor = null
-    this.builder.decide("completed", { reason: this.statusReason, details: { paymentsMade: this.paid } })
-    this.lifecycleEvents.push({
-      type: "subscription.completed",
-      data: { reason: this.statusReason, by: engineActor },
-    })
+    this.builder.decide("completed", { reason, details: { paymentsMade: this.paid } })
+    this.lifecycleEvents.push({ type: "subscription.completed", data: { reason, by: engineActor } })
   }
 
   // ---- commands ---------------------------------------------------------
@@ -481,7 +484,7 @@ class ScheduledRun extends PaymentRun<ScheduledSubscription> {
         `must stay ${this.base.currency}: the currency of a subscription cannot change`,
       )
     }
-    const changes: Record<string, unknown> = {}
+    const changes: Draft<TermChanges> = {}
     if (command.schedule !== undefined) {
       const schedule = normalizeSchedule(command.schedule)
       const cursor = firstCursorAfter(schedule, this.now, this.lastSettled)
@@ -532,7 +535,7 @@ class ScheduledRun extends PaymentRun<ScheduledSubscription> {
       amount: retry.amount,
       providerId: this.base.payee.providerId,
       account: this.base.payee.account,
-      final: true,
+      final: true as const,
       whyNoRetry:
         reason === "next_occurrence_due"
           ? "the next occurrence came before the retry"
@@ -549,10 +552,7 @@ class ScheduledRun extends PaymentRun<ScheduledSubscription> {
 
   // ---- result -----------------------------------------------------------
 
-  readonly lifecycleEvents: Array<{
-    readonly type: LifecycleEventType
-    readonly data: Readonly<Record<string, unknown>>
-  }> = []
+  readonly lifecycleEvents: Array<PendingLifecycleEvent<LifecycleEventType>> = []
 
   finish(): Transition<ScheduledSubscription> {
     const state: ScheduledState = {

@@ -25,6 +25,7 @@ import {
   type ThresholdTerms,
 } from "../domain/Subscription.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
+import type { Draft, TermChanges } from "../streams/Events.ts"
 import type { PaymentResult, ThresholdEvent } from "../streams/Messages.ts"
 import { creationBuilder, firstRow, type NewSubscription } from "./Creation.ts"
 import type { ActorInput, BalanceReading, DebtAnswer, PolicySettings, UpdateCommand } from "./Inputs.ts"
@@ -182,7 +183,7 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
       ["threshold", command.threshold],
     ])
     if (refusal !== undefined) return refusal
-    const changes: Record<string, unknown> = {}
+    const changes: Draft<TermChanges> = {}
     if (command.amount !== undefined && !Money.equals(command.amount, this.terms.amount)) {
       changes.amount = { from: this.terms.amount, to: command.amount }
       this.terms = { ...this.terms, amount: command.amount }

@@ -9,6 +9,7 @@ import type { Money } from "../domain/Money.ts"
 import type { Subscription } from "../domain/Subscription.ts"
 import type { Template } from "../domain/Template.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
+import type { EventData, NotificationData } from "../streams/Events.ts"
 import type {
   Actor,
   DebtQuery,
@@ -152,8 +153,8 @@ export class TransitionBuilder {
     })
   }
 
-  /** Publishes a lifecycle or outcome event for the hub. */
-  event(type: EventType, subscription: Subscription, data: Readonly<Record<string, unknown>>): void {
+  /** Publishes a lifecycle or outcome event for the hub; `data` is checked against its type's schema. */
+  event<T extends EventType>(type: T, subscription: Subscription, data: EventData<T>): void {
     this.outgoing.push({
       _tag: "Event",
       event: {
@@ -168,10 +169,10 @@ export class TransitionBuilder {
     })
   }
 
-  /** Tells the customer something. */
-  notify(
-    type: NotificationType,
-    data: Readonly<Record<string, unknown>>,
+  /** Tells the customer something; `data` is checked against its type's schema. */
+  notify<T extends NotificationType>(
+    type: T,
+    data: NotificationData<T>,
     paymentId: string | undefined = undefined,
   ): void {
     this.outgoing.push({

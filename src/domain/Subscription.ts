@@ -147,6 +147,15 @@ export const RetryPlan = Schema.Struct({
 export type RetryPlan = typeof RetryPlan.Type
 
 /**
+ * A rule and the inputs it decided with: `rule` names it, the other fields are the figures it
+ * looked at, which differ from rule to rule (why a payment was made, which limit held it back).
+ */
+export const RuleInputs = Schema.StructWithRest(Schema.Struct({ rule: Schema.String }), [
+  Schema.Record(Schema.String, Schema.Unknown),
+])
+export type RuleInputs = typeof RuleInputs.Type
+
+/**
  * A payment a limit held back: computed in full (its id is the one it will be
  * sent with) but not sent until the client confirms it with `payment.confirm`.
  */
@@ -159,9 +168,9 @@ export const HeldPayment = Schema.Struct({
   reason: Schema.String,
   heldAt: Schema.Number,
   /** The rule that would have paid it, with its inputs. */
-  rule: Schema.Record(Schema.String, Schema.Unknown),
+  rule: RuleInputs,
   /** The limit it broke, with its inputs. */
-  limit: Schema.Record(Schema.String, Schema.Unknown),
+  limit: RuleInputs,
 })
 export type HeldPayment = typeof HeldPayment.Type
 
