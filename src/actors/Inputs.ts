@@ -21,6 +21,8 @@ export interface Wake {
   readonly _tag: "Wake"
   /** Answers of `hub.payment.status` for attempts whose outcome was unknown, gathered just before. */
   readonly statusReplies: ReadonlyMap<string, PaymentStatusReply | "unreachable">
+  /** Reminders: whether the client pays the payee automatically by now (read just before). */
+  readonly autopaymentToPayee?: boolean
 }
 
 /** The hub's result for one of this subscription's attempts. */
@@ -99,6 +101,8 @@ export interface AcceptReminder {
   readonly amount: Money | undefined
   /** The template the payment is saved as (id and audit stamps minted by the caller). */
   readonly template: Omit<Template, "providerId" | "account" | "source">
+  /** Whether the client pays the payee automatically by now (read just before). */
+  readonly autopaymentToPayee?: boolean
 }
 
 /** The client wants no more reminders for this payee. */

@@ -43,7 +43,8 @@ export const decide = (
   const run = new ReminderRun(subscription, now)
   switch (input._tag) {
     case "Wake":
-      run.wake()
+      if (input.autopaymentToPayee === true) run.stop("autopayment_exists")
+      else run.wake()
       return Result.succeed(run.finish())
     case "PaymentCompleted":
       run.paymentCompleted(input.payment)
@@ -121,6 +122,15 @@ class ReminderRun {
     }
   }
 
+  /** The client pays the payee automatically by now: nothing left to offer. */
+  stop(reason: "autopayment_exists"): void {
+    if (this.status !== "active") return
+    this.status = "completed"
+    this.statusReason = reason
+    this.state = { ...this.state, nextOfferAt: null }
+    this.builder.decide("stopped", { reason, details: { offers: this.state.offers } })
+  }
+
   paymentCompleted(payment: HubPaymentCompleted): void {
     const at = Timestamp.millisOf(payment.at)
     const { lastPayment } = this.state
@@ -178,6 +188,9 @@ class ReminderRun {
         conflict("this reminder was declined; a new autopayment is made with subscription.create"),
       )
     }
+    if (command.autopaymentToPayee === true) {
+      return Result.fail(conflict("the client already pays this payee automatically"))
+    }
     const amount = command.amount ?? this.state.lastPayment.amount
     if (amount.currency !== this.state.lastPayment.amount.currency) {
       return Result.fail(
@@ -197,13 +210,15 @@ class ReminderRun {
         ),
       )
     }
-    const { payee } = this.base
+    // The autopayment pays from where the latest one-off payment came from (the one just offered).
+    const payee = { ...this.base.payee, source: this.state.lastPayment.source }
     const template = {
       ...command.template,
-      name: command.template.name === "" ? `${payee.providerId} ${payee.account}` : command.template.name,
-      providerId: this.base.payee.providerId,
-      account: this.base.payee.account,
-      source: this.base.payee.source,
+      name:
+        command.template.name === ""
+          ? `${payee.providerId} ${payee.account}`.slice(0, 100)
+          : command.template.name,
+      ...payee,
     }
     const scheduled: ScheduledSubscription = {
       ...this.base,
@@ -213,6 +228,7 @@ class ReminderRun {
       hidden: false,
       version: this.version + 1,
       templateId: template.id,
+      payee,
       terms,
       state,
       nextDueAt: ScheduledPolicy.nextDueAt("active", state, settings, terms.schedule.maxPayments),

@@ -7,10 +7,11 @@
  * again), or one is created, hidden, due one period later. A declined
  * reminder stays declined: its actor notes the payment and reminds nobody.
  *
- * Payments are handled one at a time: they are rare next to autopayments, and
- * two payments to one payee must not both find "no reminder yet". The unique
- * index on reminders per client and payee guards the same across instances:
- * the loser's message is redelivered and then finds the reminder.
+ * The payments of one batch are handled one after another (they are rare
+ * next to autopayments), but batches may overlap and instances may race, so
+ * two payments to one payee can both find "no reminder yet". The unique index
+ * on reminders per client and payee settles it: the loser's insert fails, its
+ * message is redelivered, and then it finds the reminder.
  */
 import { Context, Effect, Exit, Layer } from "effect"
 import { newId } from "../domain/Ids.ts"

@@ -184,6 +184,22 @@ export class SubscriptionActors extends Context.Service<
             const bills = yield* payments.latestAttempts(subscription.payee, billIds)
             return { ...input, bills }
           }
+          if (
+            subscription.kind === "reminder" &&
+            (input._tag === "Wake" || input._tag === "AcceptReminder")
+          ) {
+            // An autopayment the client set up since makes the reminder pointless (and a second one wrong).
+            const payee = yield* store.forPayee(
+              subscription.clientId,
+              subscription.payee.providerId,
+              subscription.payee.account,
+            )
+            const autopaymentToPayee = payee.some(
+              (other) =>
+                other.kind !== "reminder" && (other.status === "active" || other.status === "paused"),
+            )
+            return { ...input, autopaymentToPayee }
+          }
           const releasing = input._tag === "Confirm" || input._tag === "Update" || input._tag === "Resume"
           if (subscription.kind === "debt" && releasing && subscription.state.held.length > 0) {
             const billIds = subscription.state.held.map((held) => held.occurrence)

@@ -388,7 +388,10 @@ export const subscriptionOperations = Effect.gen(function* () {
         (field) => body[field as keyof typeof body] !== undefined && !allowed.includes(field),
       )
       if (foreign.length > 0) {
-        const message = `is not a term of a ${subscription.kind} autopayment (it has ${allowed.join(", ")})`
+        const message =
+          allowed.length === 0
+            ? "a reminder has no terms to change: answer it with reminder.accept or reminder.decline"
+            : `is not a term of a ${subscription.kind} autopayment (it has ${allowed.join(", ")})`
         return yield* new ValidationFailed({
           message: `body has terms a ${subscription.kind} autopayment does not have: ${foreign.join(", ")}`,
           details: foreign.map((field) => ({ path: `body.${field}`, message })),
@@ -502,10 +505,12 @@ export const subscriptionOperations = Effect.gen(function* () {
       Effect.gen(function* () {
         const subscription = yield* owned(body.subscriptionId, context.clientId)
         if (subscription.kind !== "scheduled") {
-          const note =
-            subscription.kind === "threshold"
-              ? "a threshold autopayment has no calendar: it pays when the provider reports a balance below the threshold"
-              : "a debt autopayment has no calendar: it pays the bills the provider reports at each poll, up to the limit"
+          const note = {
+            threshold:
+              "a threshold autopayment has no calendar: it pays when the provider reports a balance below the threshold",
+            debt: "a debt autopayment has no calendar: it pays the bills the provider reports at each poll, up to the limit",
+            reminder: "a reminder never pays: it offers to repeat a one-off payment (see nextOfferAt)",
+          }[subscription.kind]
           return {
             _tag: "Result",
             result: { subscriptionId: subscription.id, occurrences: [], note },

@@ -232,7 +232,7 @@ export const consumerDefinitions = (topology: TopologyService, ackWaitMs: number
     },
     {
       stream: topology.streams.hubPayments,
-      // One-off payments feed reminders; handled one at a time (see ReminderRouter).
+      // One-off payments feed reminders; see ReminderRouter for how two at once are settled.
       config: {
         ...base,
         durable_name: topology.consumers.hubCompleted,

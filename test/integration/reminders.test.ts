@@ -270,6 +270,62 @@ describe("reminders", () => {
     expect((await list("client-6", true)).map((s) => s.kind)).toEqual(["scheduled"])
   })
 
+  it("stops offering once the client pays the payee automatically, and pays from the latest one-off payment's source", async () => {
+    await oneOff("client-8", "2027-01-01T10:00:00Z")
+    await env.channel().ok(
+      "subscription.create",
+      {
+        kind: "scheduled",
+        template: { name: "Internet", providerId: "isp-1", account: "contract-77", source: "card-tok-1" },
+        amount: rub(99_000),
+        schedule: { every: "month", dayOfMonth: 1, time: "09:00", startDate: "2027-02-01" },
+      },
+      { clientId: "client-8" },
+    )
+    await env.tick("2027-01-31T10:00:00Z")
+    await env.settled()
+    expect((await notifications("client-8")).filter((n) => n.type === "reminder.offer")).toEqual([])
+    const reminder = (await list("client-8", true)).find((s) => s.kind === "reminder")
+    expect(reminder).toMatchObject({ status: "completed", statusReason: "autopayment_exists" })
+    const refused = await env.channel().request(
+      "reminder.accept",
+      {
+        reminderId: reminder?.subscriptionId,
+        schedule: { every: "month", dayOfMonth: 5, time: "09:00", startDate: "2027-02-01" },
+      },
+      { clientId: "client-8" },
+    )
+    expect(refused, JSON.stringify(refused)).toMatchObject({ status: "error", error: { code: "CONFLICT" } })
+
+    // Another client: two one-off payments from different cards; the autopayment takes the latest card.
+    await oneOff("client-9", "2027-01-01T10:00:00Z")
+    await env.js.publish(
+      env.topology.subjects.hubCompleted,
+      JSON.stringify({
+        paymentId: "one-off-new-card",
+        clientId: "client-9",
+        channel: "atm",
+        providerId: "isp-1",
+        account: "contract-77",
+        source: "card-tok-new",
+        amount: rub(99_000),
+        at: "2027-01-05T10:00:00Z",
+      }),
+      { msgID: "completed:one-off-new-card" },
+    )
+    await env.settled()
+    const [nine] = await list("client-9", true)
+    const { subscription } = await env.channel().ok<{ subscription: { payee: { source: string } } }>(
+      "reminder.accept",
+      {
+        reminderId: nine?.subscriptionId,
+        schedule: { every: "month", dayOfMonth: 5, time: "09:00", startDate: "2027-02-01" },
+      },
+      { clientId: "client-9" },
+    )
+    expect(subscription.payee.source).toBe("card-tok-new")
+  })
+
   it("refuses templates and autopayments naming a provider the bank has not registered, or a kind it does not support", async () => {
     const mobile = env.channel()
     const unknown = await mobile.request(
