@@ -276,6 +276,9 @@ export const writeBatch = async (
         kind: subscription.kind,
         hidden: subscription.hidden,
         template_id: subscription.templateId,
+        // The payer's source moves with a reminder taken up (the card of the latest one-off payment).
+        source: subscription.payee.source,
+        currency: subscription.currency,
         status: subscription.status,
         status_reason: subscription.statusReason,
         version: subscription.version,
@@ -289,9 +292,9 @@ export const writeBatch = async (
       UPDATE subscriptions AS s SET
         status = v.status, status_reason = v.status_reason, version = v.version, revision = v.expected + 1,
         terms = COALESCE(v.terms, s.terms), state = v.state, next_due_at = v.next_due_at, updated_at = now(),
-        kind = v.kind, hidden = v.hidden, template_id = v.template_id
+        kind = v.kind, hidden = v.hidden, template_id = v.template_id, source = v.source, currency = v.currency
       FROM json_to_recordset(${rowsJson(rows)}::json) AS v(id uuid, expected bigint, kind text, hidden boolean,
-        template_id uuid, status text, status_reason text, version int, terms jsonb, state jsonb,
+        template_id uuid, source text, currency text, status text, status_reason text, version int, terms jsonb, state jsonb,
         next_due_at timestamptz)
       WHERE s.id = v.id AND s.revision = v.expected
       RETURNING s.id`.execute(trx)

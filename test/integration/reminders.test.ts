@@ -324,6 +324,13 @@ describe("reminders", () => {
       { clientId: "client-9" },
     )
     expect(subscription.payee.source).toBe("card-tok-new")
+    // The row says so too: after a restart the actor loads it from there.
+    const row = await env.db
+      .selectFrom("subscriptions")
+      .select(["source", "kind", "hidden"])
+      .where("id", "=", nine?.subscriptionId ?? "")
+      .executeTakeFirstOrThrow()
+    expect(row).toEqual({ source: "card-tok-new", kind: "scheduled", hidden: false })
   })
 
   it("refuses templates and autopayments naming a provider the bank has not registered, or a kind it does not support", async () => {
