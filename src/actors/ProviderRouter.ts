@@ -63,18 +63,19 @@ export class ProviderRouter extends Context.Service<
               delivery.settle(Exit.succeed(mismatch))
               continue
             }
-            const ids = watchers.get(watchKey(event.providerId, event.account)) ?? []
+            const watching = watchers.get(watchKey(event.providerId, event.account)) ?? []
             // Nobody watches this account (any more): nothing to do.
-            if (ids.length === 0) {
+            if (watching.length === 0) {
               delivery.settle(Exit.succeed(done))
               continue
             }
             // Settled once every watcher has handled it; the first failure decides the verdict.
-            let remaining = ids.length
+            let remaining = watching.length
             let failure: Exit.Exit<HandlerVerdict, unknown> | undefined
-            for (const id of ids) {
+            for (const { id, subscription } of watching) {
               window.started()
-              yield* actors.tell(id, { _tag: "ThresholdEvent", event }, {}, (exit) => {
+              const primed = subscription === undefined ? {} : { primed: subscription }
+              yield* actors.tell(id, { _tag: "ThresholdEvent", event }, primed, (exit) => {
                 const verdict = verdictOf(exit, "message")
                 if (failure === undefined && !(Exit.isSuccess(verdict) && verdict.value._tag === "Done"))
                   failure = verdict

@@ -187,7 +187,7 @@ export class SubscriptionStore extends Context.Service<
      */
     readonly thresholdWatchers: (
       payees: ReadonlyArray<{ readonly providerId: string; readonly account: string }>,
-    ) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<string>>>
+    ) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<DueSubscription>>>
     /** The subscription that sent each debt query, keyed by query id (lower case). */
     readonly debtQueryOwners: (queryIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, string>>
     /** Every subscription of a client to one payee, of any kind and status (through the client index). */
@@ -259,20 +259,22 @@ export class SubscriptionStore extends Context.Service<
           const wanted = JSON.stringify(
             payees.map((p) => ({ provider_id: p.providerId, account: p.account })),
           )
+          // Whole rows: the actors they wake start from them instead of loading each row again.
           return use((runner) =>
-            sql<{ id: string; provider_id: string; account: string }>`
-              SELECT s.id, s.provider_id, s.account FROM subscriptions s
+            sql<SubscriptionRow>`
+              SELECT s.* FROM subscriptions s
               JOIN (SELECT DISTINCT * FROM json_to_recordset(${wanted}::json) AS v(provider_id text, account text)) v
                 ON s.provider_id = v.provider_id AND s.account = v.account
               WHERE s.kind = 'threshold' AND s.status IN ('active', 'paused')`.execute(runner),
           ).pipe(
             Effect.map((result) => {
-              const watchers = new Map<string, Array<string>>()
+              const watchers = new Map<string, Array<DueSubscription>>()
               for (const row of result.rows) {
                 const key = watchKey(row.provider_id, row.account)
-                const ids = watchers.get(key)
-                if (ids === undefined) watchers.set(key, [row.id])
-                else ids.push(row.id)
+                const watcher = decodeDue(row)
+                const found = watchers.get(key)
+                if (found === undefined) watchers.set(key, [watcher])
+                else found.push(watcher)
               }
               return watchers
             }),
