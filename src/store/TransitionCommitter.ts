@@ -16,7 +16,7 @@
  * If a batch fails as a whole, each transition is retried alone so one bad
  * transition cannot hold the others back.
  */
-import { Context, Deferred, Duration, Effect, Layer, Queue, Semaphore } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Queue, Semaphore } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
 import { type LimitSettings, noLimitSettings } from "../actors/Limits.ts"
 import type { DecisionRecord, Outgoing, PaymentRecord, Transition } from "../actors/Transition.ts"
@@ -542,7 +542,8 @@ const recordMonthlySpend = async (
 
 interface Pending {
   readonly request: CommitRequest
-  readonly done: Deferred.Deferred<CommitOutcome>
+  /** Resumes the committing actor (once). */
+  readonly done: (outcome: Exit.Exit<CommitOutcome>) => void
 }
 
 /** Group-commits actor transitions. */
@@ -583,8 +584,7 @@ export class TransitionCommitter extends Context.Service<
         Effect.gen(function* () {
           yield* publisher.enqueue(written.outbox)
           for (const [index, pending] of batch.entries()) {
-            const outcome: CommitOutcome = written.outcomes[index] ?? { _tag: "Stale" }
-            yield* Deferred.succeed(pending.done, outcome)
+            pending.done(Exit.succeed(written.outcomes[index] ?? { _tag: "Stale" }))
           }
         })
 
@@ -593,8 +593,8 @@ export class TransitionCommitter extends Context.Service<
           Effect.flatMap((written) => settle(batch, written)),
           Effect.catch((error) =>
             batch.length === 1
-              ? Effect.forEach(batch, (pending) => Deferred.die(pending.done, error.cause ?? error), {
-                  discard: true,
+              ? Effect.sync(() => {
+                  for (const pending of batch) pending.done(Exit.die(error.cause ?? error))
                 })
               : Effect.logWarning("group commit failed; retrying its transitions one by one").pipe(
                   Effect.annotateLogs({ batch: batch.length, error: String(error.cause ?? error) }),
@@ -638,6 +638,14 @@ export class TransitionCommitter extends Context.Service<
       )
       yield* Effect.forkScoped(dispatcher)
 
+      // The queue is full: wait for room (backpressure on the actors).
+      const commitWhenRoom = (request: CommitRequest) =>
+        Effect.gen(function* () {
+          const done = yield* Deferred.make<CommitOutcome>()
+          yield* Queue.offer(queue, { request, done: (exit) => Deferred.doneUnsafe(done, exit) })
+          return yield* Deferred.await(done)
+        })
+
       return TransitionCommitter.of({
         create: (creation) =>
           Effect.promise(() =>
@@ -646,11 +654,10 @@ export class TransitionCommitter extends Context.Service<
             Effect.tap((written) => publisher.enqueue(written.outbox)),
             Effect.map((written) => written.outcome),
           ),
+        // A callback rather than a Deferred and a fiber hand-off: one per transition of a burst.
         commit: (request) =>
-          Effect.gen(function* () {
-            const done = yield* Deferred.make<CommitOutcome>()
-            yield* Queue.offer(queue, { request, done })
-            return yield* Deferred.await(done)
+          Effect.callback<CommitOutcome>((resume) => {
+            if (!Queue.offerUnsafe(queue, { request, done: resume })) resume(commitWhenRoom(request))
           }),
       })
     }),
