@@ -22,6 +22,7 @@ import { type LimitSettings, noLimitSettings } from "../actors/Limits.ts"
 import type { DecisionRecord, Outgoing, PaymentRecord, Transition } from "../actors/Transition.ts"
 import { newId } from "../domain/Ids.ts"
 import type { Template } from "../domain/Template.ts"
+import * as Timestamp from "../domain/Timestamp.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import {
   OutboxPublisher,
@@ -110,8 +111,7 @@ export const address = (outgoing: Outgoing, topology: TopologyService): Publisha
   }
 }
 
-const iso = (millis: number | null): string | null =>
-  millis === null ? null : new Date(millis).toISOString()
+const iso = (millis: number | null): string | null => (millis === null ? null : Timestamp.format(millis))
 
 /**
  * One JSON document per statement: rows travel as a JSON array and Postgres
