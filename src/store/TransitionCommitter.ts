@@ -444,38 +444,41 @@ interface SpendAddition {
 const spendKey = (clientId: string, month: string, currency: string) =>
   `${clientId}\u0000${month}\u0000${currency}`
 
+const noSpend: Array<SpendAddition> = []
+
 /** What a transition adds to (payments sent) and gives back to (attempts failed) its client's months. */
-const spendOf = (request: CommitRequest): Array<SpendAddition> => [
-  ...request.transition.payments.flatMap((payment) =>
-    payment.spend === null
-      ? []
-      : [
-          {
-            key: spendKey(payment.clientId, payment.spend.month, payment.amount.currency),
-            clientId: payment.clientId,
-            month: payment.spend.month,
-            currency: payment.amount.currency,
-            amount: payment.amount.value,
-            checked: payment.spend.checked,
-          },
-        ],
-  ),
-  ...request.transition.outcomes.flatMap((outcome) => {
+const spendOf = (request: CommitRequest): Array<SpendAddition> => {
+  // Called twice per transition of every batch; without monthly limits there is never anything.
+  let additions = noSpend
+  const { transition } = request
+  for (const payment of transition.payments) {
+    if (payment.spend === null) continue
+    if (additions === noSpend) additions = []
+    additions.push({
+      key: spendKey(payment.clientId, payment.spend.month, payment.amount.currency),
+      clientId: payment.clientId,
+      month: payment.spend.month,
+      currency: payment.amount.currency,
+      amount: payment.amount.value,
+      checked: payment.spend.checked,
+    })
+  }
+  for (const outcome of transition.outcomes) {
     const release = outcome.spendRelease
-    if (release === null) return []
-    const clientId = request.transition.subscription.clientId
-    return [
-      {
-        key: spendKey(clientId, release.month, release.amount.currency),
-        clientId,
-        month: release.month,
-        currency: release.amount.currency,
-        amount: -release.amount.value,
-        checked: false,
-      },
-    ]
-  }),
-]
+    if (release === null) continue
+    if (additions === noSpend) additions = []
+    const clientId = transition.subscription.clientId
+    additions.push({
+      key: spendKey(clientId, release.month, release.amount.currency),
+      clientId,
+      month: release.month,
+      currency: release.amount.currency,
+      amount: -release.amount.value,
+      checked: false,
+    })
+  }
+  return additions
+}
 
 /**
  * Locks the spend rows every pending payment of the batch adds to (created at zero when
