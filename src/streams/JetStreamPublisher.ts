@@ -26,8 +26,6 @@ interface AwaitingAck {
   readonly done: AckCallback
 }
 
-const encoder = new TextEncoder()
-
 /**
  * The one header an outbox message carries, encoded as nats-core encodes headers. A connection's
  * publish only ever calls `encode()` on the headers it is given; building them through
@@ -39,7 +37,7 @@ class MsgIdHeader {
       throw new Error(`a Nats-Msg-Id cannot contain a line break: ${JSON.stringify(msgId)}`)
   }
   encode(): Uint8Array {
-    return encoder.encode(`NATS/1.0\r\nNats-Msg-Id: ${this.msgId}\r\n\r\n`)
+    return Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${this.msgId}\r\n\r\n`, "utf8")
   }
 }
 
@@ -111,7 +109,9 @@ export class JetStreamPublisher {
     try {
       this.connection.publish(
         subject,
-        payload,
+        // Small Buffers are slices of Node's shared pool; nats-core's own encoding gives each
+        // message an ArrayBuffer of its own, which the garbage collector must track and free.
+        typeof payload === "string" ? Buffer.from(payload, "utf8") : payload,
         msgId === undefined
           ? { reply: `${this.inbox}.${token}` }
           : { reply: `${this.inbox}.${token}`, headers: new MsgIdHeader(msgId) as unknown as MsgHdrs },
