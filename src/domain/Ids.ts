@@ -27,12 +27,10 @@ export const nameBasedId = (name: string): string => {
     name.length * 3 <= scratch.length - namespace.length
       ? scratch.subarray(0, namespace.length + scratch.write(name, namespace.length, "utf8"))
       : Buffer.concat([namespace, Buffer.from(name, "utf8")])
-  const digest = hash("sha1", input, "buffer")
-  const bytes = digest.subarray(0, 16)
-  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x50
-  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80
-  const hex = bytes.toString("hex")
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+  // Hex straight from the hash (no digest buffer); the version and variant bits are set on the text.
+  const hex = hash("sha1", input, "hex")
+  const variant = "89ab"[Number.parseInt(hex.charAt(16), 16) & 0x3] ?? "8"
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`
 }
 
 /** The id of one payment attempt: unique per (subscription, occurrence, attempt). */
