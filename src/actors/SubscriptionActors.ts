@@ -159,16 +159,21 @@ export class SubscriptionActors extends Context.Service<
        * currency and the message may pay, the client's spend this month is read first (the
        * committer checks it again under a lock).
        */
-      const limitsFor = (subscription: Subscription, input: ActorInput, now: number) =>
-        Effect.gen(function* () {
-          const { limits } = config
-          if (!tracksMonthlySpend(limits, subscription.currency) || !Policy.mayPay(input)) {
-            return new LimitCheck(limits, subscription, null)
-          }
-          const month = monthOf(now, limits.clientTimeZone)
-          const spent = yield* payments.monthlySpend(subscription.clientId, month, subscription.currency)
-          return new LimitCheck(limits, subscription, { month, spent })
-        })
+      const limitsFor = (
+        subscription: Subscription,
+        input: ActorInput,
+        now: number,
+      ): Effect.Effect<LimitCheck> => {
+        const { limits } = config
+        // Plain functions rather than generators: this runs for every message of a burst.
+        if (!tracksMonthlySpend(limits, subscription.currency) || !Policy.mayPay(input)) {
+          return Effect.succeed(new LimitCheck(limits, subscription, null))
+        }
+        const month = monthOf(now, limits.clientTimeZone)
+        return payments
+          .monthlySpend(subscription.clientId, month, subscription.currency)
+          .pipe(Effect.map((spent) => new LimitCheck(limits, subscription, { month, spent })))
+      }
 
       /**
        * What the policy needs beyond the message: for a wake, the hub's answers about
@@ -177,61 +182,65 @@ export class SubscriptionActors extends Context.Service<
        * fresh one can tell a redelivery from a contradiction); for a debt answer, what was
        * paid before for each bill in it, by this subscription or any other.
        */
-      const prepare = (subscription: Subscription, input: ActorInput, now: number) =>
-        Effect.gen(function* () {
-          if (input._tag === "DebtResponse") {
-            const billIds = (input.response.debts ?? []).map((bill) => bill.billId)
-            const bills = yield* payments.latestAttempts(subscription.payee, billIds)
-            return { ...input, bills }
-          }
-          if (
-            subscription.kind === "reminder" &&
-            (input._tag === "Wake" || input._tag === "AcceptReminder")
-          ) {
-            // An autopayment the client set up since makes the reminder pointless (and a second one wrong).
-            const payee = yield* store.forPayee(
-              subscription.clientId,
-              subscription.payee.providerId,
-              subscription.payee.account,
-            )
-            const autopaymentToPayee = payee.some(
-              (other) =>
-                other.kind !== "reminder" && (other.status === "active" || other.status === "paused"),
-            )
-            return { ...input, autopaymentToPayee }
-          }
-          const releasing = input._tag === "Confirm" || input._tag === "Update" || input._tag === "Resume"
-          if (subscription.kind === "debt" && releasing && subscription.state.held.length > 0) {
-            const billIds = subscription.state.held.map((held) => held.occurrence)
-            const bills = yield* payments.latestAttempts(subscription.payee, billIds)
-            return { ...input, bills }
-          }
-          if (input._tag === "HubResult") {
-            const open = subscription.state.open.some(
-              (attempt) => attempt.paymentId === input.result.paymentId,
-            )
-            if (open) return input
-            const route = (yield* payments.routes([input.result.paymentId])).get(input.result.paymentId)
-            return { ...input, recordedStatus: route?.status ?? input.recordedStatus }
-          }
-          if (input._tag !== "Wake") return input
-          const waiting = Policy.attemptsAwaitingStatus(subscription, now)
-          if (waiting.length === 0) return input
-          const replies = yield* Effect.forEach(
-            waiting,
-            (attempt) =>
-              hubStatus
-                .query(attempt.paymentId)
-                .pipe(
-                  Effect.map((reply): readonly [string, PaymentStatusReply | "unreachable"] => [
-                    attempt.paymentId,
-                    reply,
-                  ]),
+      const prepare = (
+        subscription: Subscription,
+        input: ActorInput,
+        now: number,
+      ): Effect.Effect<ActorInput> => {
+        if (input._tag === "DebtResponse") {
+          const billIds = (input.response.debts ?? []).map((bill) => bill.billId)
+          return payments
+            .latestAttempts(subscription.payee, billIds)
+            .pipe(Effect.map((bills) => ({ ...input, bills })))
+        }
+        if (subscription.kind === "reminder" && (input._tag === "Wake" || input._tag === "AcceptReminder")) {
+          // An autopayment the client set up since makes the reminder pointless (and a second one wrong).
+          return store
+            .forPayee(subscription.clientId, subscription.payee.providerId, subscription.payee.account)
+            .pipe(
+              Effect.map((payee) => ({
+                ...input,
+                autopaymentToPayee: payee.some(
+                  (other) =>
+                    other.kind !== "reminder" && (other.status === "active" || other.status === "paused"),
                 ),
-            { concurrency: 4 },
+              })),
+            )
+        }
+        const releasing = input._tag === "Confirm" || input._tag === "Update" || input._tag === "Resume"
+        if (subscription.kind === "debt" && releasing && subscription.state.held.length > 0) {
+          const billIds = subscription.state.held.map((held) => held.occurrence)
+          return payments
+            .latestAttempts(subscription.payee, billIds)
+            .pipe(Effect.map((bills) => ({ ...input, bills })))
+        }
+        if (input._tag === "HubResult") {
+          const open = subscription.state.open.some((attempt) => attempt.paymentId === input.result.paymentId)
+          if (open) return Effect.succeed(input)
+          return payments.routes([input.result.paymentId]).pipe(
+            Effect.map((routes) => ({
+              ...input,
+              recordedStatus: routes.get(input.result.paymentId)?.status ?? input.recordedStatus,
+            })),
           )
-          return { ...input, statusReplies: new Map(replies) }
-        })
+        }
+        if (input._tag !== "Wake") return Effect.succeed(input)
+        const waiting = Policy.attemptsAwaitingStatus(subscription, now)
+        if (waiting.length === 0) return Effect.succeed(input)
+        return Effect.forEach(
+          waiting,
+          (attempt) =>
+            hubStatus
+              .query(attempt.paymentId)
+              .pipe(
+                Effect.map((reply): readonly [string, PaymentStatusReply | "unreachable"] => [
+                  attempt.paymentId,
+                  reply,
+                ]),
+              ),
+          { concurrency: 4 },
+        ).pipe(Effect.map((replies) => ({ ...input, statusReplies: new Map(replies) })))
+      }
 
       const handle = (actor: Actor, envelope: Envelope) =>
         Effect.gen(function* () {

@@ -50,5 +50,29 @@ export const millisOf = (text: string): number => {
   return millis
 }
 
+// The last two times formatted: a burst formats the same tick (and the same due time) for every
+// payment, several times each, and toISOString is most of the cost of building a message.
+let recentMillis = Number.NaN
+let recentText = ""
+let olderMillis = Number.NaN
+let olderText = ""
+
 /** The engine's own timestamps: UTC, millisecond precision, `Z` offset. */
-export const format = (millis: number): string => new Date(millis).toISOString()
+export const format = (millis: number): string => {
+  if (millis === recentMillis) return recentText
+  if (millis === olderMillis) {
+    olderMillis = recentMillis
+    recentMillis = millis
+    const text = olderText
+    olderText = recentText
+    recentText = text
+    return text
+  }
+  // Throws for a time outside the Date range, as before; nothing is cached then.
+  const text = new Date(millis).toISOString()
+  olderMillis = recentMillis
+  olderText = recentText
+  recentMillis = millis
+  recentText = text
+  return text
+}

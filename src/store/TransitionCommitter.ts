@@ -16,12 +16,13 @@
  * If a batch fails as a whole, each transition is retried alone so one bad
  * transition cannot hold the others back.
  */
-import { Context, Deferred, Duration, Effect, Layer, Queue, Semaphore } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Queue, Semaphore } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
 import { type LimitSettings, noLimitSettings } from "../actors/Limits.ts"
 import type { DecisionRecord, Outgoing, PaymentRecord, Transition } from "../actors/Transition.ts"
 import { newId } from "../domain/Ids.ts"
 import type { Template } from "../domain/Template.ts"
+import * as Timestamp from "../domain/Timestamp.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import {
   OutboxPublisher,
@@ -110,8 +111,7 @@ export const address = (outgoing: Outgoing, topology: TopologyService): Publisha
   }
 }
 
-const iso = (millis: number | null): string | null =>
-  millis === null ? null : new Date(millis).toISOString()
+const iso = (millis: number | null): string | null => (millis === null ? null : Timestamp.format(millis))
 
 /**
  * One JSON document per statement: rows travel as a JSON array and Postgres
@@ -464,38 +464,41 @@ interface SpendAddition {
 const spendKey = (clientId: string, month: string, currency: string) =>
   `${clientId}\u0000${month}\u0000${currency}`
 
+const noSpend: Array<SpendAddition> = []
+
 /** What a transition adds to (payments sent) and gives back to (attempts failed) its client's months. */
-const spendOf = (request: CommitRequest): Array<SpendAddition> => [
-  ...request.transition.payments.flatMap((payment) =>
-    payment.spend === null
-      ? []
-      : [
-          {
-            key: spendKey(payment.clientId, payment.spend.month, payment.amount.currency),
-            clientId: payment.clientId,
-            month: payment.spend.month,
-            currency: payment.amount.currency,
-            amount: payment.amount.value,
-            checked: payment.spend.checked,
-          },
-        ],
-  ),
-  ...request.transition.outcomes.flatMap((outcome) => {
+const spendOf = (request: CommitRequest): Array<SpendAddition> => {
+  // Called twice per transition of every batch; without monthly limits there is never anything.
+  let additions = noSpend
+  const { transition } = request
+  for (const payment of transition.payments) {
+    if (payment.spend === null) continue
+    if (additions === noSpend) additions = []
+    additions.push({
+      key: spendKey(payment.clientId, payment.spend.month, payment.amount.currency),
+      clientId: payment.clientId,
+      month: payment.spend.month,
+      currency: payment.amount.currency,
+      amount: payment.amount.value,
+      checked: payment.spend.checked,
+    })
+  }
+  for (const outcome of transition.outcomes) {
     const release = outcome.spendRelease
-    if (release === null) return []
-    const clientId = request.transition.subscription.clientId
-    return [
-      {
-        key: spendKey(clientId, release.month, release.amount.currency),
-        clientId,
-        month: release.month,
-        currency: release.amount.currency,
-        amount: -release.amount.value,
-        checked: false,
-      },
-    ]
-  }),
-]
+    if (release === null) continue
+    if (additions === noSpend) additions = []
+    const clientId = transition.subscription.clientId
+    additions.push({
+      key: spendKey(clientId, release.month, release.amount.currency),
+      clientId,
+      month: release.month,
+      currency: release.amount.currency,
+      amount: -release.amount.value,
+      checked: false,
+    })
+  }
+  return additions
+}
 
 /**
  * Locks the spend rows every pending payment of the batch adds to (created at zero when
@@ -562,7 +565,8 @@ const recordMonthlySpend = async (
 
 interface Pending {
   readonly request: CommitRequest
-  readonly done: Deferred.Deferred<CommitOutcome>
+  /** Resumes the committing actor (once). */
+  readonly done: (outcome: Exit.Exit<CommitOutcome>) => void
 }
 
 /** Group-commits actor transitions. */
@@ -603,8 +607,7 @@ export class TransitionCommitter extends Context.Service<
         Effect.gen(function* () {
           yield* publisher.enqueue(written.outbox)
           for (const [index, pending] of batch.entries()) {
-            const outcome: CommitOutcome = written.outcomes[index] ?? { _tag: "Stale" }
-            yield* Deferred.succeed(pending.done, outcome)
+            pending.done(Exit.succeed(written.outcomes[index] ?? { _tag: "Stale" }))
           }
         })
 
@@ -613,8 +616,8 @@ export class TransitionCommitter extends Context.Service<
           Effect.flatMap((written) => settle(batch, written)),
           Effect.catch((error) =>
             batch.length === 1
-              ? Effect.forEach(batch, (pending) => Deferred.die(pending.done, error.cause ?? error), {
-                  discard: true,
+              ? Effect.sync(() => {
+                  for (const pending of batch) pending.done(Exit.die(error.cause ?? error))
                 })
               : Effect.logWarning("group commit failed; retrying its transitions one by one").pipe(
                   Effect.annotateLogs({ batch: batch.length, error: String(error.cause ?? error) }),
@@ -658,6 +661,14 @@ export class TransitionCommitter extends Context.Service<
       )
       yield* Effect.forkScoped(dispatcher)
 
+      // The queue is full: wait for room (backpressure on the actors).
+      const commitWhenRoom = (request: CommitRequest) =>
+        Effect.gen(function* () {
+          const done = yield* Deferred.make<CommitOutcome>()
+          yield* Queue.offer(queue, { request, done: (exit) => Deferred.doneUnsafe(done, exit) })
+          return yield* Deferred.await(done)
+        })
+
       return TransitionCommitter.of({
         create: (creation) =>
           Effect.promise(() =>
@@ -666,11 +677,10 @@ export class TransitionCommitter extends Context.Service<
             Effect.tap((written) => publisher.enqueue(written.outbox)),
             Effect.map((written) => written.outcome),
           ),
+        // A callback rather than a Deferred and a fiber hand-off: one per transition of a burst.
         commit: (request) =>
-          Effect.gen(function* () {
-            const done = yield* Deferred.make<CommitOutcome>()
-            yield* Queue.offer(queue, { request, done })
-            return yield* Deferred.await(done)
+          Effect.callback<CommitOutcome>((resume) => {
+            if (!Queue.offerUnsafe(queue, { request, done: resume })) resume(commitWhenRoom(request))
           }),
       })
     }),

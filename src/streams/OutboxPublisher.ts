@@ -107,37 +107,49 @@ export class OutboxPublisher extends Context.Service<
           .execute(db)
           .catch(() => undefined)
 
-      const publishRows = (rows: ReadonlyArray<OutboxRow>) =>
-        Effect.promise(async () => {
-          const settled = await Promise.all(
-            rows.map(async (row) => {
-              // Sent in order on one connection, so a command still reaches its stream before the
-              // events about it; repeats of anything published before are dropped by message id.
-              const outcomes = await Promise.allSettled(
-                row.messages.map((message) =>
-                  publisher.publish(message.subject, message.payload, message.msgId),
-                ),
-              )
-              const left: Array<PublishableMessage> = []
-              let error: unknown
-              outcomes.forEach((outcome, index) => {
-                if (outcome.status === "fulfilled") {
-                  if (outcome.value.duplicate) counters.duplicates += 1
-                  else counters.published += 1
-                } else {
-                  const message = row.messages[index]
-                  if (message !== undefined) left.push(message)
-                  error = outcome.reason
-                }
-              })
-              if (left.length === 0) return { row, ok: true as const }
+      /**
+       * Publishes a row's messages, all in flight at once; resolves when each has its ack or its
+       * failure. Sent in order on one connection, so a command still reaches its stream before the
+       * events about it; repeats of anything published before are dropped by message id.
+       */
+      const publishRow = (row: OutboxRow) =>
+        new Promise<{ readonly row: OutboxRow; readonly ok: boolean; readonly error?: unknown }>(
+          (resolve) => {
+            const { messages } = row
+            let pending = messages.length
+            let failed: Array<boolean> | undefined
+            let error: unknown
+            const finish = () => {
+              if (failed === undefined) return resolve({ row, ok: true })
               counters.failures += 1
+              const left = messages.filter((_, index) => failed?.[index] === true)
               // A row can hold a whole batch: what was acknowledged is not sent again and again
               // (past the duplicate window that would store repeats) while one message keeps failing.
-              if (left.length < row.messages.length) await shrink(row, left)
-              return { row, ok: false as const, error }
-            }),
-          )
+              if (left.length < messages.length)
+                void shrink(row, left).then(() => resolve({ row, ok: false, error }))
+              else resolve({ row, ok: false, error })
+            }
+            if (pending === 0) return finish()
+            messages.forEach((message, index) => {
+              publisher.send(message.subject, message.payload, message.msgId, (failure, ack) => {
+                if (ack !== undefined) {
+                  if (ack.duplicate) counters.duplicates += 1
+                  else counters.published += 1
+                } else {
+                  failed ??= []
+                  failed[index] = true
+                  error = failure
+                }
+                pending -= 1
+                if (pending === 0) finish()
+              })
+            })
+          },
+        )
+
+      const publishRows = (rows: ReadonlyArray<OutboxRow>) =>
+        Effect.promise(async () => {
+          const settled = await Promise.all(rows.map(publishRow))
           const done = settled.filter((entry) => entry.ok).map((entry) => entry.row.id)
           const failed = settled.filter((entry) => !entry.ok)
           try {
