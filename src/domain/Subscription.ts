@@ -29,7 +29,8 @@ export const DEFAULT_TIMEZONE = "Europe/Moscow"
 const checked = <T>(predicate: (value: T) => boolean, message: (value: T) => string) =>
   Schema.makeFilter((value: T) => (predicate(value) ? undefined : message(value)))
 
-const LocalDate = Schema.String.check(
+/** A real calendar date, `YYYY-MM-DD`. */
+export const LocalDate = Schema.String.check(
   checked(
     Calendar.isValidLocalDate,
     (text) => `must be a real calendar date YYYY-MM-DD, got ${JSON.stringify(text)}`,

@@ -4,7 +4,7 @@
  * client and reused by their autopayments.
  */
 import { Schema } from "effect"
-import { hasControlCharacter, Text } from "./Text.ts"
+import { hasControlCharacter, hasUnpairedSurrogate, Text } from "./Text.ts"
 
 /** Provider ids appear in subjects (`provider.<providerId>.…`), so they are subject-safe tokens. */
 export const ProviderId = Schema.String.check(
@@ -36,7 +36,9 @@ export const TemplateInput = Schema.Struct({
                 ? "field names must be at most 64 characters"
                 : hasControlCharacter(key)
                   ? "field names must not contain control characters"
-                  : undefined
+                  : hasUnpairedSurrogate(key)
+                    ? "field names must be well-formed Unicode (no unpaired surrogates)"
+                    : undefined
           return problem === undefined ? [] : [{ path: [key], issue: problem }]
         })
       }),

@@ -6,9 +6,18 @@
 import { Schema } from "effect"
 
 const controlCharacter = /\p{Cc}/u
+// In a `u` regex a surrogate pair is one astral code point, so \p{Cs} matches only unpaired halves.
+const unpairedSurrogate = /\p{Cs}/u
 
 /** True when `text` has a control character. */
 export const hasControlCharacter = (text: string): boolean => controlCharacter.test(text)
+
+/**
+ * True when `text` has an unpaired UTF-16 surrogate. JSON can carry one (`"\ud800"`), but UTF-8
+ * cannot: the Postgres driver would store U+FFFD instead (so a repeated request id would no longer
+ * match its stored one) and json/jsonb columns refuse the escape outright.
+ */
+export const hasUnpairedSurrogate = (text: string): boolean => unpairedSurrogate.test(text)
 
 /** Non-blank text of at most `max` characters with no control characters. */
 export const Text = (max: number) =>
@@ -20,7 +29,9 @@ export const Text = (max: number) =>
           ? `must be at most ${max} characters`
           : hasControlCharacter(text)
             ? "must not contain control characters"
-            : undefined,
+            : hasUnpairedSurrogate(text)
+              ? "must be well-formed Unicode (no unpaired surrogates)"
+              : undefined,
     ),
   )
 
@@ -32,6 +43,8 @@ export const OptionalText = (max: number) =>
         ? `must be at most ${max} characters`
         : hasControlCharacter(text)
           ? "must not contain control characters"
-          : undefined,
+          : hasUnpairedSurrogate(text)
+            ? "must be well-formed Unicode (no unpaired surrogates)"
+            : undefined,
     ),
   )

@@ -146,7 +146,11 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
             signature,
           })
           if (refusal !== undefined) return errorReply(requestId, "UNAUTHORIZED", refusal.message)
-          const operation = operations[envelope.operation]
+          // Own properties only: "__proto__", "constructor" or "toString" would otherwise find
+          // Object.prototype's members and fail as INTERNAL instead of UNKNOWN_OPERATION.
+          const operation = Object.hasOwn(operations, envelope.operation)
+            ? operations[envelope.operation]
+            : undefined
           if (operation === undefined) {
             return errorReply(
               requestId,

@@ -223,6 +223,10 @@ export const subscriptionOperations = Effect.gen(function* () {
   const create: Operation = {
     mutating: true,
     decode: (raw) => {
+      // Not an object at all: say so, rather than blame a `kind` the body cannot even have.
+      if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+        return Effect.fail(invalidField("body", "must be an object with a kind and its terms"))
+      }
       const kind = decodeKind(raw)
       if (kind._tag === "None") {
         return Effect.fail(invalidField("body.kind", 'must be one of "scheduled", "threshold" or "debt"'))

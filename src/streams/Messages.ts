@@ -6,9 +6,11 @@
  * docs/streams.md and the code cannot disagree.
  */
 import { Schema } from "effect"
-import { Money } from "../domain/Money.ts"
+import { Money, PositiveMoney } from "../domain/Money.ts"
+import { LocalDate } from "../domain/Subscription.ts"
 import { OptionalText, Text } from "../domain/Text.ts"
 import { Timestamp } from "../domain/Timestamp.ts"
+import { ClientId } from "../protocol/Envelope.ts"
 
 const Id = Text(200)
 
@@ -89,7 +91,8 @@ export interface DebtQuery {
 export const Bill = Schema.Struct({
   billId: Id,
   amount: Money,
-  dueDate: Schema.optionalKey(Schema.String),
+  // A date, as the contract says: free text here reached the decisions' jsonb, which refuses NUL.
+  dueDate: Schema.optionalKey(LocalDate),
   description: Schema.optionalKey(OptionalText(500)),
 })
 export type Bill = typeof Bill.Type
@@ -114,12 +117,15 @@ export type DebtResponse = typeof DebtResponse.Type
 /** `hub.payment.completed`: a one-off payment completed anywhere in the hub (feeds reminders). */
 export const HubPaymentCompleted = Schema.Struct({
   paymentId: Id,
-  clientId: Id,
+  // The protocol's client id rule: a reminder's notifications go to rp.notify.<clientId>, so an id
+  // with a dot, a space or a wildcard would make a subject the outbox can never publish to.
+  clientId: ClientId,
   channel: Id,
   providerId: Id,
   account: Id,
   source: Id,
-  amount: Money,
+  // A completed payment moved money: a reminder offering to repeat zero or less makes no sense.
+  amount: PositiveMoney,
   at: Timestamp,
 })
 export type HubPaymentCompleted = typeof HubPaymentCompleted.Type
@@ -197,8 +203,10 @@ export const DeadLetter = Schema.Struct({
   deliveries: Schema.Int,
   reason: Schema.String,
   details: Schema.Array(Schema.Struct({ path: Schema.String, message: Schema.String })),
-  /** The original bytes, base64, exactly as received. */
+  /** The original bytes, base64, exactly as received; empty when too large to copy (see `dataOmitted`). */
   data: Schema.String,
+  /** Set when the original did not fit in a letter: its size and SHA-256; it stays in its stream at `streamSequence`. */
+  dataOmitted: Schema.optionalKey(Schema.Struct({ bytes: Schema.Int, sha256: Schema.String })),
   headers: Schema.Record(Schema.String, Schema.Array(Schema.String)),
   receivedAt: Timestamp,
 })
