@@ -3,6 +3,7 @@
  * engine's database (created and migrated if needed), and exit statuses
  * (2 for a mistaken command line, 1 for anything else that went wrong).
  */
+import { type ParseArgsConfig, parseArgs } from "node:util"
 import { Effect, Redacted } from "effect"
 import type { Kysely } from "kysely"
 import { defaultSettings } from "../EngineConfig.ts"
@@ -58,4 +59,33 @@ export const runCommandLine = (usage: string, run: (argv: ReadonlyArray<string>)
       process.exitCode = 1
     }
   })
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>
+
+/**
+ * Reads `<command> [<id>] --options...`; prints the usage and returns undefined for `--help` or no
+ * command, and refuses extra positional arguments.
+ */
+export const parseCommandLine = <const O extends Options>(
+  argv: ReadonlyArray<string>,
+  options: O,
+  usage: string,
+) => {
+  const { positionals, values } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: { ...options, help: { type: "boolean", short: "h" } } as Options,
+  })
+  const [command, id, ...extra] = positionals
+  if ((values as { help?: boolean }).help === true || command === undefined) {
+    console.log(usage)
+    return undefined
+  }
+  if (extra.length > 0) fail(`unexpected arguments: ${extra.join(" ")}`)
+  return { command, id, values: values as ParsedValues<O> }
+}
+
+type ParsedValues<O extends Options> = {
+  readonly [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string
 }

@@ -14,7 +14,6 @@
  * created and migrated if needed. Running engines pick a change up at once
  * (a Postgres notification) and at the latest after `RP_CHANNELS_REFRESH`.
  */
-import { parseArgs } from "node:util"
 import { Redacted } from "effect"
 import { defaultSettings } from "../EngineConfig.ts"
 import { fingerprintOf, parsePublicKey } from "../protocol/ChannelKeys.ts"
@@ -27,7 +26,7 @@ import {
   setChannelDisabled,
   setChannelOperations,
 } from "../store/ChannelStore.ts"
-import { fail, printTable, runCommandLine, withDatabase } from "./Cli.ts"
+import { fail, parseCommandLine, printTable, runCommandLine, withDatabase } from "./Cli.ts"
 
 const USAGE = `usage: npm run channels -- <command>
   list [--json]                                          every registered channel
@@ -96,24 +95,19 @@ const printChannels = (rows: ReadonlyArray<ChannelRow>) => {
 const IN_FORCE = "running engines apply this at once (at the latest after RP_CHANNELS_REFRESH, default 5 s)"
 
 const run = async (argv: ReadonlyArray<string>): Promise<void> => {
-  const { positionals, values } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
+  const parsed = parseCommandLine(
+    argv,
+    {
       name: { type: "string" },
       operations: { type: "string" },
       key: { type: "string" },
       unsigned: { type: "boolean" },
       json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
     },
-  })
-  const [command, id, ...extra] = positionals
-  if (values.help === true || command === undefined) {
-    console.log(USAGE)
-    return
-  }
-  if (extra.length > 0) fail(`unexpected arguments: ${extra.join(" ")}`)
+    USAGE,
+  )
+  if (parsed === undefined) return
+  const { command, id, values } = parsed
 
   await withDatabase(async (db) => {
     const report = (row: ChannelRow | undefined, what: string) => {

@@ -12,7 +12,6 @@
  * applies at once. The database is `DATABASE_URL` (the engine's default when
  * unset); it is created and migrated if needed.
  */
-import { parseArgs } from "node:util"
 import { Redacted, Schema } from "effect"
 import * as IsoDuration from "../domain/IsoDuration.ts"
 import { ProviderId } from "../domain/Template.ts"
@@ -23,7 +22,7 @@ import {
   removeProvider,
   saveProvider,
 } from "../store/ProviderRegistry.ts"
-import { fail, printTable, runCommandLine, withDatabase } from "./Cli.ts"
+import { fail, parseCommandLine, printTable, runCommandLine, withDatabase } from "./Cli.ts"
 
 const USAGE = `usage: npm run providers -- <command>
   list [--json]                                     every registered provider
@@ -64,25 +63,20 @@ const printProviders = (providers: ReadonlyArray<ProviderConfig>) => {
 }
 
 const run = async (argv: ReadonlyArray<string>): Promise<void> => {
-  const { positionals, values } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
+  const parsed = parseCommandLine(
+    argv,
+    {
       name: { type: "string" },
       periodic: { type: "boolean" },
       "remind-after": { type: "string" },
       debt: { type: "boolean" },
       threshold: { type: "boolean" },
       json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
     },
-  })
-  const [command, id, ...extra] = positionals
-  if (values.help === true || command === undefined) {
-    console.log(USAGE)
-    return
-  }
-  if (extra.length > 0) fail(`unexpected arguments: ${extra.join(" ")}`)
+    USAGE,
+  )
+  if (parsed === undefined) return
+  const { command, id, values } = parsed
   // Checked before touching the database: a mistyped command changes nothing.
   let provider: ProviderConfig | undefined
   if (command === "set") {
