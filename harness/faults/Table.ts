@@ -1,0 +1,33 @@
+/** The fault harness's results as a Markdown table, one row per scenario. */
+import type { ScenarioOutcome } from "./scenarios.ts"
+
+const number = (value: number) => value.toLocaleString("en")
+
+/** Scenario, payments due, paid, skipped, failed, duplicates, lost, the cross-checks, recovery time. */
+export const faultsTable = (outcomes: ReadonlyArray<ScenarioOutcome>): string => {
+  const header = [
+    "scenario",
+    "payments due",
+    "paid",
+    "skipped",
+    "failed",
+    "duplicates",
+    "lost",
+    "commands ⇔ records",
+    "events ⇔ records",
+    "recovery time",
+  ]
+  const rows = outcomes.map(({ scenario, report, recoveryMs }) => [
+    scenario,
+    number(report.due),
+    number(report.paid),
+    number(report.skipped),
+    number(report.failed),
+    number(report.duplicates),
+    number(report.lost),
+    number(report.commandsWithoutRecords + report.recordsWithoutCommands + report.commandRecordMismatches),
+    number(report.eventMismatches + report.repeatedMessages),
+    `${(recoveryMs / 1_000).toFixed(recoveryMs < 10_000 ? 2 : 1)} s`,
+  ])
+  return [header, header.map(() => "---"), ...rows].map((cells) => `| ${cells.join(" | ")} |`).join("\n")
+}

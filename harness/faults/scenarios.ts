@@ -1,0 +1,370 @@
+/**
+ * Fault scenarios (issue 5): each builds its own world, seeds a burst of
+ * subscriptions all due at one tick, runs the engine through a fault, waits
+ * until nothing moves, and checks the invariants (Invariants.ts). Each
+ * returns counts for the table and its own scenario-specific checks; none
+ * throws on a broken invariant, so a run reports every scenario.
+ *
+ * Every wait is on observable state (the hub's command count, rows, consumer
+ * positions); the kill point is chosen by progress, never by time.
+ */
+import type { ChildProcess } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import { type RawBuilder, sql } from "kysely"
+import { burstAt, seedBenchDatabase } from "../../bench/seed.ts"
+import type { HubVerdict } from "../../fakes/FakeHub.ts"
+import type { PaymentResult } from "../../src/streams/Messages.ts"
+import { World } from "../World.ts"
+import { checkInvariants, type DueOccurrence, holds, type InvariantReport } from "./Invariants.ts"
+
+/** A check only this scenario makes (say, "the contradicting results changed no payment"). */
+export interface ScenarioCheck {
+  readonly what: string
+  readonly ok: boolean
+}
+
+/** What one scenario run found. */
+export interface ScenarioOutcome {
+  readonly scenario: string
+  readonly report: InvariantReport
+  /** Wall-clock ms from the recovery step (restart, late answers) to the last result recorded. */
+  readonly recoveryMs: number
+  readonly checks: ReadonlyArray<ScenarioCheck>
+  readonly notes: ReadonlyArray<string>
+  readonly seconds: number
+}
+
+/** True when the invariants hold and every scenario check passed. */
+export const passed = (outcome: ScenarioOutcome): boolean =>
+  holds(outcome.report) && outcome.checks.every((check) => check.ok)
+
+/** The seeded occurrence every subscription is due for at `burstAt` (1 January 2027 in Moscow). */
+const burstOccurrence = "2027-01-01"
+
+const burstTime = Date.parse(burstAt)
+const at = (minutesAfterBurst: number) => new Date(burstTime + minutesAfterBurst * 60_000).toISOString()
+
+/** Waits this long at most for any one step; a burst of 100k takes under a minute on a small machine. */
+const stepTimeoutMs = 180_000
+
+/** Seeds `n` subscriptions due at `burstAt`; returns them with their clients, in a fixed order. */
+const seed = async (world: World, n: number) => {
+  await seedBenchDatabase(world.databaseName, n)
+  const rows = await world.db
+    .selectFrom("subscriptions")
+    .select(["id", "client_id"])
+    .orderBy("client_id")
+    .execute()
+  const due: Array<DueOccurrence> = rows.map((row) => ({
+    subscriptionId: row.id,
+    occurrence: burstOccurrence,
+  }))
+  return { rows, due }
+}
+
+const countSettled = async (world: World): Promise<number> => {
+  const row = await world.db
+    .selectFrom("payments")
+    .select((eb) => eb.fn.countAll<string>().as("count"))
+    .where("status", "in", ["succeeded", "failed", "declined"])
+    .executeTakeFirstOrThrow()
+  return Number(row.count)
+}
+
+const count = async (world: World, query: RawBuilder<{ count: string }>): Promise<number> =>
+  Number((await query.execute(world.db)).rows[0]?.count ?? 0)
+
+/** Waits for `child` to be gone after `kill`. */
+const killed = (child: ChildProcess, signal: NodeJS.Signals): Promise<NodeJS.Signals | null> =>
+  new Promise((resolve) => {
+    child.once("exit", (_code, received) => resolve(received))
+    child.kill(signal)
+  })
+
+/**
+ * Engine process settings for the kill: small commit batches and few wakes in flight, so a
+ * burst of a thousand is still going when the kill lands (the default batch of 500 would send
+ * most of it in one commit). Everything else is the production default.
+ */
+const killableEngine = {
+  RP_COMMIT_BATCH: "20",
+  RP_SWEEP_IN_FLIGHT: "20",
+  RP_PUBLISH_WORKERS: "1",
+}
+
+/**
+ * Scenario 1: kill -9 an engine instance in the middle of a burst and start it again.
+ *
+ * `n` subscriptions are due at one tick. The engine runs as its own process; once the hub has
+ * received `killFraction` of the commands (observed, not timed) it gets SIGKILL. A new process
+ * starts, the clock's next tick is published, and the world is left to settle. Recovery time
+ * is from the restart to the last result recorded: it includes the new process's start and
+ * the consumers' ack wait (5 s here), after which the hub results and the tick the dead
+ * process had taken are delivered again.
+ */
+export const killMidBurst = async (n: number, killFraction = 0.3): Promise<ScenarioOutcome> => {
+  const started = performance.now()
+  const world = await World.create({}, "faults")
+  try {
+    const { due } = await seed(world, n)
+    const first = await world.spawnEngine(killableEngine)
+    const hub = await world.startHub()
+    await world.js.publish(world.topology.subjects.tick, JSON.stringify({ at: burstAt }), {
+      msgID: `tick:${burstAt}`,
+    })
+    const killAt = Math.max(1, Math.floor(n * killFraction))
+    await hub.waitForCommands(killAt, stepTimeoutMs)
+    const signal = await killed(first, "SIGKILL")
+    const sentBeforeKill = hub.commands.length
+    const recordedBeforeKill = await count(world, sql<{ count: string }>`SELECT count(*) FROM payments`)
+    const outboxAtKill = await count(
+      world,
+      sql<{ count: string }>`SELECT coalesce(sum(message_count), 0) AS count FROM outbox`,
+    )
+
+    const restarted = performance.now()
+    await world.spawnEngine(killableEngine)
+    // What the engine's own clock would do a minute later.
+    await world.js.publish(world.topology.subjects.tick, JSON.stringify({ at: at(1) }), {
+      msgID: `tick:${at(1)}`,
+    })
+    let mostMs: number | undefined
+    await world.waitFor(
+      "every due payment to have its result recorded",
+      async () => {
+        const settled = await countSettled(world)
+        if (mostMs === undefined && settled >= due.length * 0.95) mostMs = performance.now() - restarted
+        return settled >= due.length
+      },
+      stepTimeoutMs,
+    )
+    const recoveryMs = performance.now() - restarted
+    await world.settled(stepTimeoutMs)
+    const report = await checkInvariants(world, due)
+    return {
+      scenario: "1. kill -9 mid-burst",
+      report,
+      recoveryMs,
+      checks: [
+        { what: "the engine died of SIGKILL", ok: signal === "SIGKILL" },
+        {
+          what: `the kill came mid-burst (hub had ${sentBeforeKill} of ${n} commands)`,
+          ok: sentBeforeKill > 0 && sentBeforeKill < n,
+        },
+        { what: "every occurrence paid once", ok: report.paid === n },
+        {
+          what: "the hub was asked once per payment",
+          ok: new Set(hub.commands.map((c) => c.paymentId)).size === n,
+        },
+      ],
+      notes: [
+        `killed after the hub had ${sentBeforeKill} commands; ${recordedBeforeKill} payments were recorded and ${outboxAtKill} messages waited in the outbox`,
+        `95% of the results were recorded ${((mostMs ?? recoveryMs) / 1_000).toFixed(2)} s after the restart, the last at ${(recoveryMs / 1_000).toFixed(2)} s`,
+      ],
+      seconds: (performance.now() - started) / 1_000,
+    }
+  } finally {
+    await world.dispose()
+  }
+}
+
+/** Splits `items` into consecutive groups of the given sizes; the rest is the last group. */
+const split = <T>(items: ReadonlyArray<T>, sizes: ReadonlyArray<number>): Array<Array<T>> => {
+  const groups: Array<Array<T>> = []
+  let from = 0
+  for (const size of sizes) {
+    groups.push(items.slice(from, from + size))
+    from += size
+  }
+  groups.push(items.slice(from))
+  return groups
+}
+
+/** Runs `work` over `items`, `parallel` at a time. */
+const inBatches = async <T>(
+  items: ReadonlyArray<T>,
+  parallel: number,
+  work: (item: T) => Promise<unknown>,
+) => {
+  for (let from = 0; from < items.length; from += parallel) {
+    await Promise.all(items.slice(from, from + parallel).map(work))
+  }
+}
+
+/**
+ * Scenario 5: the hub misbehaves. `n` subscriptions are due at one tick and split into groups:
+ * - paused before the tick: skipped with reason `paused`, nothing sent;
+ * - declined by the hub: failed for good (not retryable);
+ * - answered, then the same result again (a new message id, and none at all): recorded once;
+ * - answered `succeeded`, then `failed` + retryable for the same payment (out of order): the
+ *   paid record stands, the contradiction is a `result_conflict` decision, nothing is resent;
+ * - silent, then the subscription is cancelled, then the result arrives: it is recorded;
+ * - silent for good: at the result timeout the engine asks `hub.payment.status` (contract 10),
+ *   the hub does not know; later it does, and the next status query records the result.
+ * Plus results for payment ids the engine never sent, which go to the dead-letter stream.
+ * Recovery time is from the tick after which the silent hub answers to the last result recorded.
+ */
+export const hubMisbehaves = async (n: number): Promise<ScenarioOutcome> => {
+  const started = performance.now()
+  const world = await World.create({}, "faults")
+  try {
+    const { rows, due } = await seed(world, n)
+    const share = Math.max(1, Math.floor(n / 20))
+    const [paused = [], declined = [], repeated = [], contradicted = [], cancelled = [], silent = []] = split(
+      rows,
+      [share, share, share, share, share, share],
+    )
+    const bucketOf = new Map<string, "declined" | "silent">()
+    for (const row of declined) bucketOf.set(row.id, "declined")
+    for (const row of [...cancelled, ...silent]) bucketOf.set(row.id, "silent")
+    // Dead letters are expected here: warnings about them would bury the report.
+    await world.startEngine({}, "Error")
+    const hub = await world.startHub({
+      decide: (command): HubVerdict => {
+        const bucket = bucketOf.get(command.subscriptionId)
+        if (bucket === "declined") return { status: "declined", retryable: false, reason: "card blocked" }
+        if (bucket === "silent") return "silent"
+        return { status: "succeeded", retryable: false }
+      },
+    })
+    const channel = world.channel()
+    await inBatches(paused, 50, (row) =>
+      channel.ok("subscription.pause", { subscriptionId: row.id }, { clientId: row.client_id }),
+    )
+
+    await world.tick(burstAt)
+    await hub.waitForCommands(n - paused.length, stepTimeoutMs)
+    await world.settled(stepTimeoutMs)
+
+    const commandOf = new Map(hub.commands.map((command) => [command.subscriptionId, command]))
+    const paymentIdOf = (subscriptionId: string) => {
+      const command = commandOf.get(subscriptionId)
+      if (command === undefined) throw new Error(`no command for ${subscriptionId}`)
+      return command.paymentId
+    }
+    const succeeded = (paymentId: string, atTime: string): PaymentResult => ({
+      paymentId,
+      status: "succeeded",
+      retryable: false,
+      hubReference: `late-${paymentId.slice(0, 8)}`,
+      at: atTime,
+    })
+
+    // The same result again: once under a new message id, once with none (both stored), once
+    // under the hub's own id (dropped by the stream's duplicate window).
+    await inBatches(repeated, 100, async (row) => {
+      const paymentId = paymentIdOf(row.id)
+      const again = succeeded(paymentId, at(0.5))
+      await hub.publishResult(again, `again:${paymentId}`)
+      await hub.publishResult(again)
+      await hub.publishResult(again, `result:${paymentId}`)
+    })
+    // A failure after the success, for the same payment.
+    await inBatches(contradicted, 100, (row) => {
+      const paymentId = paymentIdOf(row.id)
+      return hub.publishResult(
+        { paymentId, status: "failed", retryable: true, reason: "late failure", at: at(0.5) },
+        `late:${paymentId}`,
+      )
+    })
+    // Results for payments the engine never sent, some not even UUIDs.
+    const unknown = Array.from({ length: share }, (_, index) =>
+      index % 5 === 0 ? `not-a-payment-${index}` : randomUUID(),
+    )
+    await inBatches(unknown, 100, (paymentId) =>
+      hub.publishResult(
+        { paymentId, status: "succeeded", retryable: false, at: at(0.5) },
+        `unknown:${paymentId}`,
+      ),
+    )
+    // Cancelled while the hub is silent; the result arrives afterwards.
+    await inBatches(cancelled, 50, (row) =>
+      channel.ok("subscription.cancel", { subscriptionId: row.id }, { clientId: row.client_id }),
+    )
+    await inBatches(cancelled, 100, (row) => {
+      const paymentId = paymentIdOf(row.id)
+      return hub.publishResult(succeeded(paymentId, at(1)), `result:${paymentId}`)
+    })
+    await world.settled(stepTimeoutMs)
+
+    // Result timeout (15 min): the engine asks the hub, which does not know yet.
+    await world.tick(at(15))
+    await world.settled(stepTimeoutMs)
+    const overdue = await count(
+      world,
+      sql<{ count: string }>`SELECT count(*) FROM decisions WHERE outcome = 'result_overdue'`,
+    )
+    const unknownStatus = await count(
+      world,
+      sql<{ count: string }>`SELECT count(*) FROM payments WHERE status = 'unknown'`,
+    )
+    // Now the hub knows; the engine's next query (back-off: 1 min) finds out.
+    for (const row of silent) hub.setVerdict(paymentIdOf(row.id), { status: "succeeded", retryable: false })
+    const answering = performance.now()
+    await world.tick(at(16))
+    const expectedSettled = n - paused.length
+    await world.waitFor(
+      "every sent payment to have its result recorded",
+      async () => (await countSettled(world)) >= expectedSettled,
+      stepTimeoutMs,
+    )
+    const recoveryMs = performance.now() - answering
+    await world.settled(stepTimeoutMs)
+
+    const report = await checkInvariants(world, due)
+    const statusOf = async (ids: ReadonlyArray<string>) => {
+      if (ids.length === 0) return []
+      return world.db.selectFrom("payments").select("status").where("subscription_id", "in", ids).execute()
+    }
+    const contradictedStatus = await statusOf(contradicted.map((row) => row.id))
+    const cancelledStatus = await statusOf(cancelled.map((row) => row.id))
+    const conflicts = await count(
+      world,
+      sql<{ count: string }>`SELECT count(*) FROM decisions WHERE outcome = 'result_conflict'`,
+    )
+    const stillCancelled = await count(
+      world,
+      sql<{ count: string }>`SELECT count(*) FROM subscriptions WHERE status = 'cancelled'`,
+    )
+    const pausedSkips = await count(
+      world,
+      sql<{ count: string }>`SELECT count(*) FROM decisions WHERE outcome = 'skipped' AND reason = 'paused'`,
+    )
+    const letters = report.deadLetters[world.topology.streams.hubPayments] ?? 0
+    return {
+      scenario: "5. hub misbehaves",
+      report,
+      recoveryMs,
+      checks: [
+        {
+          what: `paused ones skipped as paused (${pausedSkips}/${paused.length})`,
+          ok: pausedSkips === paused.length,
+        },
+        { what: "declined ones failed for good", ok: report.failed === declined.length },
+        {
+          what: `failed-after-succeeded left the payments paid (${conflicts} conflicts recorded)`,
+          ok: contradictedStatus.every((p) => p.status === "succeeded") && conflicts === contradicted.length,
+        },
+        {
+          what: "results after cancel were recorded",
+          ok: cancelledStatus.every((p) => p.status === "succeeded") && stillCancelled === cancelled.length,
+        },
+        {
+          what: `silent hub: status queried at the timeout (${overdue} overdue, ${unknownStatus} unknown), answered later`,
+          ok: overdue === silent.length && unknownStatus === silent.length,
+        },
+        {
+          what: `results for unknown ids dead-lettered (${letters}/${unknown.length})`,
+          ok: letters === unknown.length,
+        },
+        { what: "one command per payment", ok: report.commands === n - paused.length },
+      ],
+      notes: [
+        `groups of ${share}: paused, declined, repeated results, failed after succeeded, cancelled while silent, silent; ${n - 6 * share} answered normally; ${unknown.length} results for unknown ids`,
+      ],
+      seconds: (performance.now() - started) / 1_000,
+    }
+  } finally {
+    await world.dispose()
+  }
+}
