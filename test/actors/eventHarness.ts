@@ -31,11 +31,10 @@ import type {
   Bill,
   DebtResponse,
   PaymentStatus,
-  PaymentStatusReply,
   ThresholdEvent,
   ThresholdWatch,
 } from "../../src/streams/Messages.ts"
-import { at, client, hubResult, policySettings, rub } from "./policyHarness.ts"
+import { at, client, hubResult, MessageDriver, policySettings, rub } from "./policyHarness.ts"
 
 export const THRESHOLD_ID = "5d1e2c3b-4a59-4687-9a8b-7c6d5e4f3a21"
 export const DEBT_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -83,7 +82,7 @@ const DEFAULT_CREATED_AT = "2027-01-10T00:00:00Z"
 const timeOf = (when: string | number | undefined, fallback: number): number =>
   when === undefined ? fallback : typeof when === "number" ? when : at(when)
 
-export class EventHarness<S extends Live> {
+export class EventHarness<S extends Live> extends MessageDriver {
   subscription: S
   now: number
   readonly settings: PolicySettings
@@ -100,6 +99,7 @@ export class EventHarness<S extends Live> {
     now: number,
     options: EventHarnessOptions,
   ) {
+    super()
     this.subscription = created.subscription as S
     this.now = now
     this.settings = options.settings ?? policySettings
@@ -175,24 +175,6 @@ export class EventHarness<S extends Live> {
       throw new Error(`expected ${input._tag} to be accepted, refused: ${result.failure.message}`)
     }
     return result.success
-  }
-
-  /** Like `send`, but the policy must refuse the message; the subscription is left as it was. */
-  refuse(input: ActorInput, when: When = undefined): PolicyRefusal {
-    const result = this.send(input, when)
-    if (Result.isSuccess(result)) throw new Error(`expected ${input._tag} to be refused, it was accepted`)
-    return result.failure
-  }
-
-  wake(when: When = undefined, replies: Readonly<Record<string, PaymentStatusReply | "unreachable">> = {}) {
-    return this.accept({ _tag: "Wake", statusReplies: new Map(Object.entries(replies)) }, when)
-  }
-
-  /** Wakes at the subscription's own next due time. */
-  wakeWhenDue(replies: Readonly<Record<string, PaymentStatusReply | "unreachable">> = {}): Transition {
-    const due = this.subscription.nextDueAt
-    if (due === null) throw new Error("nothing is due: nextDueAt is null")
-    return this.wake(Math.max(due, this.now), replies)
   }
 
   /** The hub's result for `paymentId`, with the recorded status the result router would pass. */

@@ -84,7 +84,36 @@ export interface HarnessOptions {
   readonly id?: string
 }
 
-export class PolicyHarness {
+/**
+ * What every policy driver offers on top of its own `send` and `accept`: refusals, wakes, and
+ * waking exactly when the subscription is due.
+ */
+export abstract class MessageDriver {
+  abstract subscription: { readonly nextDueAt: number | null }
+  abstract now: number
+  abstract send(input: ActorInput, when?: When): Result.Result<Transition, PolicyRefusal>
+  abstract accept(input: ActorInput, when?: When): Transition
+
+  /** Like `send`, but the policy must refuse the message; the subscription is left as it was. */
+  refuse(input: ActorInput, when: When = undefined): PolicyRefusal {
+    const result = this.send(input, when)
+    if (Result.isSuccess(result)) throw new Error(`expected ${input._tag} to be refused, it was accepted`)
+    return result.failure
+  }
+
+  wake(when: When = undefined, replies: Readonly<Record<string, PaymentStatusReply | "unreachable">> = {}) {
+    return this.accept({ _tag: "Wake", statusReplies: new Map(Object.entries(replies)) }, when)
+  }
+
+  /** Wakes at the subscription's own next due time. */
+  wakeWhenDue(replies: Readonly<Record<string, PaymentStatusReply | "unreachable">> = {}): Transition {
+    const due = this.subscription.nextDueAt
+    if (due === null) throw new Error("nothing is due: nextDueAt is null")
+    return this.wake(Math.max(due, this.now), replies)
+  }
+}
+
+export class PolicyHarness extends MessageDriver {
   subscription: Subscription
   now: number
   readonly settings: PolicySettings
@@ -94,6 +123,7 @@ export class PolicyHarness {
   readonly recorded = new Map<string, string>()
 
   constructor(options: HarnessOptions) {
+    super()
     this.settings = options.settings ?? policySettings
     this.now =
       typeof options.createdAt === "number"
@@ -155,24 +185,6 @@ export class PolicyHarness {
   /** Like `send`, but the policy must accept the message. */
   accept(input: ActorInput, when: When = undefined): Transition {
     return ok(this.send(input, when))
-  }
-
-  /** Like `send`, but the policy must refuse the message; the subscription is left as it was. */
-  refuse(input: ActorInput, when: When = undefined): PolicyRefusal {
-    const result = this.send(input, when)
-    if (Result.isSuccess(result)) throw new Error(`expected ${input._tag} to be refused, it was accepted`)
-    return result.failure
-  }
-
-  wake(when: When = undefined, replies: Readonly<Record<string, PaymentStatusReply | "unreachable">> = {}) {
-    return this.accept({ _tag: "Wake", statusReplies: new Map(Object.entries(replies)) }, when)
-  }
-
-  /** Wakes at the subscription's own next due time. */
-  wakeWhenDue(replies: Readonly<Record<string, PaymentStatusReply | "unreachable">> = {}): Transition {
-    const due = this.subscription.nextDueAt
-    if (due === null) throw new Error("nothing is due: nextDueAt is null")
-    return this.wake(Math.max(due, this.now), replies)
   }
 
   /** The hub's result for `paymentId`, with the recorded status the result router would pass. */
