@@ -11,7 +11,7 @@ import { writeFileSync } from "node:fs"
 import { availableParallelism, totalmem } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { hubMisbehaves, killMidBurst, passed, type ScenarioOutcome } from "./scenarios.ts"
+import { hubMisbehaves, killMidBurst, passed, postgresOutage, type ScenarioOutcome } from "./scenarios.ts"
 import { faultsTable } from "./Table.ts"
 
 const parseCount = (name: string, fallback: number): number => {
@@ -30,6 +30,7 @@ const only = (process.env.FAULTS_ONLY ?? "")
   .filter((part) => part !== "")
 const scenarios: ReadonlyArray<readonly [string, (n: number) => Promise<ScenarioOutcome>]> = [
   ["1", killMidBurst],
+  ["4", postgresOutage],
   ["5", hubMisbehaves],
 ]
 
@@ -122,6 +123,24 @@ delivered again only when it runs out: most results are in within a couple of
 seconds of the restart (the run's notes above say when 95% were), the last
 ones at the ack wait.
 
+**4. Postgres unavailable.** N subscriptions are due at one tick; the engine
+runs as its own process (so a crash shows as its exit), with commit batches of
+20 and 20 wakes in flight. From the harness's own admin connection, every
+backend on the engine's database is terminated with \`pg_terminate_backend\`
+every 100 ms for 4 s: running queries and transactions fail, idle
+connections close under the pool, the channel registry's LISTEN connection
+drops. The tick is published just after the first round, so the burst runs
+into the outage whatever N is. Then the terminations stop and the clock's next
+tick is published: wakes that failed are still due and run again. The process
+must still be running afterwards and answer \`subscription.get\`. The
+engine's outbox sweep runs here at an age of 1 s and every 0.5 s (production:
+10 s and 5 s): rows whose messages went out but whose delete failed wait for
+it. **Recovery time** is from the end of the outage to the last result
+recorded. This scenario found a crash: a pooled connection that the server
+closed while it was checked out (between two statements of a transaction)
+emitted \`error\` with no listener and took the process down; the pool now
+gives every connection a listener (\`src/store/Database.ts\`).
+
 **5. The hub misbehaves.** N subscriptions are due at one tick, split into
 groups of N/20: paused before the tick (skipped, reason \`paused\`); declined
 by the hub (failed for good); answered and then the same result repeated
@@ -139,7 +158,7 @@ time** is from the tick of that later query to the last result recorded.
 ## Running it
 
 \`\`\`sh
-npm run faults                 # both scenarios at 5,000, rewrites this page
+npm run faults                 # all scenarios at 5,000, rewrites this page
 FAULTS_N=20000 npm run faults  # larger
 FAULTS_ONLY=1 npm run faults   # one scenario (this page is left as it is)
 \`\`\`

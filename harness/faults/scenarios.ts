@@ -11,6 +11,7 @@
 import type { ChildProcess } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { type RawBuilder, sql } from "kysely"
+import pg from "pg"
 import { burstAt, seedBenchDatabase } from "../../bench/seed.ts"
 import type { HubVerdict } from "../../fakes/FakeHub.ts"
 import type { PaymentResult } from "../../src/streams/Messages.ts"
@@ -365,6 +366,137 @@ export const hubMisbehaves = async (n: number): Promise<ScenarioOutcome> => {
       seconds: (performance.now() - started) / 1_000,
     }
   } finally {
+    await world.dispose()
+  }
+}
+
+/** The Postgres server as the harness's administrator sees it (the same default as World's). */
+const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
+
+/** How long scenario 4 keeps terminating the engine's connections, and how often. */
+const outageMs = 4_000
+const terminateEveryMs = 100
+
+/**
+ * Scenario 4: Postgres goes away for a while. The engine runs as its own process (so a crash
+ * would show as its exit) with commit batches of 20 and 20 wakes in flight. From the harness's
+ * own admin connection, every 100 ms for 4 s, every backend on the engine's database is
+ * terminated (`pg_terminate_backend`): whatever query was running fails, idle connections are
+ * closed under the pool. The tick is published once the outage has begun, so the burst runs
+ * into it whatever N is. Then the terminations stop, the clock's next tick is published (the
+ * wakes that failed are due again), and the world settles. The engine must still be running and
+ * answer a protocol request. Recovery time is from the end of the outage to the last result
+ * recorded.
+ */
+export const postgresOutage = async (n: number): Promise<ScenarioOutcome> => {
+  const started = performance.now()
+  const world = await World.create({}, "faults")
+  const admin = new pg.Client({ connectionString: adminUrl })
+  await admin.connect()
+  try {
+    const { rows, due } = await seed(world, n)
+    // Rows whose publish went out but whose delete failed wait for the sweeper: at the production
+    // age (10 s) and interval (5 s) that alone would set the recovery time, so here they are short.
+    const engine = await world.spawnEngine({
+      ...killableEngine,
+      RP_OUTBOX_SWEEP_AGE: "PT1S",
+      RP_OUTBOX_SWEEP_INTERVAL: "PT0.5S",
+    })
+    let output = ""
+    const keep = (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-5_000_000)
+    }
+    engine.stdout?.on("data", keep)
+    engine.stderr?.on("data", keep)
+    let exit: string | undefined
+    engine.once("exit", (code, signal) => {
+      exit = `code ${code}, signal ${signal}`
+    })
+    const hub = await world.startHub()
+
+    // The harness's own pool would lose its connections too: it is not used during the outage.
+    let terminated = 0
+    let rounds = 0
+    const terminateAll = async () => {
+      // In the select list, not the WHERE clause: there the planner may call it before the filters.
+      const result = await admin.query<{ terminated: boolean }>(
+        `SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> pg_backend_pid()`,
+        [world.databaseName],
+      )
+      terminated += result.rows.filter((row) => row.terminated).length
+      rounds += 1
+    }
+    const outageStarted = performance.now()
+    await terminateAll()
+    await world.js.publish(world.topology.subjects.tick, JSON.stringify({ at: burstAt }), {
+      msgID: `tick:${burstAt}`,
+    })
+    while (performance.now() - outageStarted < outageMs) {
+      await new Promise((resolve) => setTimeout(resolve, terminateEveryMs))
+      await terminateAll()
+    }
+    const sentDuringOutage = hub.commands.length
+    const aliveAfterOutage = exit === undefined
+
+    const recovering = performance.now()
+    await world.js.publish(world.topology.subjects.tick, JSON.stringify({ at: at(1) }), {
+      msgID: `tick:${at(1)}`,
+    })
+    await world.waitFor(
+      "every due payment to have its result recorded",
+      async () => {
+        if (exit !== undefined)
+          throw new Error(`the engine process exited (${exit}):\n${output.slice(-4_000)}`)
+        return (await countSettled(world)) >= due.length
+      },
+      stepTimeoutMs,
+    )
+    const recoveryMs = performance.now() - recovering
+    await world.settled(stepTimeoutMs)
+    const settledMs = performance.now() - recovering
+    const report = await checkInvariants(world, due)
+
+    const first = rows[0]
+    const reply =
+      first === undefined || exit !== undefined
+        ? undefined
+        : await world
+            .channel()
+            .request("subscription.get", { subscriptionId: first.id }, { clientId: first.client_id })
+            .catch(() => undefined)
+    const occurrences = (text: string) => output.split(text).length - 1
+    const replaced = occurrences("postgres: an idle connection was closed")
+    const groupFailures = occurrences("group commit failed")
+    const wakeFailures = occurrences("wake failed")
+    return {
+      scenario: "4. Postgres unavailable",
+      report,
+      recoveryMs,
+      checks: [
+        {
+          what: `the engine process kept running (${exit ?? "no exit"})`,
+          ok: aliveAfterOutage && exit === undefined,
+        },
+        {
+          what: `the engine's connections were terminated (${terminated} in ${rounds} rounds)`,
+          ok: terminated > 0,
+        },
+        { what: "every occurrence paid once", ok: report.paid === n },
+        {
+          what: "the hub was asked once per payment",
+          ok: new Set(hub.commands.map((c) => c.paymentId)).size === n,
+        },
+        { what: "the engine answers a protocol request afterwards", ok: reply?.status === "ok" },
+      ],
+      notes: [
+        `${terminated} backends terminated in ${rounds} rounds over ${(outageMs / 1_000).toFixed(0)} s; the engine logged ${replaced} idle connections replaced, ${groupFailures} group commits retried one by one and ${wakeFailures} wakes failed; the hub had ${sentDuringOutage} commands when the outage ended`,
+        `settled ${(settledMs / 1_000).toFixed(2)} s after the outage; seeded and started in ${((outageStarted - started) / 1_000).toFixed(2)} s`,
+      ],
+      seconds: (performance.now() - started) / 1_000,
+    }
+  } finally {
+    await admin.end().catch(() => undefined)
     await world.dispose()
   }
 }

@@ -42,6 +42,14 @@ export const makeKysely = (url: string, poolSize: number): Kysely<Tables> => {
       `postgres: an idle connection was closed by the server (${error.message}); it will be replaced`,
     )
   })
+  // The pool listens only to idle connections: one checked out (a transaction between two statements,
+  // a query just finished) that the server closes emits 'error' on the client itself, and with no
+  // listener that crashed the process (fault scenario 4: terminated backends mid-burst). Ignoring it
+  // here is safe: the connection is marked unusable, its current or next query fails (a defect the
+  // caller retries), and the pool discards it when it is released instead of handing it out again.
+  pool.on("connect", (client) => {
+    client.on("error", () => undefined)
+  })
   return new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) })
 }
 

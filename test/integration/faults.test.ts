@@ -7,7 +7,12 @@ import { randomUUID } from "node:crypto"
 import { afterEach, describe, expect, it } from "vitest"
 import { burstAt, seedBenchDatabase } from "../../bench/seed.ts"
 import { checkInvariants, holds } from "../../harness/faults/Invariants.ts"
-import { hubMisbehaves, killMidBurst, type ScenarioOutcome } from "../../harness/faults/scenarios.ts"
+import {
+  hubMisbehaves,
+  killMidBurst,
+  postgresOutage,
+  type ScenarioOutcome,
+} from "../../harness/faults/scenarios.ts"
 import { World } from "../../harness/World.ts"
 
 const n = 600
@@ -34,6 +39,12 @@ const expectClean = (outcome: ScenarioOutcome) => {
 describe("fault scenarios", () => {
   it("1. kill -9 in the middle of a burst: nothing paid twice, nothing lost", async () => {
     const outcome = await killMidBurst(n)
+    expectClean(outcome)
+    expect(outcome.report.paid).toBe(n)
+  })
+
+  it("4. Postgres unavailable for a while: the engine keeps running, resumes, nothing paid twice or lost", async () => {
+    const outcome = await postgresOutage(n)
     expectClean(outcome)
     expect(outcome.report.paid).toBe(n)
   })
