@@ -43,6 +43,8 @@ export interface FakeHubOptions {
   naming: Naming
   /** Durable consumer name on the HUB_PAYMENTS stream; default "fake-hub". */
   consumerName?: string
+  /** Its consumer's ack wait (a command taken but not acknowledged comes again after it); default 30 s. */
+  ackWaitMs?: number
   /** The verdict for a payment id seen for the first time; default: always succeeded. */
   decide?: (command: PaymentCommand) => HubVerdict
 }
@@ -102,6 +104,7 @@ const ensureCommandConsumer = async (
   stream: string,
   durable: string,
   commandSubject: string,
+  ackWaitMs: number,
 ): Promise<void> => {
   try {
     await jsm.consumers.info(stream, durable)
@@ -111,7 +114,7 @@ const ensureCommandConsumer = async (
       filter_subject: commandSubject,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(consumerAckWaitMs),
+      ack_wait: nanos(ackWaitMs),
       max_ack_pending: 20_000,
     })
   }
@@ -284,7 +287,9 @@ class RunningFakeHub implements FakeHub {
       this.answered += 1
       message.ack()
     } catch (error) {
-      console.error(`fake hub: result for ${command.paymentId} not published, will retry: ${String(error)}`)
+      // A dropped connection fails every result in flight at once: that is expected, not news.
+      if (!/abandoned: connection/.test(String(error)))
+        console.error(`fake hub: result for ${command.paymentId} not published, will retry: ${String(error)}`)
       message.nak(1_000)
     } finally {
       this.inFlight -= 1
@@ -332,6 +337,9 @@ export const startFakeHub = async (options: FakeHubOptions): Promise<FakeHub> =>
   const connection = await connect({
     servers: options.natsUrl,
     name: `fake-hub:${durable}`,
+    // Like the real hub, it rides out a NATS server restart (fault scenario 3).
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
     // Without this every request (consumer pulls included) builds Error objects just for stack traces.
     noAsyncTraces: true,
   })
@@ -339,7 +347,13 @@ export const startFakeHub = async (options: FakeHubOptions): Promise<FakeHub> =>
     const jsm = await jetstreamManager(connection)
     const js = jetstream(connection)
     await waitForStream(jsm, topology.streams.hubPayments)
-    await ensureCommandConsumer(jsm, topology.streams.hubPayments, durable, topology.subjects.hubCommand)
+    await ensureCommandConsumer(
+      jsm,
+      topology.streams.hubPayments,
+      durable,
+      topology.subjects.hubCommand,
+      options.ackWaitMs ?? consumerAckWaitMs,
+    )
     const consumer = await js.consumers.get(topology.streams.hubPayments, durable)
     const hub = new RunningFakeHub(
       connection,

@@ -72,7 +72,7 @@ export class World {
     databaseUrl.pathname = `/${databaseName}`
     const settings: EngineSettings = {
       ...defaultSettings,
-      natsUrl: NATS_URL,
+      natsUrl: overrides.natsUrl ?? NATS_URL,
       databaseUrl: Redacted.make(databaseUrl.toString()),
       instanceId: `test-${token}`,
       naming,
@@ -86,7 +86,13 @@ export class World {
       consumerAckWaitMs: 5_000,
       ...overrides,
     }
-    const connection = await connect({ servers: NATS_URL, name: `test-${token}` })
+    const connection = await connect({
+      servers: settings.natsUrl,
+      name: `test-${token}`,
+      // A scenario may restart the NATS server under the world: its own connection rides it out.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    })
     const jsm = await jetstreamManager(connection)
     const js = jetstream(connection)
     const admin = new pg.Client({ connectionString: ADMIN_URL })
@@ -157,7 +163,11 @@ export class World {
 
   /** Starts a fake hub on this world's subjects. */
   async startHub(options: Partial<FakeHubOptions> = {}): Promise<FakeHub> {
-    const hub = await startFakeHub({ natsUrl: NATS_URL, naming: this.settings.naming, ...options })
+    const hub = await startFakeHub({
+      natsUrl: this.settings.natsUrl,
+      naming: this.settings.naming,
+      ...options,
+    })
     this.hubs.push(hub)
     return hub
   }

@@ -11,7 +11,14 @@ import { writeFileSync } from "node:fs"
 import { availableParallelism, totalmem } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { hubMisbehaves, killMidBurst, passed, postgresOutage, type ScenarioOutcome } from "./scenarios.ts"
+import {
+  hubMisbehaves,
+  killMidBurst,
+  natsRestart,
+  passed,
+  postgresOutage,
+  type ScenarioOutcome,
+} from "./scenarios.ts"
 import { faultsTable } from "./Table.ts"
 
 const parseCount = (name: string, fallback: number): number => {
@@ -30,6 +37,7 @@ const only = (process.env.FAULTS_ONLY ?? "")
   .filter((part) => part !== "")
 const scenarios: ReadonlyArray<readonly [string, (n: number) => Promise<ScenarioOutcome>]> = [
   ["1", killMidBurst],
+  ["3", natsRestart],
   ["4", postgresOutage],
   ["5", hubMisbehaves],
 ]
@@ -122,6 +130,29 @@ results and the tick the dead process had taken but not acknowledged are
 delivered again only when it runs out: most results are in within a couple of
 seconds of the restart (the run's notes above say when 95% were), the last
 ones at the ack wait.
+
+**3. NATS server restart.** The scenario starts its own nats-server
+(\`nats-server -a 127.0.0.1 -p <free port> -js -sd <temporary directory>\`, so
+the shared server is untouched); the world, the engine (its own process, commit
+batches of 20 and 20 wakes in flight) and the fake hub all connect to it. N
+subscriptions are due at one tick. Once the hub has received 30% of the
+commands — progress observed, not a timer — the server gets SIGKILL; a second
+later it starts again on the same port and store directory. Nothing else is
+done: no new tick, no engine restart. The engine must reconnect, its consumers
+resume, whatever did not get its publish ack goes out again from the outbox under
+the same message ids (the stream drops what it had stored), and afterwards the
+process must still be running and answer \`subscription.get\`. **Recovery
+time** is from the server being ready again to the last result recorded. This
+scenario found a stall: publishes whose acks were lost with the connection (and
+those the client buffered while disconnected) waited out the publisher's 30 s
+ack timeout, holding the publish workers, so the burst stopped for 30 s after
+every NATS restart; the publisher now fails everything awaiting an ack when the
+connection drops and when it comes back, and the outbox republishes at once
+(\`src/streams/JetStreamPublisher.ts\`). With SIGTERM instead of SIGKILL the
+outcome is the same. Commands the server had handed to the hub, or the hub's
+acks for them, can be lost with the server and come again after the hub's ack
+wait, 5 s here as the engine's (the fake hub's default is 30 s); that only sets
+how long settling takes.
 
 **4. Postgres unavailable.** N subscriptions are due at one tick; the engine
 runs as its own process (so a crash shows as its exit), with commit batches of

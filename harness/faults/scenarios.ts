@@ -17,6 +17,7 @@ import type { HubVerdict } from "../../fakes/FakeHub.ts"
 import type { PaymentResult } from "../../src/streams/Messages.ts"
 import { World } from "../World.ts"
 import { checkInvariants, type DueOccurrence, holds, type InvariantReport } from "./Invariants.ts"
+import { PrivateNatsServer } from "./NatsServer.ts"
 
 /** A check only this scenario makes (say, "the contradicting results changed no payment"). */
 export interface ScenarioCheck {
@@ -498,5 +499,121 @@ export const postgresOutage = async (n: number): Promise<ScenarioOutcome> => {
   } finally {
     await admin.end().catch(() => undefined)
     await world.dispose()
+  }
+}
+
+/** How long scenario 3's NATS server stays down before it is started again. */
+const natsDownMs = 1_000
+
+/**
+ * Scenario 3: the NATS server restarts in the middle of a burst. The scenario starts its own
+ * nats-server (JetStream, its own port and store directory: the shared one is untouched); the
+ * world, the engine (its own process, commit batches of 20 and 20 wakes in flight) and the fake
+ * hub all connect to it. Once the hub has received `stopFraction` of the commands (observed, not
+ * timed) the server gets `signal`; after a second it starts again on the same port and store.
+ * Nothing else is done: no new tick, no engine restart. The engine must ride it out (reconnect,
+ * resume its consumers, republish what did not get an ack), still be running and answer a
+ * protocol request. Recovery time is from the server being ready again to the last result recorded.
+ */
+export const natsRestart = async (
+  n: number,
+  stopFraction = 0.3,
+  signal: NodeJS.Signals = "SIGKILL",
+): Promise<ScenarioOutcome> => {
+  const started = performance.now()
+  const server = await PrivateNatsServer.start()
+  try {
+    const world = await World.create({ natsUrl: server.url }, "faults")
+    try {
+      const { rows, due } = await seed(world, n)
+      const engine = await world.spawnEngine({
+        ...killableEngine,
+        RP_OUTBOX_SWEEP_AGE: "PT1S",
+        RP_OUTBOX_SWEEP_INTERVAL: "PT0.5S",
+      })
+      let output = ""
+      const keep = (chunk: Buffer) => {
+        output = (output + chunk.toString()).slice(-5_000_000)
+      }
+      engine.stdout?.on("data", keep)
+      engine.stderr?.on("data", keep)
+      let exit: string | undefined
+      engine.once("exit", (code, received) => {
+        exit = `code ${code}, signal ${received}`
+      })
+      // Commands the server handed to the hub, or the hub's acks for them, can be lost with the
+      // server: they come again after the hub's ack wait, here the engine's own (5 s) rather than
+      // the fake hub's default 30 s, which would only set how long settling takes.
+      const hub = await world.startHub({ ackWaitMs: 5_000 })
+      await world.js.publish(world.topology.subjects.tick, JSON.stringify({ at: burstAt }), {
+        msgID: `tick:${burstAt}`,
+      })
+      const stopAt = Math.max(1, Math.floor(n * stopFraction))
+      await hub.waitForCommands(stopAt, stepTimeoutMs)
+      await server.stop(signal)
+      const sentBeforeStop = hub.commands.length
+      const settledBeforeStop = await countSettled(world)
+      await new Promise((resolve) => setTimeout(resolve, natsDownMs))
+      const settledWhileDown = await countSettled(world)
+      await server.restart()
+      const back = performance.now()
+
+      let mostMs: number | undefined
+      await world.waitFor(
+        "every due payment to have its result recorded",
+        async () => {
+          if (exit !== undefined)
+            throw new Error(`the engine process exited (${exit}):\n${output.slice(-4_000)}`)
+          const settled = await countSettled(world)
+          if (mostMs === undefined && settled >= due.length * 0.95) mostMs = performance.now() - back
+          return settled >= due.length
+        },
+        stepTimeoutMs,
+      )
+      const recoveryMs = performance.now() - back
+      await world.settled(stepTimeoutMs)
+      const settledMs = performance.now() - back
+      const report = await checkInvariants(world, due)
+
+      const first = rows[0]
+      const reply =
+        first === undefined || exit !== undefined
+          ? undefined
+          : await world
+              .channel()
+              .request("subscription.get", { subscriptionId: first.id }, { clientId: first.client_id })
+              .catch(() => undefined)
+      const occurrences = (text: string) => output.split(text).length - 1
+      const restarts = occurrences("consumer stopped; restarting")
+      const publishFailures = occurrences("outbox publish failed")
+      const republished = occurrences("republishing outbox rows")
+      return {
+        scenario: "3. NATS server restart",
+        report,
+        recoveryMs,
+        checks: [
+          { what: `the engine process kept running (${exit ?? "no exit"})`, ok: exit === undefined },
+          {
+            what: `the server stopped mid-burst (hub had ${sentBeforeStop} of ${n} commands)`,
+            ok: sentBeforeStop > 0 && sentBeforeStop < n,
+          },
+          { what: "every occurrence paid once", ok: report.paid === n },
+          {
+            what: "the hub was asked once per payment",
+            ok: new Set(hub.commands.map((c) => c.paymentId)).size === n,
+          },
+          { what: "the engine answers a protocol request afterwards", ok: reply?.status === "ok" },
+        ],
+        notes: [
+          `${signal} after the hub had ${sentBeforeStop} commands (${settledBeforeStop} results recorded, ${settledWhileDown} when the server came back ${(natsDownMs / 1_000).toFixed(0)} s later); the engine logged ${restarts} consumer restarts, ${publishFailures} failed outbox publishes and ${republished} sweeps republishing rows`,
+          `95% of the results were recorded ${((mostMs ?? recoveryMs) / 1_000).toFixed(2)} s after the server was back, the last at ${(recoveryMs / 1_000).toFixed(2)} s; settled at ${(settledMs / 1_000).toFixed(2)} s`,
+        ],
+        seconds: (performance.now() - started) / 1_000,
+      }
+    } finally {
+      await world.dispose()
+    }
+  } finally {
+    await server.dispose()
   }
 }

@@ -48,6 +48,7 @@ export class JetStreamPublisher {
   private readonly subscription: Subscription
   private readonly sweeper: NodeJS.Timeout
   private nextToken = 0
+  private closed = false
 
   /** Starts listening for acks; `timeoutMs` fails a publish that never got one. */
   constructor(
@@ -96,6 +97,25 @@ export class JetStreamPublisher {
     // One timer for every message: entries are in send order, so the sweep stops at the first young one.
     this.sweeper = setInterval(() => this.failOverdue(), Math.min(1_000, timeoutMs))
     this.sweeper.unref()
+    void this.watchConnection()
+  }
+
+  /**
+   * When the connection drops (say the NATS server restarts), the acks of the publishes already
+   * sent may never come: the server may have stored them and lost the reply, or never read them;
+   * and publishes the client buffered while disconnected were not answered after the reconnect
+   * either (seen on 2.9.10 with a restarted server). So everything awaiting an ack fails at the
+   * disconnect and again at the reconnect, instead of at the timeout: their senders retry at once
+   * (the outbox keeps the rows and republishes them under the same message ids, and the stream
+   * drops what it had stored). Waiting out the 30 s timeout stalled a burst for 30 s after a NATS
+   * restart (fault scenario 3): the publish workers sat on rows that could not end.
+   */
+  private async watchConnection(): Promise<void> {
+    for await (const status of this.connection.status()) {
+      if (this.closed) return
+      if (status.type === "disconnect" || status.type === "reconnect")
+        this.failAll(`connection to ${status.server}: ${status.type}`)
+    }
   }
 
   /**
@@ -142,14 +162,17 @@ export class JetStreamPublisher {
 
   /** Stops listening; publishes still awaiting an ack fail. */
   close(): void {
+    this.closed = true
     clearInterval(this.sweeper)
     this.subscription.unsubscribe()
+    this.failAll("publisher closed")
+  }
+
+  /** Fails every publish awaiting its ack, saying `why`. */
+  private failAll(why: string): void {
     for (const [token, waiting] of this.awaiting) {
       this.awaiting.delete(token)
-      waiting.done(
-        new Error(`JetStream publish to ${waiting.subject} abandoned: publisher closed`),
-        undefined,
-      )
+      waiting.done(new Error(`JetStream publish to ${waiting.subject} abandoned: ${why}`), undefined)
     }
   }
 

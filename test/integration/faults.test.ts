@@ -10,6 +10,7 @@ import { checkInvariants, holds } from "../../harness/faults/Invariants.ts"
 import {
   hubMisbehaves,
   killMidBurst,
+  natsRestart,
   postgresOutage,
   type ScenarioOutcome,
 } from "../../harness/faults/scenarios.ts"
@@ -41,6 +42,14 @@ describe("fault scenarios", () => {
     const outcome = await killMidBurst(n)
     expectClean(outcome)
     expect(outcome.report.paid).toBe(n)
+  })
+
+  it("3. the NATS server restarts mid-burst: the engine rides it out, nothing paid twice or lost", async () => {
+    const outcome = await natsRestart(n)
+    expectClean(outcome)
+    expect(outcome.report.paid).toBe(n)
+    // A stall on lost publish acks would show as the publisher's 30 s timeout.
+    expect(outcome.recoveryMs).toBeLessThan(15_000)
   })
 
   it("4. Postgres unavailable for a while: the engine keeps running, resumes, nothing paid twice or lost", async () => {
