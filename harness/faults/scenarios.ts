@@ -617,3 +617,138 @@ export const natsRestart = async (
     await server.dispose()
   }
 }
+
+/** Keeps the last few megabytes of a child process's output, for counting log lines. */
+const captureOutput = (child: ChildProcess) => {
+  const captured = { text: "", exit: undefined as string | undefined }
+  const keep = (chunk: Buffer) => {
+    captured.text = (captured.text + chunk.toString()).slice(-5_000_000)
+  }
+  child.stdout?.on("data", keep)
+  child.stderr?.on("data", keep)
+  child.once("exit", (code, signal) => {
+    captured.exit = `code ${code}, signal ${signal}`
+  })
+  return captured
+}
+
+const occurrencesIn = (text: string, what: string) => text.split(what).length - 1
+
+/** Sums the `woken=` figures of every log line containing `message`. */
+const wokenIn = (text: string, message: string) =>
+  text
+    .split("\n")
+    .filter((line) => line.includes(message))
+    .reduce((sum, line) => sum + Number(/woken=(\d+)/.exec(line)?.[1] ?? 0), 0)
+
+/**
+ * Scenario 2: two instances, kill one. Partition leases are not built yet (issue 5), so this
+ * is the form that is true today: two engine processes (distinct `RP_INSTANCE_ID`) on one world
+ * share everything — channel requests through the queue group, each durable pull consumer
+ * handing every message to one of them, one Postgres. `n` subscriptions are due at one tick;
+ * the ticks consumer lets one tick out at a time, so one instance sweeps while both handle hub
+ * results. Once the hub has received `killFraction` of the commands (observed, not timed) the
+ * first instance gets SIGKILL and is not restarted; no further tick is published. The survivor
+ * must finish everything on its own: the tick the dead one held, if it held it, and the hub
+ * results it had taken come back after the consumers' ack wait (`RP_ACK_WAIT`, 5 s here), and
+ * the commands it committed but had not published are in the outbox, which the survivor's
+ * sweeper republishes (age 1 s, every 0.5 s here; production: 10 s and 5 s). Takeover time is
+ * from the kill to the last result recorded.
+ */
+export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promise<ScenarioOutcome> => {
+  const started = performance.now()
+  const world = await World.create({}, "faults")
+  try {
+    const { rows, due } = await seed(world, n)
+    const instance = {
+      ...killableEngine,
+      RP_OUTBOX_SWEEP_AGE: "PT1S",
+      RP_OUTBOX_SWEEP_INTERVAL: "PT0.5S",
+    }
+    const victim = await world.spawnEngine({ ...instance, RP_INSTANCE_ID: `${world.databaseName}-a` })
+    const survivor = await world.spawnEngine({ ...instance, RP_INSTANCE_ID: `${world.databaseName}-b` })
+    const victimLog = captureOutput(victim)
+    const survivorLog = captureOutput(survivor)
+    const hub = await world.startHub()
+    await world.js.publish(world.topology.subjects.tick, JSON.stringify({ at: burstAt }), {
+      msgID: `tick:${burstAt}`,
+    })
+    const killAt = Math.max(1, Math.floor(n * killFraction))
+    await hub.waitForCommands(killAt, stepTimeoutMs)
+    const killedAt = performance.now()
+    const signal = await killed(victim, "SIGKILL")
+    const sentBeforeKill = hub.commands.length
+    const settledBeforeKill = await countSettled(world)
+    const outboxAtKill = await count(
+      world,
+      sql<{ count: string }>`SELECT coalesce(sum(message_count), 0) AS count FROM outbox`,
+    )
+
+    let mostMs: number | undefined
+    await world.waitFor(
+      "every due payment to have its result recorded",
+      async () => {
+        if (survivorLog.exit !== undefined)
+          throw new Error(
+            `the surviving engine exited (${survivorLog.exit}):\n${survivorLog.text.slice(-4_000)}`,
+          )
+        const settled = await countSettled(world)
+        if (mostMs === undefined && settled >= due.length * 0.95) mostMs = performance.now() - killedAt
+        return settled >= due.length
+      },
+      stepTimeoutMs,
+    )
+    const takeoverMs = performance.now() - killedAt
+    await world.settled(stepTimeoutMs)
+    const settledMs = performance.now() - killedAt
+    const report = await checkInvariants(world, due)
+
+    // One tick was published: delivered more than once means the dead instance held it.
+    const ticks = await world.jsm.consumers.info(world.topology.streams.ticks, world.topology.consumers.ticks)
+    const tickDeliveries = ticks.delivered.consumer_seq
+    const victimHeldTick = tickDeliveries > ticks.delivered.stream_seq
+    const first = rows[0]
+    const reply =
+      first === undefined || survivorLog.exit !== undefined
+        ? undefined
+        : await world
+            .channel()
+            .request("subscription.get", { subscriptionId: first.id }, { clientId: first.client_id })
+            .catch(() => undefined)
+    const survivorWoken =
+      wokenIn(survivorLog.text, "tick processed") + wokenIn(survivorLog.text, "resumed due work after start")
+    const raceLosses = occurrencesIn(victimLog.text + survivorLog.text, "lost the write race")
+    const wakeFailures = occurrencesIn(survivorLog.text, "wake failed")
+    const republished = occurrencesIn(survivorLog.text, "republishing outbox rows")
+    return {
+      scenario: "2. two instances, kill one",
+      report,
+      recoveryMs: takeoverMs,
+      checks: [
+        { what: "the first instance died of SIGKILL", ok: signal === "SIGKILL" },
+        {
+          what: `the kill came mid-burst (hub had ${sentBeforeKill} of ${n} commands)`,
+          ok: sentBeforeKill > 0 && sentBeforeKill < n,
+        },
+        {
+          what: `the surviving instance kept running and answers a protocol request (${survivorLog.exit ?? "no exit"})`,
+          ok: survivorLog.exit === undefined && reply?.status === "ok",
+        },
+        { what: "every occurrence paid once", ok: report.paid === n },
+        {
+          what: "the hub was asked once per payment",
+          ok: new Set(hub.commands.map((c) => c.paymentId)).size === n,
+        },
+        { what: `no wake lost its revision race 8 times in a row (${raceLosses})`, ok: raceLosses === 0 },
+      ],
+      notes: [
+        `killed after the hub had ${sentBeforeKill} commands; ${settledBeforeKill} results were recorded and ${outboxAtKill} messages waited in the outbox; the dead instance ${victimHeldTick ? "held the tick (it was delivered again to the survivor)" : "did not hold the tick (the survivor was sweeping)"}`,
+        `95% of the results were recorded ${((mostMs ?? takeoverMs) / 1_000).toFixed(2)} s after the kill, the last at ${(takeoverMs / 1_000).toFixed(2)} s (ack wait 5 s); settled at ${(settledMs / 1_000).toFixed(2)} s`,
+        `the survivor's sweeps reported ${survivorWoken} wakes for ${n} due; it logged ${wakeFailures} failed wakes and ${republished} sweeps republishing outbox rows (Stale retries are not logged)`,
+      ],
+      seconds: (performance.now() - started) / 1_000,
+    }
+  } finally {
+    await world.dispose()
+  }
+}

@@ -13,6 +13,7 @@ import {
   natsRestart,
   postgresOutage,
   type ScenarioOutcome,
+  twoInstancesKillOne,
 } from "../../harness/faults/scenarios.ts"
 import { World } from "../../harness/World.ts"
 
@@ -42,6 +43,14 @@ describe("fault scenarios", () => {
     const outcome = await killMidBurst(n)
     expectClean(outcome)
     expect(outcome.report.paid).toBe(n)
+  })
+
+  it("2. two instances, kill one: the survivor finishes the burst, nothing paid twice or lost", async () => {
+    const outcome = await twoInstancesKillOne(n)
+    expectClean(outcome)
+    expect(outcome.report.paid).toBe(n)
+    // Bounded by the ack wait (5 s) for what the dead instance held, plus the outbox sweep.
+    expect(outcome.recoveryMs).toBeLessThan(15_000)
   })
 
   it("3. the NATS server restarts mid-burst: the engine rides it out, nothing paid twice or lost", async () => {
