@@ -53,6 +53,12 @@ export interface EngineSettings {
   readonly sweepBatchSize: number
   readonly sweepInFlight: number
   readonly consumerAckWaitMs: number
+  /**
+   * The ticks consumer's ack wait. Short, because the engine tells the server it is still working
+   * on a tick every third of it: if the instance sweeping a tick dies, another takes the tick over
+   * this long after, not after the general ack wait.
+   */
+  readonly tickAckWaitMs: number
   readonly consumerMaxDeliveries: number
   readonly inboxRetentionMs: number
   readonly requestConcurrency: number
@@ -97,6 +103,7 @@ export const defaultSettings: EngineSettings = {
   // Measured on the month-start burst: 500 costs ~7% less CPU per payment than 1,000, at the same rate or better.
   sweepInFlight: 500,
   consumerAckWaitMs: 30_000,
+  tickAckWaitMs: 5_000,
   consumerMaxDeliveries: 5,
   inboxRetentionMs: 7 * 24 * 3_600_000,
   requestConcurrency: 256,
@@ -216,6 +223,7 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   sweepBatchSize: positiveInt("RP_SWEEP_BATCH", defaultSettings.sweepBatchSize),
   sweepInFlight: positiveInt("RP_SWEEP_IN_FLIGHT", defaultSettings.sweepInFlight),
   consumerAckWaitMs: duration("RP_ACK_WAIT", defaultSettings.consumerAckWaitMs),
+  tickAckWaitMs: duration("RP_TICK_ACK_WAIT", defaultSettings.tickAckWaitMs),
   consumerMaxDeliveries: positiveInt("RP_MAX_DELIVERIES", defaultSettings.consumerMaxDeliveries),
   inboxRetentionMs: duration("RP_INBOX_RETENTION", defaultSettings.inboxRetentionMs),
   requestConcurrency: positiveInt("RP_REQUEST_CONCURRENCY", defaultSettings.requestConcurrency),

@@ -53,8 +53,11 @@ export interface ConsumerSpec<A, R> {
   readonly consumer: string
   /** Messages pulled ahead of handling. */
   readonly prefetch: number
-  /** Keep telling the server we are still working, for handlers that may run past ack_wait. */
-  readonly heartbeat: boolean
+  /**
+   * For handlers that may run past the consumer's ack_wait: keep telling the server we are still
+   * working, every third of this ack wait. Undefined: no heartbeat.
+   */
+  readonly heartbeatAckWaitMs?: number
   readonly schema: Schema.Codec<A, unknown>
   /**
    * Handles a batch and completes once every delivery is settled. If the run fails, the
@@ -196,13 +199,13 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
         })
       }
 
-      if (spec.heartbeat) {
+      if (spec.heartbeatAckWaitMs !== undefined) {
         yield* Effect.forkScoped(
           Effect.repeat(
             Effect.sync(() => {
               for (const message of unsettled) message.working()
             }),
-            Schedule.spaced(Duration.millis(Math.max(500, config.consumerAckWaitMs / 3))),
+            Schedule.spaced(Duration.millis(Math.max(200, spec.heartbeatAckWaitMs / 3))),
           ),
         )
       }

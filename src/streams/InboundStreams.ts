@@ -11,6 +11,7 @@ import { ReminderRouter } from "../actors/ReminderRouter.ts"
 import { ResultRouter } from "../actors/ResultRouter.ts"
 import { Scheduler } from "../actors/Scheduler.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
+import { EngineConfig } from "../EngineConfig.ts"
 import { done, runConsumer } from "./DurableConsumer.ts"
 import { DebtResponse, HubPaymentCompleted, PaymentResult, ThresholdEvent, Tick } from "./Messages.ts"
 import { Topology } from "./Topology.ts"
@@ -19,6 +20,7 @@ import { Topology } from "./Topology.ts"
 export const InboundStreams = Layer.effectDiscard(
   Effect.gen(function* () {
     const topology = yield* Topology
+    const config = yield* EngineConfig
     const scheduler = yield* Scheduler
     const router = yield* ResultRouter
     const providers = yield* ProviderRouter
@@ -44,7 +46,7 @@ export const InboundStreams = Layer.effectDiscard(
         stream: topology.streams.ticks,
         consumer: topology.consumers.ticks,
         prefetch: 1,
-        heartbeat: true,
+        heartbeatAckWaitMs: config.tickAckWaitMs,
         schema: Tick,
         handle: (batch) =>
           Effect.forEach(
@@ -71,7 +73,6 @@ export const InboundStreams = Layer.effectDiscard(
         stream: topology.streams.hubPayments,
         consumer: topology.consumers.hubResults,
         prefetch: 1_000,
-        heartbeat: false,
         schema: PaymentResult,
         handle: (batch) => router.route(batch, topology.consumers.hubResults),
       }),
@@ -81,7 +82,6 @@ export const InboundStreams = Layer.effectDiscard(
         stream: topology.streams.providers,
         consumer: topology.consumers.thresholdEvents,
         prefetch: 1_000,
-        heartbeat: false,
         schema: ThresholdEvent,
         handle: providers.thresholdEvents,
       }),
@@ -91,7 +91,6 @@ export const InboundStreams = Layer.effectDiscard(
         stream: topology.streams.providers,
         consumer: topology.consumers.debtResponses,
         prefetch: 200,
-        heartbeat: false,
         schema: DebtResponse,
         handle: (batch) => providers.debtResponses(batch, topology.consumers.debtResponses),
       }),
@@ -101,7 +100,6 @@ export const InboundStreams = Layer.effectDiscard(
         stream: topology.streams.hubPayments,
         consumer: topology.consumers.hubCompleted,
         prefetch: 100,
-        heartbeat: false,
         schema: HubPaymentCompleted,
         handle: reminders.route,
       }),

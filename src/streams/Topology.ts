@@ -181,7 +181,7 @@ const ensureConsumer = async (
 }
 
 /** Durable pull consumer definitions for everything the engine consumes. */
-export const consumerDefinitions = (topology: TopologyService, ackWaitMs: number) => {
+export const consumerDefinitions = (topology: TopologyService, ackWaitMs: number, tickAckWaitMs: number) => {
   const base = {
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
@@ -198,6 +198,8 @@ export const consumerDefinitions = (topology: TopologyService, ackWaitMs: number
         ...base,
         durable_name: topology.consumers.ticks,
         filter_subject: topology.subjects.tick,
+        // Kept alive by heartbeats while a sweep runs; a dead sweeper's tick moves on quickly.
+        ack_wait: nanos(tickAckWaitMs),
         max_ack_pending: 1,
       },
     },
@@ -256,7 +258,11 @@ export class Topology extends Context.Service<Topology, TopologyService>()("rp/s
         if (outcome !== "present")
           yield* Effect.logInfo(`stream ${outcome}`).pipe(Effect.annotateLogs({ stream: definition.name }))
       }
-      for (const { stream, config: consumer } of consumerDefinitions(topology, config.consumerAckWaitMs)) {
+      for (const { stream, config: consumer } of consumerDefinitions(
+        topology,
+        config.consumerAckWaitMs,
+        config.tickAckWaitMs,
+      )) {
         const outcome = yield* Effect.promise(() => ensureConsumer(jsm, stream, consumer))
         if (outcome !== "present") {
           yield* Effect.logInfo(`consumer ${outcome}`).pipe(
