@@ -22,7 +22,7 @@ import {
   setChannelDisabled,
   setChannelOperations,
 } from "../../src/store/ChannelStore.ts"
-import { createScheduled, type SubscriptionResult } from "../support/scenarios.ts"
+import { createScheduled, rowCounts, type SubscriptionResult } from "../support/scenarios.ts"
 
 const run = promisify(execFile)
 
@@ -62,24 +62,7 @@ describe("channel registry", () => {
   let atm: FakeChannel
 
   /** Row counts of every table a request could write to. */
-  const footprint = async () => {
-    const count = async (table: "templates" | "subscriptions" | "requests" | "decisions" | "payments") =>
-      Number(
-        (
-          await env.db
-            .selectFrom(table)
-            .select((eb) => eb.fn.countAll<string>().as("count"))
-            .executeTakeFirstOrThrow()
-        ).count,
-      )
-    return {
-      templates: await count("templates"),
-      subscriptions: await count("subscriptions"),
-      requests: await count("requests"),
-      decisions: await count("decisions"),
-      payments: await count("payments"),
-    }
-  }
+  const footprint = () => rowCounts(env.db)
 
   /** Waits until `channel`'s `template.list` gets `status` (the engine has applied a registry change). */
   const waitForStatus = (what: string, channel: FakeChannel, status: "ok" | "error") =>

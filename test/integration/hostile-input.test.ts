@@ -20,7 +20,7 @@ import { World } from "../../harness/World.ts"
 import { ReplyEnvelope } from "../../src/protocol/Envelope.ts"
 import { saveProvider } from "../../src/store/ProviderRegistry.ts"
 import type { DeadLetter } from "../../src/streams/Messages.ts"
-import { createScheduled } from "../support/scenarios.ts"
+import { createScheduled, rowCounts } from "../support/scenarios.ts"
 
 const rub = (value: number) => ({ value, currency: "RUB" })
 const encoder = new TextEncoder()
@@ -522,18 +522,8 @@ describe("hostile input", () => {
   })
 
   /** Row counts of every table a request could write to. */
-  const footprint = async () => {
-    const tables = ["templates", "subscriptions", "requests", "decisions", "outbox", "payments"] as const
-    const counts = { templates: 0, subscriptions: 0, requests: 0, decisions: 0, outbox: 0, payments: 0 }
-    for (const table of tables) {
-      const row = await env.db
-        .selectFrom(table)
-        .select((eb) => eb.fn.countAll<string>().as("count"))
-        .executeTakeFirstOrThrow()
-      counts[table] = Number(row.count)
-    }
-    return counts
-  }
+  const footprint = () =>
+    rowCounts(env.db, ["templates", "subscriptions", "requests", "decisions", "outbox", "payments"])
 
   const envelope = (
     operation: string,

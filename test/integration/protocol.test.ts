@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Reply } from "../../fakes/FakeChannel.ts"
 import { World } from "../../harness/World.ts"
-import { createScheduled, monthlyOnFirst } from "../support/scenarios.ts"
+import { createScheduled, monthlyOnFirst, rowCounts } from "../support/scenarios.ts"
 
 const errorOf = (reply: Reply) => {
   if (reply.status !== "error") throw new Error(`expected an error reply, got ${JSON.stringify(reply)}`)
@@ -24,26 +24,7 @@ describe("channel protocol", () => {
   })
 
   /** Row counts of every table a request could write to. */
-  const footprint = async () => {
-    const count = async (
-      table: "templates" | "subscriptions" | "requests" | "decisions" | "outbox" | "payments",
-    ) =>
-      Number(
-        (
-          await env.db
-            .selectFrom(table)
-            .select((eb) => eb.fn.countAll<string>().as("count"))
-            .executeTakeFirstOrThrow()
-        ).count,
-      )
-    return {
-      templates: await count("templates"),
-      subscriptions: await count("subscriptions"),
-      requests: await count("requests"),
-      decisions: await count("decisions"),
-      payments: await count("payments"),
-    }
-  }
+  const footprint = () => rowCounts(env.db)
 
   const validEnvelope = (overrides: Record<string, unknown> = {}) => ({
     v: 3,

@@ -2,6 +2,8 @@
  * Building blocks shared by integration tests: creating autopayments through
  * the protocol as a channel would, and reading back what the engine did.
  */
+
+import { sql } from "kysely"
 import type { FakeChannel } from "../../fakes/FakeChannel.ts"
 import type { World } from "../../harness/World.ts"
 import type { PaymentCommand } from "../../src/streams/Messages.ts"
@@ -86,5 +88,23 @@ export const commandsInStream = async (env: World) => {
 export const countBy = <T>(items: ReadonlyArray<T>, key: (item: T) => string): Map<string, number> => {
   const counts = new Map<string, number>()
   for (const item of items) counts.set(key(item), (counts.get(key(item)) ?? 0) + 1)
+  return counts
+}
+
+/** The tables a protocol request can write to (the outbox drains on its own, so it is left out). */
+const requestTables = ["templates", "subscriptions", "requests", "decisions", "payments"] as const
+
+type CountedTable = (typeof requestTables)[number] | "outbox"
+
+/** Row counts per table, to show that a refused request wrote nothing. */
+export const rowCounts = async <T extends CountedTable = (typeof requestTables)[number]>(
+  db: World["db"],
+  tables: ReadonlyArray<T> = requestTables as unknown as ReadonlyArray<T>,
+): Promise<Record<T, number>> => {
+  const counts = {} as Record<T, number>
+  for (const table of tables) {
+    const result = await sql<{ count: string }>`SELECT count(*) AS count FROM ${sql.table(table)}`.execute(db)
+    counts[table] = Number(result.rows[0]?.count)
+  }
   return counts
 }
