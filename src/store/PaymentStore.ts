@@ -2,7 +2,8 @@
  * Payment lookups by id: every hub result needs to know which subscription
  * its payment belongs to. Results arrive in batches, and so are looked up.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Exit, Layer, Request, RequestResolver } from "effect"
+import { sql } from "kysely"
 import { isUuid } from "../domain/Ids.ts"
 import { Database } from "./Database.ts"
 
@@ -19,6 +20,16 @@ export interface LatestAttempt {
   readonly status: string
   readonly retryable: boolean | null
 }
+
+class ReadSpend extends Request.Class<
+  { readonly clientId: string; readonly month: string; readonly currency: string },
+  number,
+  never,
+  never
+> {}
+
+const spendKey = (row: { client_id: string; month: string; currency: string }) =>
+  `${row.client_id}\u0000${row.month}\u0000${row.currency}`
 
 /** Payment reads. */
 export class PaymentStore extends Context.Service<
@@ -38,7 +49,32 @@ export class PaymentStore extends Context.Service<
   static readonly layer = Layer.effect(
     PaymentStore,
     Effect.gen(function* () {
-      const { use } = yield* Database
+      const { db, use } = yield* Database
+
+      // With a monthly cap, every payment of a burst reads its client's month first: the reads
+      // of concurrent actors go to Postgres together, as subscription loads do.
+      const spendResolver = RequestResolver.make<ReadSpend>((entries) =>
+        Effect.promise(async () => {
+          const keys = entries.map(({ request }) => ({
+            client_id: request.clientId,
+            month: request.month,
+            currency: request.currency,
+          }))
+          const found = await sql<{ client_id: string; month: string; currency: string; spent: number }>`
+            SELECT s.client_id, s.month, s.currency, s.spent FROM client_spend s
+            JOIN (SELECT DISTINCT * FROM json_to_recordset(${JSON.stringify(keys)}::json)
+              AS v(client_id text, month text, currency text)) v
+              ON s.client_id = v.client_id AND s.month = v.month AND s.currency = v.currency`.execute(db)
+          const spent = new Map(found.rows.map((row) => [spendKey(row), Number(row.spent)]))
+          for (const entry of entries) {
+            const { clientId, month, currency } = entry.request
+            entry.completeUnsafe(
+              Exit.succeed(spent.get(spendKey({ client_id: clientId, month, currency })) ?? 0),
+            )
+          }
+        }),
+      ).pipe(RequestResolver.setDelay(1), RequestResolver.batchN(1_000))
+
       return PaymentStore.of({
         routes: (paymentIds) => {
           // Ids the engine mints are UUIDs; anything else cannot be ours and must not reach a uuid column.
@@ -86,15 +122,7 @@ export class PaymentStore extends Context.Service<
           )
         },
         monthlySpend: (clientId, month, currency) =>
-          use((db) =>
-            db
-              .selectFrom("client_spend")
-              .select("spent")
-              .where("client_id", "=", clientId)
-              .where("month", "=", month)
-              .where("currency", "=", currency)
-              .executeTakeFirst(),
-          ).pipe(Effect.map((row) => row?.spent ?? 0)),
+          Effect.request(new ReadSpend({ clientId, month, currency }), spendResolver),
       })
     }),
   )
