@@ -109,7 +109,12 @@ export const startEngineProcesses = async (options: EngineProcessOptions): Promi
   const launched = performance.now()
   const engine = startTsProcess("engine", engineEntry, {
     cwd: options.cwd,
-    env: { ...environment, DATABASE_URL: databaseUrlFor(options.database), RP_CLOCK: "off" },
+    env: {
+      ...environment,
+      DATABASE_URL: databaseUrlFor(options.database),
+      RP_CLOCK: "off",
+      RP_HTTP_PORT: "0",
+    },
     logPath: join(options.logDirectory, `${options.logName}.log`),
     nodeArgs: engineNodeArgs,
   })

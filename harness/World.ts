@@ -84,6 +84,8 @@ export class World {
       outboxSweepAgeMs: 1_000,
       outboxSweepIntervalMs: 500,
       consumerAckWaitMs: 5_000,
+      // Any free port: many engines run at once in a test run.
+      httpPort: 0,
       ...overrides,
     }
     const connection = await connect({
@@ -143,6 +145,7 @@ export class World {
         RP_QUEUE_GROUP: this.settings.queueGroup,
         RP_ACK_WAIT: "PT5S",
         RP_LOG_LEVEL: "Info",
+        RP_HTTP_PORT: "0",
         ...environment,
       },
       stdio: ["ignore", "pipe", "pipe"],

@@ -12,6 +12,7 @@ import { ResultRouter } from "./actors/ResultRouter.ts"
 import { Scheduler } from "./actors/Scheduler.ts"
 import { SubscriptionActors } from "./actors/SubscriptionActors.ts"
 import { EngineConfig } from "./EngineConfig.ts"
+import { HttpServer } from "./http/HttpServer.ts"
 import { Channels } from "./protocol/Channels.ts"
 import { ProtocolHandler, ProtocolServer } from "./protocol/ProtocolServer.ts"
 import { Database } from "./store/Database.ts"
@@ -61,10 +62,16 @@ export const EngineServices = Layer.mergeAll(
   Layer.provideMerge(connections),
 )
 
-/** The running engine: its services plus the protocol server, the consumers and the clock. */
-export const EngineLive = Layer.mergeAll(ProtocolServer, InboundStreams, ClockPublisher).pipe(
-  Layer.provideMerge(EngineServices),
-)
+/** Every feature's HTTP routes; the server listens once all of them are in place. */
+const httpRoutes = Layer.empty
+
+/** The running engine: its services plus the protocol server, the consumers, the clock and the HTTP server. */
+export const EngineLive = Layer.mergeAll(
+  ProtocolServer,
+  InboundStreams,
+  ClockPublisher,
+  HttpServer.layer(httpRoutes),
+).pipe(Layer.provideMerge(EngineServices))
 
 /** Builds the engine, says so, and runs until interrupted (SIGTERM, SIGINT). */
 export const runEngine = Effect.gen(function* () {

@@ -68,6 +68,9 @@ export interface EngineSettings {
   readonly channelsRefreshMs: number
   /** `on`: with no channel registered, the five development channels are accepted unsigned; `off`: nothing is. */
   readonly defaultChannels: "on" | "off"
+  /** The HTTP server (console, metrics, health) listens here; port 0 takes any free port (tests). */
+  readonly httpHost: string
+  readonly httpPort: number
 }
 
 /** Defaults: what `npm start` uses when the environment says nothing. */
@@ -110,6 +113,8 @@ export const defaultSettings: EngineSettings = {
   signatureWindowMs: 5 * 60_000,
   channelsRefreshMs: 5_000,
   defaultChannels: "on",
+  httpHost: "127.0.0.1",
+  httpPort: 8080,
 }
 
 const duration = (name: string, fallback: number) =>
@@ -174,6 +179,11 @@ const TimeZoneName = Schema.String.check(
   ),
 )
 
+const port = (name: string, fallback: number) =>
+  Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65_535 })), name).pipe(
+    Config.withDefault(fallback),
+  )
+
 const text = (name: string, fallback: string) => Config.String(name).pipe(Config.withDefault(fallback))
 
 /** Reads every setting from the environment, falling back to `defaultSettings`. */
@@ -232,6 +242,8 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   defaultChannels: Config.Literals(["on", "off"], "RP_DEFAULT_CHANNELS").pipe(
     Config.withDefault(defaultSettings.defaultChannels),
   ),
+  httpHost: text("RP_HTTP_HOST", defaultSettings.httpHost),
+  httpPort: port("RP_HTTP_PORT", defaultSettings.httpPort),
 })
 
 /** The settings as a service, so every component reads the same values. */
