@@ -6,6 +6,8 @@
  */
 import { Effect, Layer } from "effect"
 import { EngineClock } from "./actors/EngineClock.ts"
+import { PartitionKeeper } from "./actors/PartitionKeeper.ts"
+import { Partitions } from "./actors/Partitions.ts"
 import { ProviderRouter } from "./actors/ProviderRouter.ts"
 import { ReminderRouter } from "./actors/ReminderRouter.ts"
 import { ResultRouter } from "./actors/ResultRouter.ts"
@@ -18,6 +20,7 @@ import { ProtocolHandler, ProtocolServer } from "./protocol/ProtocolServer.ts"
 import { Database } from "./store/Database.ts"
 import { HistoryStore } from "./store/HistoryStore.ts"
 import { InboxStore } from "./store/InboxStore.ts"
+import { LeaseStore } from "./store/LeaseStore.ts"
 import { PaymentStore } from "./store/PaymentStore.ts"
 import { ProviderRegistry } from "./store/ProviderRegistry.ts"
 import { RequestLog } from "./store/RequestLog.ts"
@@ -46,6 +49,7 @@ const foundations = Layer.mergeAll(
   RequestLog.layer,
   ProviderRegistry.layer,
   Channels.layer,
+  LeaseStore.layer,
 )
 
 /** Every service of the engine, without the parts that start work (for tests that drive pieces directly). */
@@ -57,7 +61,9 @@ export const EngineServices = Layer.mergeAll(
   ProtocolHandler.layer,
 ).pipe(
   Layer.provideMerge(SubscriptionActors.layer),
-  Layer.provideMerge(Layer.mergeAll(TransitionCommitter.layer, HubStatus.layer, DeadLetters.layer)),
+  Layer.provideMerge(
+    Layer.mergeAll(TransitionCommitter.layer, HubStatus.layer, DeadLetters.layer, Partitions.layer),
+  ),
   Layer.provideMerge(foundations),
   Layer.provideMerge(connections),
 )
@@ -70,6 +76,7 @@ export const EngineLive = Layer.mergeAll(
   ProtocolServer,
   InboundStreams,
   ClockPublisher,
+  PartitionKeeper,
   HttpServer.layer(httpRoutes),
 ).pipe(Layer.provideMerge(EngineServices))
 

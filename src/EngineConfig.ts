@@ -71,6 +71,12 @@ export interface EngineSettings {
   /** The HTTP server (console, metrics, health) listens here; port 0 takes any free port (tests). */
   readonly httpHost: string
   readonly httpPort: number
+  /** Subscriptions are split into this many partitions; every instance must use the same count. */
+  readonly partitions: number
+  /** A partition lease (and an instance's heartbeat) lasts this long without renewal. */
+  readonly leaseTtlMs: number
+  /** How often an instance renews its leases and rebalances. */
+  readonly leaseRenewMs: number
 }
 
 /** Defaults: what `npm start` uses when the environment says nothing. */
@@ -115,6 +121,9 @@ export const defaultSettings: EngineSettings = {
   defaultChannels: "on",
   httpHost: "127.0.0.1",
   httpPort: 8080,
+  partitions: 16,
+  leaseTtlMs: 10_000,
+  leaseRenewMs: 2_000,
 }
 
 const duration = (name: string, fallback: number) =>
@@ -244,6 +253,12 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   ),
   httpHost: text("RP_HTTP_HOST", defaultSettings.httpHost),
   httpPort: port("RP_HTTP_PORT", defaultSettings.httpPort),
+  partitions: Config.schema(
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 4096 })),
+    "RP_PARTITIONS",
+  ).pipe(Config.withDefault(defaultSettings.partitions)),
+  leaseTtlMs: duration("RP_LEASE_TTL", defaultSettings.leaseTtlMs),
+  leaseRenewMs: duration("RP_LEASE_RENEW", defaultSettings.leaseRenewMs),
 })
 
 /** The settings as a service, so every component reads the same values. */

@@ -613,29 +613,51 @@ const wokenIn = (text: string, message: string) =>
     .filter((line) => line.includes(message))
     .reduce((sum, line) => sum + Number(/woken=(\d+)/.exec(line)?.[1] ?? 0), 0)
 
+/** Scenario 2's leases: short, so the takeover shows within a CI run (production: 10 s and 2 s). */
+const leaseTtlMs = 3_000
+const leaseRenewMs = 500
+
 /**
- * Scenario 2: two instances, kill one. Partition leases are not built yet (issue 5), so this
- * is the form that is true today: two engine processes (distinct `RP_INSTANCE_ID`) on one world
- * share everything — channel requests through the queue group, each durable pull consumer
- * handing every message to one of them, one Postgres. `n` subscriptions are due at one tick;
- * the ticks consumer lets one tick out at a time, so one instance sweeps while both handle hub
- * results. Once the hub has received `killFraction` of the commands (observed, not timed) the
- * first instance gets SIGKILL and is not restarted; no further tick is published. The survivor
- * must finish everything on its own: the tick the dead one held, if it held it, and the hub
- * results it had taken come back after the consumers' ack wait (`RP_ACK_WAIT`, 5 s here), and
- * the commands it committed but had not published are in the outbox, which the survivor's
- * sweeper republishes (age 1 s, every 0.5 s here; production: 10 s and 5 s). Takeover time is
- * from the kill to the last result recorded.
+ * Scenario 2: two instances, kill one. Two engine processes (distinct `RP_INSTANCE_ID`) on one
+ * world share the partitions through leases (`RP_LEASE_TTL` 3 s, `RP_LEASE_RENEW` 0.5 s here):
+ * each sweeps its own partitions, runs their actors, and forwards messages for the other's.
+ * `n` subscriptions are due at one tick. Once the hub has received `killFraction` of the
+ * commands (observed, not timed) one instance gets SIGKILL and is not restarted; no further tick
+ * is published. The survivor stops seeing its heartbeat, takes its partitions when their leases
+ * run out (at most a lease period plus a round after the kill), and sweeps them: their due
+ * subscriptions, the results the dead one had taken (back after the consumers' ack wait,
+ * `RP_ACK_WAIT`, 5 s here) and the commands it committed but had not published (the outbox
+ * sweeper: age 1 s, every 0.5 s here). Takeover time is from the kill to the survivor holding
+ * every lease; recovery time to the last result recorded.
  */
 export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promise<ScenarioOutcome> => {
   const started = performance.now()
   const world = await World.create({}, "faults")
   try {
     const { rows, due } = await seed(world, n)
-    const victim = await world.spawnEngine({ ...sweepingEngine, RP_INSTANCE_ID: `${world.databaseName}-a` })
-    const survivor = await world.spawnEngine({ ...sweepingEngine, RP_INSTANCE_ID: `${world.databaseName}-b` })
+    const leases = { RP_LEASE_TTL: `PT${leaseTtlMs / 1_000}S`, RP_LEASE_RENEW: `PT${leaseRenewMs / 1_000}S` }
+    const victimId = `${world.databaseName}-a`
+    const survivorId = `${world.databaseName}-b`
+    const victim = await world.spawnEngine({ ...sweepingEngine, ...leases, RP_INSTANCE_ID: victimId })
+    const survivor = await world.spawnEngine({ ...sweepingEngine, ...leases, RP_INSTANCE_ID: survivorId })
     const victimLog = captureOutput(victim)
     const survivorLog = captureOutput(survivor)
+    const leasesHeldBy = async (owner: string) =>
+      count(
+        world,
+        sql<{ count: string }>`SELECT count(*) AS count FROM partition_leases
+                               WHERE owner = ${owner} AND expires_at > now()`,
+      )
+    const partitionCount = await count(
+      world,
+      sql<{ count: string }>`SELECT count(*) AS count FROM partition_leases`,
+    )
+    await world.waitFor(
+      "both instances to hold leases",
+      async () => (await leasesHeldBy(victimId)) > 0 && (await leasesHeldBy(survivorId)) > 0,
+      stepTimeoutMs,
+    )
+    const victimPartitions = await leasesHeldBy(victimId)
     const hub = await world.startHub()
     await publishTick(world, burstAt)
     const killAt = Math.max(1, Math.floor(n * killFraction))
@@ -648,6 +670,12 @@ export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promis
       world,
       sql<{ count: string }>`SELECT coalesce(sum(message_count), 0) AS count FROM outbox`,
     )
+    await world.waitFor(
+      "the survivor to hold every lease",
+      async () => (await leasesHeldBy(survivorId)) === partitionCount,
+      stepTimeoutMs,
+    )
+    const leasesTakenMs = performance.now() - killedAt
 
     const { recoveryMs: takeoverMs, mostMs } = await allResultsRecorded(world, due, killedAt, {
       name: "surviving engine",
@@ -663,7 +691,9 @@ export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promis
     const victimHeldTick = tickDeliveries > ticks.delivered.stream_seq
     const answers = await answersRequest(world, rows, survivorLog)
     const survivorWoken =
-      wokenIn(survivorLog.text, "tick processed") + wokenIn(survivorLog.text, "resumed due work after start")
+      wokenIn(survivorLog.text, "tick processed") +
+      wokenIn(survivorLog.text, "resumed due work after start") +
+      wokenIn(survivorLog.text, "partition sweep")
     const raceLosses = occurrencesIn(victimLog.text + survivorLog.text, "lost the write race")
     const wakeFailures = occurrencesIn(survivorLog.text, "wake failed")
     const republished = occurrencesIn(survivorLog.text, "republishing outbox rows")
@@ -674,8 +704,16 @@ export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promis
       checks: [
         { what: "the first instance died of SIGKILL", ok: signal === "SIGKILL" },
         {
+          what: `both instances held partitions before the kill (the victim ${victimPartitions} of ${partitionCount})`,
+          ok: victimPartitions > 0 && victimPartitions < partitionCount,
+        },
+        {
           what: `the kill came mid-burst (hub had ${sentBeforeKill} of ${n} commands)`,
           ok: sentBeforeKill > 0 && sentBeforeKill < n,
+        },
+        {
+          what: `the survivor held every lease ${(leasesTakenMs / 1_000).toFixed(2)} s after the kill (stated bound: lease TTL + 2 rounds = ${((leaseTtlMs + 2 * leaseRenewMs) / 1_000).toFixed(1)} s)`,
+          ok: leasesTakenMs <= leaseTtlMs + 2 * leaseRenewMs,
         },
         {
           what: `the surviving instance kept running and answers a protocol request (${survivorLog.exit ?? "no exit"})`,
@@ -690,7 +728,7 @@ export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promis
       ],
       notes: [
         `killed after the hub had ${sentBeforeKill} commands; ${settledBeforeKill} results were recorded and ${outboxAtKill} messages waited in the outbox; the dead instance ${victimHeldTick ? "held the tick (it was delivered again to the survivor)" : "did not hold the tick (the survivor was sweeping)"}`,
-        `95% of the results were recorded ${(mostMs / 1_000).toFixed(2)} s after the kill, the last at ${(takeoverMs / 1_000).toFixed(2)} s (ack wait 5 s); settled at ${(settledMs / 1_000).toFixed(2)} s`,
+        `the survivor took the victim's ${victimPartitions} partitions ${(leasesTakenMs / 1_000).toFixed(2)} s after the kill; 95% of the results were recorded ${(mostMs / 1_000).toFixed(2)} s after it, the last at ${(takeoverMs / 1_000).toFixed(2)} s (ack wait 5 s); settled at ${(settledMs / 1_000).toFixed(2)} s`,
         `the survivor's sweeps reported ${survivorWoken} wakes for ${n} due; it logged ${wakeFailures} failed wakes and ${republished} sweeps republishing outbox rows (Stale retries are not logged)`,
       ],
       seconds: (performance.now() - started) / 1_000,

@@ -17,6 +17,10 @@ export class EngineClock extends Context.Service<
     readonly now: Effect.Effect<number>
     /** Moves time forward to `at` if it is later; returns the resulting time. */
     readonly advance: (at: number) => Effect.Effect<number>
+    /** Takes in time another instance reached (already stored by it); returns whether it moved. */
+    readonly observe: (at: number) => Effect.Effect<boolean>
+    /** Re-reads the stored time (another instance may have moved it); returns whether it moved. */
+    readonly refresh: Effect.Effect<boolean>
   }
 >()("rp/actors/EngineClock") {
   static readonly layer = Layer.effect(
@@ -27,6 +31,8 @@ export class EngineClock extends Context.Service<
         db.selectFrom("engine_clock").select("now").where("id", "=", 1).executeTakeFirst(),
       )
       const current = yield* Ref.make(stored?.now.getTime() ?? 0)
+      const observe = (at: number) =>
+        Ref.modify(current, (previous) => (at > previous ? [true, at] : [false, previous]))
       yield* Effect.logInfo("engine clock ready").pipe(
         Effect.annotateLogs({ now: stored === undefined ? "no tick yet" : stored.now.toISOString() }),
       )
@@ -42,6 +48,12 @@ export class EngineClock extends Context.Service<
             Effect.map((result) => result.rows[0]?.now.getTime() ?? at),
             Effect.tap((now) => Ref.update(current, (previous) => Math.max(previous, now))),
           ),
+        observe,
+        refresh: use((db) =>
+          db.selectFrom("engine_clock").select("now").where("id", "=", 1).executeTakeFirst(),
+        ).pipe(
+          Effect.flatMap((row) => (row === undefined ? Effect.succeed(false) : observe(row.now.getTime()))),
+        ),
       })
     }),
   )

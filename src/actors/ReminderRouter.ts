@@ -14,13 +14,13 @@
  * message is redelivered, and then it finds the reminder.
  */
 import { Context, Effect, Exit, Layer } from "effect"
-import { newId } from "../domain/Ids.ts"
 import { ProviderRegistry } from "../store/ProviderRegistry.ts"
 import { SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { TransitionCommitter } from "../store/TransitionCommitter.ts"
 import { type Delivery, done, type HandlerVerdict } from "../streams/DurableConsumer.ts"
 import type { HubPaymentCompleted } from "../streams/Messages.ts"
 import { EngineClock } from "./EngineClock.ts"
+import { Partitions } from "./Partitions.ts"
 import * as ReminderPolicy from "./ReminderPolicy.ts"
 import { SubscriptionActors } from "./SubscriptionActors.ts"
 import { engineActor } from "./Transition.ts"
@@ -39,6 +39,7 @@ export class ReminderRouter extends Context.Service<
       const providers = yield* ProviderRegistry
       const subscriptions = yield* SubscriptionStore
       const actors = yield* SubscriptionActors
+      const partitions = yield* Partitions
       const committer = yield* TransitionCommitter
       const clock = yield* EngineClock
 
@@ -62,7 +63,7 @@ export class ReminderRouter extends Context.Service<
           }
           const transition = ReminderPolicy.create(
             {
-              id: newId(),
+              id: partitions.newOwnedId(),
               clientId: payment.clientId,
               payee: { providerId: payment.providerId, account: payment.account, source: payment.source },
               terms: { remindAfter: lookup.provider.remindAfter },

@@ -6,12 +6,16 @@
  * pages, never by loading all of them; a bounded number of wakes is in
  * flight at once, so a month-start burst of a hundred thousand subscriptions
  * flows through the actors and the group committer at a steady pace.
+ *
+ * An instance sweeps only the partitions it owns; the others' owners sweep
+ * theirs when told engine time moved (or at their next lease round).
  */
 import { Cause, Context, Effect, Exit, Layer, Semaphore } from "effect"
 import { EngineConfig } from "../EngineConfig.ts"
 import { type DueSubscription, SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { EngineClock } from "./EngineClock.ts"
 import { InFlightWindow } from "./InFlightWindow.ts"
+import { Partitions } from "./Partitions.ts"
 import { type ActorExit, SubscriptionActors } from "./SubscriptionActors.ts"
 
 const noStatusReplies: ReadonlyMap<string, never> = new Map<string, never>()
@@ -40,6 +44,7 @@ export class Scheduler extends Context.Service<
       const clock = yield* EngineClock
       const store = yield* SubscriptionStore
       const actors = yield* SubscriptionActors
+      const partitions = yield* Partitions
       // One sweep at a time: a second would only wake the same actors again.
       const sweeping = yield* Semaphore.make(1)
 
@@ -49,6 +54,9 @@ export class Scheduler extends Context.Service<
       const sweepAt = (now: number) =>
         Effect.gen(function* () {
           const report = { woken: 0, failed: 0 }
+          // Read once per sweep: a partition given up meanwhile forwards its wakes to the new owner.
+          const owned = partitions.owned()
+          if (owned !== "all" && owned.length === 0) return { now, ...report }
           const window = new InFlightWindow(config.sweepInFlight)
           const completed = (due: DueSubscription) => (exit: ActorExit) => {
             if (Exit.isSuccess(exit)) report.woken += 1
@@ -66,6 +74,7 @@ export class Scheduler extends Context.Service<
               now,
               after,
               config.sweepBatchSize,
+              { count: partitions.count, owned },
             )
             for (const due of page) {
               yield* window.room

@@ -44,9 +44,13 @@ import { type InboxRecord, TransitionCommitter } from "../store/TransitionCommit
 import { done, type HandlerVerdict } from "../streams/DurableConsumer.ts"
 import { HubStatus } from "../streams/HubStatus.ts"
 import type { PaymentStatusReply } from "../streams/Messages.ts"
+import { Nats } from "../streams/Nats.ts"
+import { Topology } from "../streams/Topology.ts"
 import { EngineClock } from "./EngineClock.ts"
+import { decodeForward, decodeReply, encodeForward, encodeReply, exitOfReply, replyOf } from "./Forwarding.ts"
 import type { ActorInput, PolicySettings } from "./Inputs.ts"
 import { LimitCheck, monthOf, tracksMonthlySpend } from "./Limits.ts"
+import { Partitions, partitionOf } from "./Partitions.ts"
 import type { PolicyRefusal } from "./PaymentRun.ts"
 import * as Policy from "./Policy.ts"
 import type { Transition } from "./Transition.ts"
@@ -70,6 +74,8 @@ export interface SendOptions {
   readonly clientId?: string
   readonly request?: IdempotentRequest
   readonly inbox?: InboxRecord
+  /** Sent here by another instance as this partition's owner: never forwarded again. */
+  readonly forwarded?: boolean
 }
 
 /** What handling a message came to. */
@@ -82,6 +88,8 @@ export type ActorOutcome =
     }
   /** The same protocol request was already answered; the stored reply stands. */
   | { readonly _tag: "AlreadyAnswered" }
+  /** The instance owning the subscription's partition handled it (and it is durable there). */
+  | { readonly _tag: "Forwarded" }
 
 /** What an actor may refuse a message with. */
 export type ActorRefusal = PolicyRefusal | NotFound
@@ -141,6 +149,13 @@ export class SubscriptionActors extends Context.Service<
     ) => Effect.Effect<void>
     /** How many actors are live right now. */
     readonly live: Effect.Effect<number>
+    /** Handles a message another instance forwarded to this partition owner; `respond` gets the reply. */
+    readonly receiveForwarded: (message: Uint8Array, respond: (reply: Uint8Array) => void) => void
+    /**
+     * Waits until the actors of `partitions` have handled what they hold, then stops them (before their
+     * partitions are given up). Gives up waiting after `withinMs`: revision fencing keeps a straggler safe.
+     */
+    readonly evict: (partitions: ReadonlySet<number>, withinMs: number) => Effect.Effect<number>
   }
 >()("rp/actors/SubscriptionActors") {
   static readonly layer = Layer.effect(
@@ -152,7 +167,12 @@ export class SubscriptionActors extends Context.Service<
       const clock = yield* EngineClock
       const hubStatus = yield* HubStatus
       const payments = yield* PaymentStore
+      const partitions = yield* Partitions
+      const { connection } = yield* Nats
+      const { subjects } = yield* Topology
       const settings: PolicySettings = config
+      // A forward unanswered for this long is handled here instead (well within the sender's ack wait).
+      const forwardTimeoutMs = Math.max(1_000, Math.floor(config.consumerAckWaitMs / 2))
 
       /**
        * The limits a decision works with: when a monthly limit applies to the subscription's
@@ -355,6 +375,90 @@ export class SubscriptionActors extends Context.Service<
           )
         })
 
+      /**
+       * Sends a message for another instance's partition to its owner. When no owner answers (a handover
+       * under way, the owner gone, a timeout) the message is handled here: the owner would have
+       * produced the same result, and the revision fence orders the two if both act.
+       */
+      const forward = (id: string, envelope: Envelope) => {
+        const handleHere = () => fork(enqueue(id, envelope))
+        const { input, options } = envelope
+        const message = encodeForward({
+          id,
+          input,
+          ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
+          ...(options.inbox === undefined ? {} : { inbox: options.inbox }),
+        })
+        connection
+          .request(subjects.partitionInbox(partitionOf(id, partitions.count)), message, {
+            timeout: forwardTimeoutMs,
+          })
+          .then((answer) => {
+            const reply = decodeReply(answer.data)
+            if (reply._tag === "NotOwner") handleHere()
+            else envelope.complete(exitOfReply(reply))
+          }, handleHere)
+      }
+
+      /** The one way in: the owner's actor here, or the owner elsewhere. Protocol requests stay local. */
+      const deliver = (id: string, envelope: Envelope): Effect.Effect<void> => {
+        const { options } = envelope
+        if (partitions.ownsId(id) || options.request !== undefined || options.forwarded === true) {
+          return enqueue(id, envelope)
+        }
+        return Effect.sync(() => forward(id, envelope))
+      }
+
+      const receiveForwarded = (bytes: Uint8Array, respond: (reply: Uint8Array) => void) => {
+        const message = decodeForward(bytes)
+        if (message === undefined) {
+          respond(encodeReply({ _tag: "Failed", message: "unreadable forwarded message" }))
+          return
+        }
+        if (!partitions.ownsId(message.id)) {
+          respond(encodeReply({ _tag: "NotOwner" }))
+          return
+        }
+        const options: SendOptions = {
+          forwarded: true,
+          ...(message.clientId === undefined ? {} : { clientId: message.clientId }),
+          ...(message.inbox === undefined ? {} : { inbox: message.inbox }),
+        }
+        fork(
+          enqueue(message.id, {
+            input: message.input,
+            options,
+            complete: (exit) => respond(encodeReply(replyOf(exit))),
+          }),
+        )
+      }
+
+      /** Stops the idle actors of `leaving`; returns how many of theirs are still busy. */
+      const evictIdle = (leaving: ReadonlySet<number>) =>
+        Effect.sync(() => {
+          let busy = 0
+          for (const actor of actors.values()) {
+            if (!leaving.has(partitionOf(actor.id, partitions.count))) continue
+            if (actor.busy || Queue.sizeUnsafe(actor.mailbox) > 0) {
+              busy += 1
+              continue
+            }
+            actors.delete(actor.id)
+            Queue.endUnsafe(actor.mailbox)
+          }
+          return busy
+        })
+
+      const evict = (leaving: ReadonlySet<number>, withinMs: number) =>
+        evictIdle(leaving).pipe(
+          Effect.repeat({
+            schedule: Schedule.spaced(Duration.millis(20)),
+            until: (busy) => busy === 0,
+          }),
+          Effect.timeoutOption(Duration.millis(withinMs)),
+          Effect.map((busy) => (busy._tag === "Some" ? busy.value : -1)),
+        )
+
       const passivateIdle = Effect.sync(() => {
         const cutoff = Date.now() - config.actorIdleMs
         for (const actor of actors.values()) {
@@ -375,11 +479,13 @@ export class SubscriptionActors extends Context.Service<
         send: (id, input, options = {}) =>
           Effect.gen(function* () {
             const done = yield* Deferred.make<ActorOutcome, ActorRefusal>()
-            yield* enqueue(id, { input, options, complete: (exit) => Deferred.doneUnsafe(done, exit) })
+            yield* deliver(id, { input, options, complete: (exit) => Deferred.doneUnsafe(done, exit) })
             return yield* Deferred.await(done)
           }),
-        tell: (id, input, options, complete) => enqueue(id, { input, options, complete }),
+        tell: (id, input, options, complete) => deliver(id, { input, options, complete }),
         live: Effect.sync(() => actors.size),
+        receiveForwarded,
+        evict,
       })
     }),
   )

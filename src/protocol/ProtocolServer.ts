@@ -16,9 +16,11 @@
  * its code and an unexpected failure to INTERNAL (its transaction rolled back).
  */
 import { createHash } from "node:crypto"
-import { Match, type Msg } from "@nats-io/transport-node"
+import { headers, Match, type Msg } from "@nats-io/transport-node"
 import { Cause, Context, Effect, Layer, Schema, Stream } from "effect"
+import { Partitions, partitionOf } from "../actors/Partitions.ts"
 import type { DomainError } from "../domain/Errors.ts"
+import { isUuid } from "../domain/Ids.ts"
 import { issuesOf } from "../domain/Issues.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { RequestLog } from "../store/RequestLog.ts"
@@ -79,10 +81,26 @@ export type RequestHandler = (
   data: Uint8Array,
   subject: string,
   signature?: string | undefined,
+  /** Sent by another instance to this partition owner: handled here, never forwarded again. */
+  forwarded?: boolean,
 ) => Effect.Effect<string>
 
+/** The subscription a mutating request changes, when its body names one. */
+const targetOf = (body: unknown): string | undefined => {
+  if (typeof body !== "object" || body === null) return undefined
+  const { subscriptionId, reminderId } = body as { subscriptionId?: unknown; reminderId?: unknown }
+  const target = typeof subscriptionId === "string" ? subscriptionId : reminderId
+  return typeof target === "string" && isUuid(target) ? target.toLowerCase() : undefined
+}
+
+/** Headers a forwarded request carries: the subject it arrived on and its signature. */
+export const FORWARDED_SUBJECT_HEADER = "Rp-Forwarded-Subject"
+
+/** A forwarded request unanswered this long is handled where it arrived (the channel is still waiting). */
+const FORWARD_TIMEOUT_MS = 5_000
+
 /** The request's one `Rp-Signature` header; several are treated as none, so the request is refused. */
-const signatureOf = (message: Msg): string | undefined => {
+export const signatureOf = (message: Msg): string | undefined => {
   const values = message.headers?.values(SIGNATURE_HEADER, Match.IgnoreCase) ?? []
   return values.length === 1 ? values[0] : undefined
 }
@@ -97,12 +115,39 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
       const { subjects } = yield* Topology
       const channels = yield* Channels
       const requestLog = yield* RequestLog
+      const partitions = yield* Partitions
+      const { connection } = yield* Nats
+
+      /**
+       * A change to a subscription of another instance's partition is handled by that instance, so its
+       * actor runs in one place. Without an answer (a handover, the owner gone) it is handled here: the
+       * revision fence orders it with anything the owner does.
+       */
+      const forwardToOwner = (
+        target: string,
+        data: Uint8Array,
+        subject: string,
+        signature: string | undefined,
+      ) =>
+        Effect.tryPromise(() => {
+          const forwardedHeaders = headers()
+          forwardedHeaders.set(FORWARDED_SUBJECT_HEADER, subject)
+          if (signature !== undefined) forwardedHeaders.set(SIGNATURE_HEADER, signature)
+          return connection.request(subjects.partitionRequests(partitionOf(target, partitions.count)), data, {
+            timeout: FORWARD_TIMEOUT_MS,
+            headers: forwardedHeaders,
+          })
+        }).pipe(
+          Effect.map((reply) => reply.string()),
+          Effect.option,
+        )
+
       const operations: Readonly<Record<string, Operation>> = {
         ...(yield* templateOperations),
         ...(yield* subscriptionOperations),
       }
 
-      const handle: RequestHandler = (data, subject, signature) => {
+      const handle: RequestHandler = (data, subject, signature, forwarded = false) => {
         // Known once the envelope decodes, so that even an INTERNAL reply names its request.
         let knownRequestId: string | null = null
         return Effect.gen(function* () {
@@ -186,6 +231,11 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
                 )
           })
           if (operation.mutating) {
+            const target = targetOf(envelope.body)
+            if (!forwarded && target !== undefined && !partitions.ownsId(target)) {
+              const ownersReply = yield* forwardToOwner(target, data, subject, signature)
+              if (ownersReply._tag === "Some") return ownersReply.value
+            }
             const repeat = yield* answerFromLog
             if (repeat !== undefined) return repeat
           }

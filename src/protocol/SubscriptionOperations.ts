@@ -7,6 +7,7 @@ import { Effect, Schema } from "effect"
 import * as DebtPolicy from "../actors/DebtPolicy.ts"
 import { EngineClock } from "../actors/EngineClock.ts"
 import type { ActorInput } from "../actors/Inputs.ts"
+import { Partitions } from "../actors/Partitions.ts"
 import * as ScheduledPolicy from "../actors/ScheduledPolicy.ts"
 import { type ActorOutcome, SubscriptionActors } from "../actors/SubscriptionActors.ts"
 import * as ThresholdPolicy from "../actors/ThresholdPolicy.ts"
@@ -176,6 +177,7 @@ export const subscriptionOperations = Effect.gen(function* () {
   const config = yield* EngineConfig
   const clock = yield* EngineClock
   const actors = yield* SubscriptionActors
+  const partitions = yield* Partitions
   const subscriptions = yield* SubscriptionStore
   const templates = yield* TemplateStore
   const history = yield* HistoryStore
@@ -287,7 +289,7 @@ export const subscriptionOperations = Effect.gen(function* () {
       )
       const now = yield* clock.now
       const common = {
-        id: newId(),
+        id: partitions.newOwnedId(),
         clientId: context.clientId,
         templateId: template.id,
         payee: { providerId: template.providerId, account: template.account, source: template.source },

@@ -28,6 +28,7 @@ import {
 } from "../domain/Subscription.ts"
 import { type CreatedPosition, createdBefore, createdPositionOf, keysetPage } from "./Cursor.ts"
 import { Database } from "./Database.ts"
+import { partitionSql } from "./LeaseStore.ts"
 import { scheduledStateFast, scheduledTermsFast } from "./ScheduledRow.ts"
 import type { SubscriptionsTable, Tables } from "./Tables.ts"
 
@@ -204,6 +205,8 @@ export class SubscriptionStore extends Context.Service<
       now: number,
       after: { readonly dueAt: number; readonly id: string } | null,
       limit: number,
+      /** Only these partitions' subscriptions (`all`: every one). */
+      partitions?: { readonly count: number; readonly owned: ReadonlyArray<number> | "all" },
     ) => Effect.Effect<ReadonlyArray<DueSubscription>>
     /**
      * Live (active or paused) threshold subscriptions watching each `(providerId, account)`, through their index;
@@ -262,7 +265,7 @@ export class SubscriptionStore extends Context.Service<
           use((runner) => selectByIds(runner, [id])).pipe(
             Effect.map((rows) => (rows[0] === undefined ? undefined : fromRow(rows[0]))),
           ),
-        dueBatch: (now, after, limit) =>
+        dueBatch: (now, after, limit, partitions) =>
           use((runner) => {
             let query = runner
               .selectFrom("subscriptions")
@@ -274,6 +277,11 @@ export class SubscriptionStore extends Context.Service<
             if (after !== null) {
               query = query.where(
                 sql<boolean>`(next_due_at, id) > (${new Date(after.dueAt)}, ${after.id}::uuid)`,
+              )
+            }
+            if (partitions !== undefined && partitions.owned !== "all") {
+              query = query.where(
+                sql<boolean>`${partitionSql(partitions.count)} = ANY(${[...partitions.owned]}::int[])`,
               )
             }
             return query.execute()

@@ -148,6 +148,25 @@ export interface ProvidersTable {
   updated_at: DefaultedTimestamp
 }
 
+export interface EngineInstancesTable {
+  instance_id: string
+  started_at: DefaultedTimestamp
+  seen_at: DefaultedTimestamp
+}
+
+export interface PartitionLayoutTable {
+  id: number
+  partition_count: number
+}
+
+export interface PartitionLeasesTable {
+  partition: number
+  owner: string | null
+  epoch: Generated<number>
+  expires_at: DefaultedTimestamp
+  changed_at: DefaultedTimestamp
+}
+
 /** The whole database as Kysely's type parameter. */
 export interface Tables {
   engine_clock: EngineClockTable
@@ -162,4 +181,7 @@ export interface Tables {
   client_spend: ClientSpendTable
   debt_bills: DebtBillsTable
   providers: ProvidersTable
+  engine_instances: EngineInstancesTable
+  partition_layout: PartitionLayoutTable
+  partition_leases: PartitionLeasesTable
 }

@@ -14,6 +14,7 @@ import * as Timestamp from "../domain/Timestamp.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { done, runConsumer } from "./DurableConsumer.ts"
 import { DebtResponse, HubPaymentCompleted, PaymentResult, ThresholdEvent, Tick } from "./Messages.ts"
+import { Nats } from "./Nats.ts"
 import { Topology } from "./Topology.ts"
 
 /** Starts every consumer; they run until the engine stops. */
@@ -25,6 +26,7 @@ export const InboundStreams = Layer.effectDiscard(
     const router = yield* ResultRouter
     const providers = yield* ProviderRouter
     const reminders = yield* ReminderRouter
+    const { connection } = yield* Nats
 
     // Work a previous run left half done is due already: finish it, in the background so the
     // engine is ready at once (ticks wait for it: sweeps take turns).
@@ -52,7 +54,9 @@ export const InboundStreams = Layer.effectDiscard(
           Effect.forEach(
             batch,
             ({ message: tick, settle }) =>
-              scheduler.tick(Timestamp.millisOf(tick.at)).pipe(
+              // The other instances sweep their own partitions at the same time as this one sweeps its own.
+              Effect.sync(() => connection.publish(topology.subjects.clockAdvanced, tick.at)).pipe(
+                Effect.andThen(scheduler.tick(Timestamp.millisOf(tick.at))),
                 Effect.tap((report) =>
                   report.woken + report.failed > 0
                     ? Effect.logInfo("tick processed").pipe(

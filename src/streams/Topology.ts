@@ -64,6 +64,12 @@ export interface Subjects {
   readonly eventsAll: string
   readonly notifyAll: string
   readonly deadLettersAll: string
+  /** Core NATS, between instances: messages for partition `p`, answered by its owner. */
+  readonly partitionInbox: (partition: number) => string
+  /** Core NATS, between instances: channel requests that change a subscription of partition `p`. */
+  readonly partitionRequests: (partition: number) => string
+  /** Core NATS, between instances: engine time moved (so every instance sweeps its partitions at once). */
+  readonly clockAdvanced: string
 }
 
 /** The whole naming scheme, computed once from configuration. */
@@ -110,6 +116,9 @@ export const makeTopology = (naming: Naming): TopologyService => {
       eventsAll: `${rp}.event.>`,
       notifyAll: `${rp}.notify.>`,
       deadLettersAll: `${rp}.dlq.>`,
+      partitionInbox: (partition) => `${rp}.internal.partition.${partition}`,
+      partitionRequests: (partition) => `${rp}.internal.partition.${partition}.request`,
+      clockAdvanced: `${rp}.internal.clock`,
     },
   }
 }

@@ -1,0 +1,218 @@
+/**
+ * Several instances: partitions are shared out by leases, each instance
+ * sweeps and runs only its own, messages for another's partition are
+ * forwarded to it, leaving hands partitions over at once, and even two
+ * instances that both run the same partition pay each occurrence once.
+ */
+import { Effect } from "effect"
+import { sql } from "kysely"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { type RunningEngine, World } from "../../harness/World.ts"
+import { Partitions } from "../../src/actors/Partitions.ts"
+import { SubscriptionActors } from "../../src/actors/SubscriptionActors.ts"
+import { engineActor } from "../../src/actors/Transition.ts"
+import { newId } from "../../src/domain/Ids.ts"
+import { partitionOf } from "../../src/domain/Partition.ts"
+import { ProtocolHandler } from "../../src/protocol/ProtocolServer.ts"
+import { partitionSql } from "../../src/store/LeaseStore.ts"
+import { commandsInStream, countBy, createMany } from "../support/scenarios.ts"
+
+// Short leases so handovers happen within a test; actors stay live long enough to be counted.
+const fastLeases = { partitions: 8, leaseTtlMs: 1_500, leaseRenewMs: 100, actorIdleMs: 60_000 }
+
+const ownedBy = (engine: RunningEngine) =>
+  engine.runtime.runPromise(Effect.map(Partitions, (partitions) => [...partitions.epochs().keys()]))
+
+describe("several engine instances", () => {
+  let env: World
+  beforeEach(async () => {
+    env = await World.create(fastLeases, "partitions")
+  })
+  afterEach(async () => {
+    await env.dispose()
+  })
+
+  const twoInstances = async () => {
+    const first = await env.startEngine({ instanceId: "instance-a" })
+    const second = await env.startEngine({ instanceId: "instance-b" })
+    await env.waitFor("the partitions to be shared out", async () => {
+      const [a, b] = [await ownedBy(first), await ownedBy(second)]
+      return a.length > 0 && b.length > 0 && a.length + b.length === fastLeases.partitions
+    })
+    return { first, second }
+  }
+
+  it("computes a subscription's partition the same way in TypeScript and in Postgres", async () => {
+    const ids = Array.from({ length: 200 }, newId)
+    const rows = await sql<{ id: string; partition: number }>`
+      SELECT id::text AS id, ${partitionSql(fastLeases.partitions)} AS partition
+      FROM unnest(${ids}::uuid[]) AS id`.execute(env.db)
+    for (const row of rows.rows) expect(row.partition).toBe(partitionOf(row.id, fastLeases.partitions))
+    // Spread: every partition gets some of 200 random ids.
+    expect(new Set(rows.rows.map((row) => row.partition)).size).toBe(fastLeases.partitions)
+  })
+
+  it("shares the partitions out between two instances, each with its own lease", async () => {
+    const { first, second } = await twoInstances()
+    const [a, b] = [await ownedBy(first), await ownedBy(second)]
+    expect(new Set([...a, ...b]).size).toBe(fastLeases.partitions)
+    const leases = await env.db.selectFrom("partition_leases").selectAll().orderBy("partition").execute()
+    for (const lease of leases) {
+      expect(lease.owner).toBe(a.includes(lease.partition) ? "instance-a" : "instance-b")
+      expect(lease.expires_at.getTime()).toBeGreaterThan(Date.now())
+    }
+  })
+
+  it("pays a month-start burst once per subscription, each instance sweeping its own partitions", async () => {
+    const { first, second } = await twoInstances()
+    const hub = await env.startHub()
+    const created = await createMany(env.channel(), 120)
+    const [a, b] = [new Set(await ownedBy(first)), new Set(await ownedBy(second))]
+    // Each instance creates subscriptions in partitions it owns, and both got requests (queue group).
+    const partitionsCreated = created.map((s) => partitionOf(s.subscriptionId, fastLeases.partitions))
+    expect(partitionsCreated.some((p) => a.has(p))).toBe(true)
+    expect(partitionsCreated.some((p) => b.has(p))).toBe(true)
+
+    await env.tick("2027-01-01T06:00:00Z")
+    await hub.waitForCommands(120)
+    await env.waitFor("every payment to succeed", async () => {
+      const row = await env.db
+        .selectFrom("payments")
+        .select((eb) => eb.fn.countAll<string>().as("count"))
+        .where("status", "=", "succeeded")
+        .executeTakeFirstOrThrow()
+      return Number(row.count) === 120
+    })
+    await env.settled()
+    const commands = await commandsInStream(env)
+    expect(commands).toHaveLength(120)
+    expect(
+      [...countBy(commands, (c) => `${c.subscriptionId}/${c.occurrence}`).values()].every((n) => n === 1),
+    ).toBe(true)
+  })
+
+  it("forwards a message for another instance's partition to its owner, whose actor handles it", async () => {
+    const { first, second } = await twoInstances()
+    const created = await createMany(env.channel(), 30)
+    const ownedBySecond = new Set(await ownedBy(second))
+    const target = created.find((s) =>
+      ownedBySecond.has(partitionOf(s.subscriptionId, fastLeases.partitions)),
+    )
+    if (target === undefined) throw new Error("no subscription in the second instance's partitions")
+
+    // The first instance is asked to pause it on the engine's behalf (no protocol request to keep local).
+    const outcome = await first.runtime.runPromise(
+      Effect.flatMap(SubscriptionActors, (actors) =>
+        actors.send(target.subscriptionId, {
+          _tag: "Pause",
+          by: engineActor,
+        }),
+      ),
+    )
+    expect(outcome._tag).toBe("Forwarded")
+    const row = await env.db
+      .selectFrom("subscriptions")
+      .select("status")
+      .where("id", "=", target.subscriptionId)
+      .executeTakeFirstOrThrow()
+    expect(row.status).toBe("paused")
+    // The owner's actor did it.
+    const liveOnSecond = await second.runtime.runPromise(
+      Effect.flatMap(SubscriptionActors, (actors) => actors.live),
+    )
+    expect(liveOnSecond).toBeGreaterThan(0)
+  })
+
+  it("sends a channel's change to a subscription in another instance's partition to that instance", async () => {
+    const { first, second } = await twoInstances()
+    const created = await createMany(env.channel(), 30)
+    const ownedBySecond = new Set(await ownedBy(second))
+    const target = created.find((s) =>
+      ownedBySecond.has(partitionOf(s.subscriptionId, fastLeases.partitions)),
+    )
+    if (target === undefined) throw new Error("no subscription in the second instance's partitions")
+    const liveOn = (engine: RunningEngine) =>
+      engine.runtime.runPromise(Effect.flatMap(SubscriptionActors, (actors) => actors.live))
+    const [firstBefore, secondBefore] = [await liveOn(first), await liveOn(second)]
+
+    // The request reaches the first instance (handed to its handler directly, as its NATS server would).
+    const envelope = {
+      v: 3,
+      requestId: "pause-forwarded-1",
+      channel: "mobile",
+      terminal: "mobile-terminal-1",
+      clientId: target.clientId,
+      sentAt: new Date().toISOString(),
+      operation: "subscription.pause",
+      body: { subscriptionId: target.subscriptionId },
+    }
+    const reply = await first.runtime.runPromise(
+      Effect.flatMap(ProtocolHandler, ({ handle }) =>
+        handle(
+          new TextEncoder().encode(JSON.stringify(envelope)),
+          `${env.settings.naming.rpPrefix}.v3.mobile`,
+        ),
+      ),
+    )
+    expect(JSON.parse(reply), reply).toMatchObject({
+      status: "ok",
+      result: { subscription: { status: "paused" } },
+    })
+    // The owner's actor made the change; the first instance started none (actors stay live for a minute here).
+    expect(await liveOn(second)).toBe(secondBefore + 1)
+    expect(await liveOn(first)).toBe(firstBefore)
+  })
+
+  it("hands every partition to the remaining instance at once when one stops", async () => {
+    const { first, second } = await twoInstances()
+    const released = await ownedBy(second)
+    const stoppedAt = Date.now()
+    await second.stop()
+    env.engines.splice(env.engines.indexOf(second), 1)
+    await env.waitFor("the first instance to own every partition", async () => {
+      return (await ownedBy(first)).length === fastLeases.partitions
+    })
+    // Released, not expired: taken well within one lease period.
+    expect(Date.now() - stoppedAt).toBeLessThan(fastLeases.leaseTtlMs)
+    const leases = await env.db
+      .selectFrom("partition_leases")
+      .select(["partition", "owner", "epoch"])
+      .where("partition", "in", released)
+      .execute()
+    for (const lease of leases) {
+      expect(lease.owner).toBe("instance-a")
+      expect(Number(lease.epoch)).toBeGreaterThanOrEqual(2)
+    }
+  })
+
+  it("still pays once when two instances both run the same partitions (a lease is not what keeps money safe)", async () => {
+    const { first, second } = await twoInstances()
+    const hub = await env.startHub()
+    await createMany(env.channel(), 60)
+    // Make both believe they own everything, as a process paused past its lease would for a moment.
+    for (const engine of [first, second]) {
+      await engine.runtime.runPromise(
+        Effect.map(Partitions, (partitions) =>
+          partitions.grant(
+            Array.from({ length: fastLeases.partitions }, (_, partition) => ({ partition, epoch: 0 })),
+          ),
+        ),
+      )
+    }
+    await env.tick("2027-01-01T06:00:00Z")
+    await hub.waitForCommands(60)
+    await env.settled()
+    const commands = await commandsInStream(env)
+    expect(commands).toHaveLength(60)
+    expect(new Set(commands.map((c) => `${c.subscriptionId}/${c.occurrence}`)).size).toBe(60)
+    const payments = await env.db.selectFrom("payments").select("payment_id").execute()
+    expect(payments).toHaveLength(60)
+  })
+
+  it("refuses to start with a partition count other than the database's layout", async () => {
+    await env.startEngine({ instanceId: "instance-a" })
+    await expect(env.startEngine({ instanceId: "instance-c", partitions: 32 })).rejects.toThrow(
+      /RP_PARTITIONS is 32 but the database was laid out with 8 partitions/,
+    )
+  })
+})
