@@ -28,8 +28,9 @@ export interface EngineReport {
   readonly paymentsPerSec: number
   /** Seconds from the tick until every result was recorded and the outbox was empty. */
   readonly drainSeconds: number
+  /** The largest peak resident set of the engine processes. */
   readonly peakRssMb: number | null
-  /** CPU time the engine process used from the tick until the drain, per payment, in µs. */
+  /** CPU time the engine processes used together from the tick until the drain, per payment, in µs. */
   readonly cpuUsPerPayment: number | null
   readonly startupSeconds: number
   /** Payment rows and how many succeeded: one per subscription when the engine is right. */
@@ -48,6 +49,8 @@ export interface EngineRunOptions {
   readonly naming: Naming
   readonly cwd: string
   readonly logDirectory: string
+  /** Engine processes sharing the partitions (default 1). */
+  readonly instances?: number
 }
 
 // BENCH_ENGINE_ENTRY runs another build of the engine (e.g. a bundle, for readable CPU profiles).
@@ -80,11 +83,15 @@ export interface EngineProcessOptions {
   readonly logName: string
   /** The progress-line phase. */
   readonly phase: string
+  /** Engine processes sharing the partitions (default 1); logs `<logName>-<i>.log` when more than one. */
+  readonly instances?: number
 }
 
 /** The engine and a fake hub, both started and ready. */
 export interface EngineProcesses {
+  /** The first engine process (the only one unless `instances` asked for more). */
   readonly engine: BenchProcess
+  readonly engines: ReadonlyArray<BenchProcess>
   readonly hub: BenchProcess
   readonly startupSeconds: number
   /** Stops both (the engine first); how the engine exited and how many commands the hub saw. */
@@ -107,27 +114,38 @@ export const startEngineProcesses = async (options: EngineProcessOptions): Promi
     logPath: join(options.logDirectory, `${options.logName}-fake-hub.log`),
   })
   const launched = performance.now()
-  const engine = startTsProcess("engine", engineEntry, {
-    cwd: options.cwd,
-    env: {
-      ...environment,
-      DATABASE_URL: databaseUrlFor(options.database),
-      RP_CLOCK: "off",
-      RP_HTTP_PORT: "0",
-    },
-    logPath: join(options.logDirectory, `${options.logName}.log`),
-    nodeArgs: engineNodeArgs,
-  })
+  const instances = options.instances ?? 1
+  const engines = Array.from({ length: instances }, (_, index) =>
+    startTsProcess(instances === 1 ? "engine" : `engine ${index + 1}`, engineEntry, {
+      cwd: options.cwd,
+      env: {
+        ...environment,
+        DATABASE_URL: databaseUrlFor(options.database),
+        RP_CLOCK: "off",
+        RP_HTTP_PORT: "0",
+        ...(instances === 1 ? {} : { RP_INSTANCE_ID: `bench-engine-${index + 1}` }),
+      },
+      logPath: join(
+        options.logDirectory,
+        instances === 1 ? `${options.logName}.log` : `${options.logName}-${index + 1}.log`,
+      ),
+      nodeArgs: engineNodeArgs,
+    }),
+  )
+  const [engine] = engines
+  if (engine === undefined) throw new Error("instances must be at least 1")
   const stop = async () => {
-    const engineExit = await engine.stop(stopGraceMs)
+    const exits = await Promise.all(engines.map((running) => running.stop(stopGraceMs)))
     await hub.stop(stopGraceMs)
-    return { engineExit, hubCommands: hubCommandsFrom(hub) }
+    const unclean = exits.find((exit) => exit !== "0")
+    return { engineExit: unclean ?? exits[0] ?? "0", hubCommands: hubCommandsFrom(hub) }
   }
   try {
     await Promise.all([
-      engine.waitForLine("engine ready", readyTimeoutMs),
+      ...engines.map((running) => running.waitForLine("engine ready", readyTimeoutMs)),
       hub.waitForLine("fake hub ready", readyTimeoutMs),
     ])
+    if (instances > 1) await partitionsShared(options.database, instances)
   } catch (error) {
     await stop()
     throw error
@@ -135,9 +153,28 @@ export const startEngineProcesses = async (options: EngineProcessOptions): Promi
   const startupSeconds = secondsSince(launched)
   progress(
     options.phase,
-    `engine ready after ${startupSeconds.toFixed(1)}s (pid ${engine.pid}), log ${engine.logPath}`,
+    `${instances === 1 ? "engine" : `${instances} engines`} ready after ${startupSeconds.toFixed(1)}s (pid ${engines.map((running) => running.pid).join(", ")}), log ${engines.map((running) => running.logPath).join(", ")}`,
   )
-  return { engine, hub, startupSeconds, stop }
+  return { engine, engines, hub, startupSeconds, stop }
+}
+
+/** Waits until `instances` engines hold partition leases: the burst starts with the work already shared. */
+const partitionsShared = async (database: string, instances: number) => {
+  const pool = openBenchPool(database, 1)
+  try {
+    const deadline = performance.now() + readyTimeoutMs
+    for (;;) {
+      const { rows } = await pool.query<{ owners: number }>(
+        "SELECT count(DISTINCT owner)::int AS owners FROM partition_leases WHERE expires_at > now()",
+      )
+      if ((rows[0]?.owners ?? 0) >= instances) return
+      if (performance.now() > deadline)
+        throw new Error(`the ${instances} engines did not share the partitions`)
+      await sleep(pollEveryMs)
+    }
+  } finally {
+    await pool.end()
+  }
 }
 
 /** Runs the engine on a seeded database until every payment has a result; stops it and deletes its streams. */
@@ -146,8 +183,19 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
   const pool = openBenchPool(options.database, 1)
   let processes: EngineProcesses | undefined
   try {
-    processes = await startEngineProcesses({ ...options, logName: "engine", phase: "engine" })
-    const { engine, startupSeconds } = processes
+    const phase = (options.instances ?? 1) === 1 ? "engine" : `engine x${options.instances}`
+    processes = await startEngineProcesses({ ...options, logName: phase.replace(" ", "-"), phase })
+    const { engines, startupSeconds } = processes
+    const totalCpuSeconds = () => {
+      const each = engines.map((running) => cpuSeconds(running.pid))
+      return each.some((seconds) => seconds === undefined)
+        ? undefined
+        : each.reduce((sum: number, seconds) => sum + (seconds ?? 0), 0)
+    }
+    const largestMemoryMb = (field: "VmHWM" | "VmRSS") => {
+      const each = engines.map((running) => memoryMb(running.pid, field))
+      return each.some((mb) => mb === undefined) ? undefined : Math.max(...each.map((mb) => mb ?? 0))
+    }
 
     // Progress is read from the engine's result consumer (the engine acknowledges a result
     // only once it is committed), not by counting rows: a count over 100,000 payments ten
@@ -170,7 +218,7 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
     }
 
     const js = jetstream(connection)
-    const cpuAtTick = cpuSeconds(engine.pid)
+    const cpuAtTick = totalCpuSeconds()
     const tickAt = performance.now()
     await js.publish(makeTopology(options.naming).subjects.tick, JSON.stringify({ at: burstAt }), {
       msgID: `tick:${burstAt}`,
@@ -183,10 +231,12 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
     let lastProgress = performance.now()
     while (drainSeconds === undefined) {
       await sleep(pollEveryMs)
-      if (!engine.running()) {
-        throw new Error(
-          `the engine exited (${await engine.exited}) during the run; last output:\n${engine.tail(30)}`,
-        )
+      for (const engine of engines) {
+        if (!engine.running()) {
+          throw new Error(
+            `the engine exited (${await engine.exited}) during the run; last output:\n${engine.tail(30)}`,
+          )
+        }
       }
       const { recorded, outbox } = await counts()
       const elapsed = secondsSince(tickAt)
@@ -198,20 +248,20 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
         lastChange = performance.now()
       } else if (performance.now() - lastChange > stallLimitMs) {
         throw new Error(
-          `the engine stalled: ${recorded} of ${options.expected} results recorded, ${outbox} outbox rows, no progress for ${stallLimitMs / 1_000} s; see ${engine.logPath}`,
+          `the engine stalled: ${recorded} of ${options.expected} results recorded, ${outbox} outbox rows, no progress for ${stallLimitMs / 1_000} s; see ${engines.map((running) => running.logPath).join(", ")}`,
         )
       }
       if (performance.now() - lastProgress >= progressEveryMs || drainSeconds !== undefined) {
         lastProgress = performance.now()
         progress(
-          "engine",
-          `${elapsed.toFixed(1)}s  results ${count(recorded)}/${count(options.expected)}  ${count(recorded / elapsed)}/s  outbox ${outbox < 0 ? "-" : count(outbox)}  rss ${count(memoryMb(engine.pid, "VmRSS") ?? 0)} MB`,
+          phase,
+          `${elapsed.toFixed(1)}s  results ${count(recorded)}/${count(options.expected)}  ${count(recorded / elapsed)}/s  outbox ${outbox < 0 ? "-" : count(outbox)}  rss ${count(largestMemoryMb("VmRSS") ?? 0)} MB`,
         )
       }
     }
     const seconds = recordedSeconds ?? drainSeconds
-    const peakRssMb = memoryMb(engine.pid, "VmHWM") ?? null
-    const cpuAtDrain = cpuSeconds(engine.pid)
+    const peakRssMb = largestMemoryMb("VmHWM") ?? null
+    const cpuAtDrain = totalCpuSeconds()
     const cpuUsPerPayment =
       cpuAtTick === undefined || cpuAtDrain === undefined
         ? null

@@ -2,7 +2,9 @@
  * `npm run bench`: the month-start burst and the threshold events.
  *
  * Month-start burst: BENCH_N (default 100,000) scheduled subscriptions fall
- * due at one tick and a fake hub in its own process answers every command.
+ * due at one tick and a fake hub in its own process answers every command;
+ * then the same burst again with two engine processes sharing the partitions,
+ * for the speed-up of a second instance on this machine.
  * The engine's rate is compared, in the same run, with the raw ceiling of
  * this machine for the same work without the engine (bench/ceiling.ts).
  *
@@ -13,7 +15,7 @@
  * rate of the same events (bench/threshold.ts, bench/jetstream-raw.ts).
  *
  * Environment: BENCH_N; BENCH_THRESHOLD_N; BENCH_THRESHOLD_RATE (events/s of
- * the steady half); BENCH_ONLY=engine|ceiling|threshold to run one phase;
+ * the steady half); BENCH_ONLY=engine|engine2|ceiling|threshold to run one phase;
  * BENCH_KEEP=1 to keep the databases; NATS_URL; BENCH_POSTGRES_URL (server
  * only, default postgres://postgres@127.0.0.1:5432); BENCH_NODE_ARGS, node
  * flags for the child processes (profiling); BENCH_CEILING_WRITERS, batch
@@ -59,7 +61,7 @@ const parseCount = (name: string, fallback: number): number => {
 const n = parseCount("BENCH_N", 100_000)
 const thresholdN = parseCount("BENCH_THRESHOLD_N", 100_000)
 const thresholdRate = parseCount("BENCH_THRESHOLD_RATE", 2_000)
-const phases = ["engine", "ceiling", "threshold"] as const
+const phases = ["engine", "engine2", "ceiling", "threshold"] as const
 const only = process.env.BENCH_ONLY ?? ""
 if (only !== "" && !phases.some((phase) => phase === only)) {
   throw new Error(`BENCH_ONLY must be one of ${phases.join(", ")}, got ${only}`)
@@ -74,6 +76,8 @@ mkdirSync(logDirectory, { recursive: true })
 
 const engineDatabase = `rp_bench_${runTag.slice(1)}`
 const ceilingDatabase = `${engineDatabase}_ceiling`
+const twoInstancesDatabase = `${engineDatabase}_two`
+const twoInstancesNaming = namingFor(`${runTag}e`)
 const engineNaming = namingFor(runTag)
 const ceilingNaming = namingFor(`${runTag}c`)
 const thresholdDatabase = `${engineDatabase}_threshold`
@@ -96,6 +100,7 @@ process.on("SIGINT", () => {
     const jsm = await jetstreamManager(connection)
     await deleteStreamsOf(jsm, engineNaming)
     await deleteStreamsOf(jsm, ceilingNaming)
+    await deleteStreamsOf(jsm, twoInstancesNaming)
     await deleteStreamsOf(jsm, thresholdNaming)
     await deleteStreamsOf(jsm, rawNaming)
     await connection.close()
@@ -124,6 +129,8 @@ progress("bench", `child logs in ${logDirectory}`)
 let seedSeconds: number | undefined
 let engine: EngineReport | undefined
 let engineError: string | undefined
+let twoInstances: EngineReport | undefined
+let twoInstancesError: string | undefined
 let ceiling: CeilingReport | undefined
 let ceilingError: string | undefined
 let raw: RawReport | undefined
@@ -148,6 +155,26 @@ try {
     } catch (error) {
       engineError = errorText(error)
       progress("engine", `FAILED: ${engineError}`)
+    }
+  }
+  if (runs("engine2")) {
+    try {
+      await seed(twoInstancesDatabase)
+      twoInstances = await runEngine({
+        database: twoInstancesDatabase,
+        expected: n,
+        naming: twoInstancesNaming,
+        cwd: projectRoot,
+        logDirectory,
+        instances: 2,
+      })
+      progress(
+        "engine x2",
+        `${count(twoInstances.paymentsPerSec)} payments/s with 2 instances (${twoInstances.seconds.toFixed(2)}s to the last result), drained in ${twoInstances.drainSeconds.toFixed(2)}s, largest peak RSS ${twoInstances.peakRssMb?.toFixed(0) ?? "?"} MB, ${twoInstances.cpuUsPerPayment?.toFixed(0) ?? "?"} µs engine CPU per payment (both), ${count(twoInstances.paymentRows)} payment rows, hub saw ${twoInstances.hubCommands ?? "?"} commands`,
+      )
+    } catch (error) {
+      twoInstancesError = errorText(error)
+      progress("engine x2", `FAILED: ${twoInstancesError}`)
     }
   }
   if (runs("ceiling")) {
@@ -253,6 +280,27 @@ const thresholdSummary = !runs("threshold")
       run: runTag,
       at: new Date().toISOString(),
     }
+const twoInstancesPerSec = twoInstances === undefined ? null : Math.round(twoInstances.paymentsPerSec)
+const twoInstancesSummary = !runs("engine2")
+  ? null
+  : {
+      paymentsPerSec: twoInstancesPerSec,
+      // Against the one-instance run of the same size in this run (null when that phase did not run).
+      speedUp:
+        twoInstancesPerSec === null || paymentsPerSec === null
+          ? null
+          : rounded(twoInstancesPerSec / paymentsPerSec, 2),
+      seconds: roundedOrNull(twoInstances?.seconds, 2),
+      drainSeconds: roundedOrNull(twoInstances?.drainSeconds, 2),
+      largestPeakRssMb: roundedOrNull(twoInstances?.peakRssMb, 1),
+      cpuUsPerPayment:
+        twoInstances?.cpuUsPerPayment == null ? null : Math.round(twoInstances.cpuUsPerPayment),
+      paymentRows: twoInstances?.paymentRows ?? null,
+      succeeded: twoInstances?.succeeded ?? null,
+      hubCommands: twoInstances?.hubCommands ?? null,
+      engineExit: twoInstances?.engineExit ?? null,
+      ...(twoInstancesError === undefined ? {} : { error: twoInstancesError }),
+    }
 const summary = {
   n,
   paymentsPerSec,
@@ -276,6 +324,7 @@ const summary = {
   seedSeconds: seedSeconds === undefined ? null : rounded(seedSeconds, 2),
   ...(engineError === undefined ? {} : { engineError }),
   ...(ceilingError === undefined ? {} : { ceilingError }),
+  twoInstances: twoInstancesSummary,
   threshold: thresholdSummary,
   machine: {
     cpus: availableParallelism(),
@@ -286,8 +335,8 @@ const summary = {
   at: new Date().toISOString(),
 }
 
-// The file keeps the latest figures of every benchmark: a run of only some phases carries the
-// others over from the file (month-start figures when only the threshold phase ran, and the other way round).
+// The file keeps the latest figures of every benchmark: a run of one phase (BENCH_ONLY) carries the
+// other phases' figures over from the file.
 const resultsPath = join(projectRoot, "bench", "results", "latest.json")
 const previousResults = (): Record<string, unknown> => {
   if (!existsSync(resultsPath)) return {}
@@ -300,17 +349,36 @@ const previousResults = (): Record<string, unknown> => {
     return {}
   }
 }
-const monthStartRan = runs("engine") || runs("ceiling")
-const previous = monthStartRan && runs("threshold") ? {} : previousResults()
-const kept = monthStartRan
-  ? { ...summary, threshold: runs("threshold") ? summary.threshold : (previous.threshold ?? null) }
-  : { ...summary, ...previous, threshold: summary.threshold }
+/** `fresh` with its unmeasured (null) figures taken from `earlier`, one level deep. */
+const carryOver = (
+  fresh: Record<string, unknown>,
+  earlier: Record<string, unknown>,
+): Record<string, unknown> =>
+  Object.fromEntries(
+    Object.entries(fresh).map(([key, value]) => {
+      const before = earlier[key]
+      if (value === null || value === undefined) return [key, before ?? null]
+      const bothObjects =
+        typeof value === "object" && !Array.isArray(value) && typeof before === "object" && before !== null
+      return [
+        key,
+        bothObjects ? carryOver(value as Record<string, unknown>, before as Record<string, unknown>) : value,
+      ]
+    }),
+  )
+const kept = only === "" ? summary : carryOver(summary, previousResults())
 mkdirSync(dirname(resultsPath), { recursive: true })
 writeFileSync(resultsPath, `${JSON.stringify(kept, null, 2)}\n`)
 progress(
   "bench",
   `engine ${paymentsPerSec ?? "-"}/s vs ceiling ${ceilingPerSec ?? "-"}/s (${shareOfCeiling === null ? "-" : `${Math.round(shareOfCeiling * 100)}%`}; target >= ${targetShareOfCeiling * 100}% and >= ${count(targetPaymentsPerSec)}/s), drain ${summary.drainSeconds ?? "-"}s, engine peak RSS ${peakRssMb ?? "-"} MB (target <= ${targetPeakRssMb})`,
 )
+if (twoInstancesSummary !== null) {
+  progress(
+    "bench",
+    `2 instances: ${twoInstancesPerSec ?? "-"}/s, speed-up ${twoInstancesSummary.speedUp ?? "-"}x over 1 instance on ${availableParallelism()} cores (see docs/performance.md)`,
+  )
+}
 if (thresholdSummary !== null) {
   progress(
     "bench",
@@ -318,4 +386,11 @@ if (thresholdSummary !== null) {
   )
 }
 console.log(JSON.stringify(summary))
-process.exit(engineError === undefined && ceilingError === undefined && thresholdError === undefined ? 0 : 1)
+process.exit(
+  engineError === undefined &&
+    twoInstancesError === undefined &&
+    ceilingError === undefined &&
+    thresholdError === undefined
+    ? 0
+    : 1,
+)
