@@ -4,6 +4,9 @@
  *
  * The receiving stream consumer keeps the original message unacknowledged
  * until the owner answers, so a forward lost in flight is only a redelivery.
+ * Messages for one partition travel in batches (a JSON array, answered by an
+ * array of replies in the same order): a burst forwards thousands a second,
+ * and one round trip per message would cost more than handling them.
  * Inputs carry Maps and bigints, which JSON has no words for: they travel
  * as tagged objects and come back as what they were.
  */
@@ -52,8 +55,12 @@ const reviver = (_key: string, value: unknown): unknown => {
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-export const encodeForward = (message: ForwardedMessage): Uint8Array =>
-  encoder.encode(JSON.stringify(message, replacer))
+/** One message as it goes into a batch. */
+export const encodeForward = (message: ForwardedMessage): string => JSON.stringify(message, replacer)
+
+/** A batch of messages already encoded one by one. */
+export const encodeForwardBatch = (encoded: ReadonlyArray<string>): Uint8Array =>
+  encoder.encode(`[${encoded.join(",")}]`)
 
 const inputTags = new Set<string>([
   "Wake",
@@ -72,31 +79,44 @@ const inputTags = new Set<string>([
 ])
 
 /**
- * Reads a forwarded message. Only engine instances may publish on the internal subjects (see the NATS
+ * Reads a batch of forwarded messages. Only engine instances may publish on the internal subjects (see the NATS
  * permissions in docs/channels.md), so this checks the shape a peer writes rather than distrusting it field
  * by field; anything else is refused as a defect of the sender.
  */
-export const decodeForward = (bytes: Uint8Array): ForwardedMessage | undefined => {
+export const decodeForwardBatch = (bytes: Uint8Array): ReadonlyArray<ForwardedMessage> | undefined => {
   try {
-    const parsed = JSON.parse(decoder.decode(bytes), reviver) as Partial<ForwardedMessage>
-    if (typeof parsed.id !== "string" || typeof parsed.input !== "object" || parsed.input === null) return
-    if (!inputTags.has((parsed.input as { _tag?: string })._tag ?? "")) return
-    return parsed as ForwardedMessage
+    const parsed: unknown = JSON.parse(decoder.decode(bytes), reviver)
+    if (!Array.isArray(parsed)) return undefined
+    for (const item of parsed as Array<Partial<ForwardedMessage>>) {
+      if (typeof item !== "object" || item === null || typeof item.id !== "string") return undefined
+      if (typeof item.input !== "object" || item.input === null) return undefined
+      if (!inputTags.has((item.input as { _tag?: string })._tag ?? "")) return undefined
+    }
+    return parsed as ReadonlyArray<ForwardedMessage>
   } catch {
     return undefined
   }
 }
 
-export const encodeReply = (reply: ForwardReply): Uint8Array => encoder.encode(JSON.stringify(reply))
+export const encodeReplies = (replies: ReadonlyArray<ForwardReply>): Uint8Array =>
+  encoder.encode(JSON.stringify(replies))
 
-export const decodeReply = (bytes: Uint8Array): ForwardReply => {
+/** The owner's replies to a batch of `count`; anything unreadable fails every message of the batch. */
+export const decodeReplies = (bytes: Uint8Array, count: number): ReadonlyArray<ForwardReply> => {
   try {
-    const parsed = JSON.parse(decoder.decode(bytes)) as ForwardReply
-    if (typeof parsed === "object" && parsed !== null && typeof parsed._tag === "string") return parsed
+    const parsed: unknown = JSON.parse(decoder.decode(bytes))
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === count &&
+      parsed.every((reply) => typeof reply === "object" && reply !== null && typeof reply._tag === "string")
+    ) {
+      return parsed as ReadonlyArray<ForwardReply>
+    }
   } catch {
     // falls through
   }
-  return { _tag: "Failed", message: "unreadable reply from the partition's owner" }
+  const unreadable: ForwardReply = { _tag: "Failed", message: "unreadable reply from the partition's owner" }
+  return Array.from({ length: count }, () => unreadable)
 }
 
 /** How the owner's handling of a forwarded message ended, in a reply. */

@@ -47,7 +47,16 @@ import type { PaymentStatusReply } from "../streams/Messages.ts"
 import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { EngineClock } from "./EngineClock.ts"
-import { decodeForward, decodeReply, encodeForward, encodeReply, exitOfReply, replyOf } from "./Forwarding.ts"
+import {
+  decodeForwardBatch,
+  decodeReplies,
+  encodeForward,
+  encodeForwardBatch,
+  encodeReplies,
+  exitOfReply,
+  type ForwardReply,
+  replyOf,
+} from "./Forwarding.ts"
 import type { ActorInput, PolicySettings } from "./Inputs.ts"
 import { LimitCheck, monthOf, tracksMonthlySpend } from "./Limits.ts"
 import { Partitions, partitionOf } from "./Partitions.ts"
@@ -125,6 +134,16 @@ interface Actor {
 }
 
 const MAX_RACES = 8
+// A forwarded batch stays well under NATS's default 1 MiB max_payload.
+const MAX_FORWARD_BATCH = 500
+const MAX_FORWARD_BYTES = 256 * 1024
+
+/** A message on its way to its partition's owner. */
+interface Forward {
+  readonly id: string
+  readonly envelope: Envelope
+  readonly encoded: string
+}
 
 /** Routes messages to subscription actors. */
 export class SubscriptionActors extends Context.Service<
@@ -376,28 +395,67 @@ export class SubscriptionActors extends Context.Service<
         })
 
       /**
-       * Sends a message for another instance's partition to its owner. When no owner answers (a handover
-       * under way, the owner gone, a timeout) the message is handled here: the owner would have
-       * produced the same result, and the revision fence orders the two if both act.
+       * Sends a message for another instance's partition to its owner, in a batch with the others for
+       * that partition sent in the same turn of the event loop. When no owner answers (a handover under
+       * way, the owner gone, a timeout) the messages are handled here: the owner would have produced the
+       * same result, and the revision fence orders the two if both act.
        */
+      const waitingToForward = new Map<number, { items: Array<Forward>; bytes: number }>()
+      let flushScheduled = false
+
+      const handleHere = (item: Forward) => fork(enqueue(item.id, item.envelope))
+
+      const flush = (partition: number) => {
+        const batch = waitingToForward.get(partition)
+        if (batch === undefined) return
+        waitingToForward.delete(partition)
+        const { items } = batch
+        connection
+          .request(
+            subjects.partitionInbox(partition),
+            encodeForwardBatch(items.map((item) => item.encoded)),
+            {
+              timeout: forwardTimeoutMs,
+            },
+          )
+          .then(
+            (answer) => {
+              const replies = decodeReplies(answer.data, items.length)
+              items.forEach((item, index) => {
+                const reply = replies[index]
+                if (reply === undefined || reply._tag === "NotOwner") handleHere(item)
+                else item.envelope.complete(exitOfReply(reply))
+              })
+            },
+            () => {
+              for (const item of items) handleHere(item)
+            },
+          )
+      }
+
+      const flushAll = () => {
+        flushScheduled = false
+        for (const partition of [...waitingToForward.keys()]) flush(partition)
+      }
+
       const forward = (id: string, envelope: Envelope) => {
-        const handleHere = () => fork(enqueue(id, envelope))
         const { input, options } = envelope
-        const message = encodeForward({
+        const encoded = encodeForward({
           id,
           input,
           ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
           ...(options.inbox === undefined ? {} : { inbox: options.inbox }),
         })
-        connection
-          .request(subjects.partitionInbox(partitionOf(id, partitions.count)), message, {
-            timeout: forwardTimeoutMs,
-          })
-          .then((answer) => {
-            const reply = decodeReply(answer.data)
-            if (reply._tag === "NotOwner") handleHere()
-            else envelope.complete(exitOfReply(reply))
-          }, handleHere)
+        const partition = partitionOf(id, partitions.count)
+        const batch = waitingToForward.get(partition) ?? { items: [], bytes: 0 }
+        waitingToForward.set(partition, batch)
+        batch.items.push({ id, envelope, encoded })
+        batch.bytes += encoded.length
+        if (batch.items.length >= MAX_FORWARD_BATCH || batch.bytes >= MAX_FORWARD_BYTES) flush(partition)
+        else if (!flushScheduled) {
+          flushScheduled = true
+          setImmediate(flushAll)
+        }
       }
 
       /** The one way in: the owner's actor here, or the owner elsewhere. Protocol requests stay local. */
@@ -410,27 +468,37 @@ export class SubscriptionActors extends Context.Service<
       }
 
       const receiveForwarded = (bytes: Uint8Array, respond: (reply: Uint8Array) => void) => {
-        const message = decodeForward(bytes)
-        if (message === undefined) {
-          respond(encodeReply({ _tag: "Failed", message: "unreadable forwarded message" }))
+        const batch = decodeForwardBatch(bytes)
+        if (batch === undefined) {
+          respond(encodeReplies([{ _tag: "Failed", message: "unreadable forwarded batch" }]))
           return
         }
-        if (!partitions.ownsId(message.id)) {
-          respond(encodeReply({ _tag: "NotOwner" }))
-          return
+        const replies: Array<ForwardReply> = new Array(batch.length)
+        let remaining = batch.length
+        const answered = (index: number, reply: ForwardReply) => {
+          replies[index] = reply
+          remaining -= 1
+          if (remaining === 0) respond(encodeReplies(replies))
         }
-        const options: SendOptions = {
-          forwarded: true,
-          ...(message.clientId === undefined ? {} : { clientId: message.clientId }),
-          ...(message.inbox === undefined ? {} : { inbox: message.inbox }),
-        }
-        fork(
-          enqueue(message.id, {
-            input: message.input,
-            options,
-            complete: (exit) => respond(encodeReply(replyOf(exit))),
-          }),
-        )
+        if (remaining === 0) respond(encodeReplies(replies))
+        batch.forEach((message, index) => {
+          if (!partitions.ownsId(message.id)) {
+            answered(index, { _tag: "NotOwner" })
+            return
+          }
+          const options: SendOptions = {
+            forwarded: true,
+            ...(message.clientId === undefined ? {} : { clientId: message.clientId }),
+            ...(message.inbox === undefined ? {} : { inbox: message.inbox }),
+          }
+          fork(
+            enqueue(message.id, {
+              input: message.input,
+              options,
+              complete: (exit) => answered(index, replyOf(exit)),
+            }),
+          )
+        })
       }
 
       /** Stops the idle actors of `leaving`; returns how many of theirs are still busy. */

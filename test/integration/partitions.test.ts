@@ -209,6 +209,17 @@ describe("several engine instances", () => {
     expect(payments).toHaveLength(60)
   })
 
+  it("answers garbage on a partition's internal subject with a failure and keeps serving", async () => {
+    await env.startEngine({ instanceId: "instance-a" })
+    const subject = env.topology.subjects.partitionInbox(0)
+    for (const garbage of ["not json", "{}", '[{"id":"x","input":{"_tag":"Nope"}}]']) {
+      const answer = await env.connection.request(subject, garbage, { timeout: 5_000 })
+      expect(answer.json()).toEqual([{ _tag: "Failed", message: "unreadable forwarded batch" }])
+    }
+    const created = await createMany(env.channel(), 1)
+    expect(created).toHaveLength(1)
+  })
+
   it("refuses to start with a partition count other than the database's layout", async () => {
     await env.startEngine({ instanceId: "instance-a" })
     await expect(env.startEngine({ instanceId: "instance-c", partitions: 32 })).rejects.toThrow(
