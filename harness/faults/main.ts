@@ -133,38 +133,33 @@ delivered again only when it runs out: most results are in within a couple of
 seconds of the restart (the run's notes above say when 95% were), the last
 ones at the ack wait.
 
-**2. Two instances, kill one.** Partition leases (issue 5) are **not
-implemented yet**; this is the scenario in the form that is true of the code
-today. Two engine processes with distinct \`RP_INSTANCE_ID\`s run on one world
-(one Postgres database, one set of streams), each with commit batches of 20
-and 20 wakes in flight. They share everything: channel requests go through
-the queue group, every durable pull consumer hands each message to one of
-them, and any wake or result may be handled by either. N subscriptions are
-due at one tick. The ticks consumer lets one tick out at a time
-(\`max_ack_pending\` 1), so one instance sweeps while both handle hub results.
-Once the hub has received 30% of the commands — progress observed, not a
-timer — the first instance gets SIGKILL and is **not** restarted; no further
-tick is published. The survivor must finish everything alone, and afterwards
-still answer \`subscription.get\`. **Recovery time** here is the takeover
-time: from the kill to the last result recorded. It is bounded by the
-consumers' ack wait (5 s here, \`RP_ACK_WAIT\`; 30 s by default): the tick
-the dead instance was sweeping (in every run so far it was the one holding
-it) and the hub results it had taken are delivered to the survivor only when
-their ack wait runs out, and no later tick can overtake the held one. The
-commands the dead instance had committed but not published wait in the
-outbox for the survivor's sweeper (age 1 s, every 0.5 s here; production:
-\`RP_OUTBOX_SWEEP_AGE\` 10 s, \`RP_OUTBOX_SWEEP_INTERVAL\` 5 s) and go out
-under the same message ids. What the missing leases cost: nothing stops two
-instances from waking the same subscription — a start-up sweep running beside
-another instance's tick sweep, a wake on one beside a result on the other —
-and when they do, the Postgres write path decides: each transition is fenced
-by the subscription's \`revision\`, so the loser gets Stale, reloads and
-finds nothing left to do; payments are unique per (subscription, occurrence,
-attempt), debt bills are claimed in \`debt_bills\`, monthly spend rows are
-locked. Duplicate wakes are resolved by fencing, not avoided, and the work
-they cost is wasted. The engine does not log Stale retries, so the notes
-count only what the logs show (the survivor's wakes, failed wakes, outbox
-republishing, and wakes that lost the race eight times in a row and gave up).
+**2. Two instances, kill one.** Two engine processes with distinct
+\`RP_INSTANCE_ID\`s run on one world (one Postgres database, one set of
+streams), each with commit batches of 20 and 20 wakes in flight, and leases
+of 3 s renewed every 0.5 s (\`RP_LEASE_TTL\`, \`RP_LEASE_RENEW\`; production: 10 s
+and 2 s). The scenario waits until both hold partition leases (8 of 16 each),
+then makes N subscriptions due at one tick: each instance sweeps its own
+partitions and forwards results for the other's. Once the hub has received
+30% of the commands — progress observed, not a timer — one instance gets
+SIGKILL and is **not** restarted; no further tick is published. Its
+heartbeat stops; the survivor takes its partitions when their leases run out
+and sweeps them. The scenario checks that the survivor holds **every lease
+within the stated bound: the lease TTL plus two rounds** (4 s here; 14 s with
+the defaults), that it finished everything alone and still answers
+\`subscription.get\`. **Recovery time** is from the kill to the last result
+recorded: the hub results the dead instance had pulled come back only after
+the consumers' ack wait (5 s here, \`RP_ACK_WAIT\`; 30 s by default), and if it
+held the tick, that comes back after \`RP_TICK_ACK_WAIT\`. The commands it had
+committed but not published wait in the outbox for the survivor's sweeper
+(age 1 s, every 0.5 s here; production: \`RP_OUTBOX_SWEEP_AGE\` 10 s,
+\`RP_OUTBOX_SWEEP_INTERVAL\` 5 s) and go out under the same message ids.
+Nothing here relies on the lease for money: if the dead instance had been
+only paused and woke up still acting on its partitions, each transition is
+fenced by the subscription's \`revision\` (the loser reloads and finds nothing
+left to do), payments are unique per (subscription, occurrence, attempt),
+debt bills are claimed in \`debt_bills\` and monthly spend rows are locked;
+\`test/integration/partitions.test.ts\` runs a burst with both instances
+believing they own every partition and finds each occurrence paid once.
 See [operations.md](operations.md) for running several instances.
 
 **3. NATS server restart.** The scenario starts its own nats-server
