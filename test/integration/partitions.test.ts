@@ -185,6 +185,45 @@ describe("several engine instances", () => {
     }
   })
 
+  it("pays a burst once when a second instance joins while its payments await their results", async () => {
+    const due = 200
+    const first = await env.startEngine({ instanceId: "instance-a" })
+    // The hub takes every command and answers none yet: the burst's attempts are all open.
+    const hub = await env.startHub({ decide: () => "silent" })
+    await createMany(env.channel(), due)
+    await env.tick("2027-01-01T06:00:00Z")
+    const commands = await hub.waitForCommands(due)
+
+    const second = await env.startEngine({ instanceId: "instance-b" })
+    await env.waitFor("the second instance to take its share", async () => (await ownedBy(second)).length > 0)
+    // Now the results arrive, each at whichever instance pulls it, for subscriptions of either.
+    for (const command of commands) {
+      await hub.publishResult({
+        paymentId: command.paymentId,
+        status: "succeeded",
+        retryable: false,
+        at: "2027-01-01T06:00:05Z",
+      })
+    }
+    await env.waitFor("every payment to succeed", async () => {
+      const row = await env.db
+        .selectFrom("payments")
+        .select((eb) => eb.fn.countAll<string>().as("count"))
+        .where("status", "=", "succeeded")
+        .executeTakeFirstOrThrow()
+      return Number(row.count) === due
+    })
+    await env.settled()
+    const stored = await commandsInStream(env)
+    expect(stored).toHaveLength(due)
+    const paid = await env.db
+      .selectFrom("subscriptions")
+      .select((eb) => eb.fn.sum<string>(sql`(state->>'paid')::int`).as("paid"))
+      .executeTakeFirstOrThrow()
+    expect(Number(paid.paid)).toBe(due)
+    expect((await ownedBy(first)).length + (await ownedBy(second)).length).toBe(fastLeases.partitions)
+  })
+
   it("still pays once when two instances both run the same partitions (a lease is not what keeps money safe)", async () => {
     const { first, second } = await twoInstances()
     const hub = await env.startHub()
