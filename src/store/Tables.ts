@@ -87,6 +87,9 @@ export interface DecisionsTable {
   details: Json
   channel: string | null
   terminal: string | null
+  /** The console operator who made the change on the client's behalf, and why. */
+  operator: ColumnType<string | null, string | null | undefined, string | null>
+  operator_reason: ColumnType<string | null, string | null | undefined, string | null>
   recorded_at: DefaultedTimestamp
 }
 
@@ -148,6 +151,40 @@ export interface ProvidersTable {
   updated_at: DefaultedTimestamp
 }
 
+export interface OperatorsTable {
+  login: string
+  role: string
+  /** `scrypt$N$r$p$salt$key`, salt and key in base64url. */
+  password_hash: string
+  failed_attempts: ColumnType<number, number | undefined, number>
+  locked_until: Timestamp | null
+  disabled_at: Timestamp | null
+  created_at: DefaultedTimestamp
+  updated_at: DefaultedTimestamp
+  last_login_at: Timestamp | null
+}
+
+export interface OperatorSessionsTable {
+  /** SHA-256 of the cookie's token: the token itself is never stored. */
+  token_hash: string
+  login: string
+  csrf_token: string
+  created_at: DefaultedTimestamp
+  last_seen_at: DefaultedTimestamp
+  expires_at: Timestamp
+}
+
+export interface AuditLogTable {
+  id: Generated<number>
+  at: DefaultedTimestamp
+  operator: string
+  action: string
+  target: string
+  client_id: string | null
+  reason: string | null
+  details: Json
+}
+
 /** The whole database as Kysely's type parameter. */
 export interface Tables {
   engine_clock: EngineClockTable
@@ -162,4 +199,7 @@ export interface Tables {
   client_spend: ClientSpendTable
   debt_bills: DebtBillsTable
   providers: ProvidersTable
+  operators: OperatorsTable
+  operator_sessions: OperatorSessionsTable
+  audit_log: AuditLogTable
 }

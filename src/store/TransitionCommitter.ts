@@ -137,12 +137,17 @@ const insertDecisions = async (
     details: d.details,
     channel: d.channel,
     terminal: d.terminal,
+    operator: d.operator,
+    operator_reason: d.operatorReason,
   }))
   await sql`
-    INSERT INTO decisions (subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal)
-    SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details, v.channel, v.terminal
+    INSERT INTO decisions (subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal,
+      operator, operator_reason)
+    SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details, v.channel, v.terminal,
+      v.operator, v.operator_reason
     FROM json_to_recordset(${rowsJson(rows)}::json) AS v(subscription_id uuid, at timestamptz,
-      outcome text, reason text, occurrence text, payment_id uuid, details jsonb, channel text, terminal text)`.execute(
+      outcome text, reason text, occurrence text, payment_id uuid, details jsonb, channel text, terminal text,
+      operator text, operator_reason text)`.execute(
     trx,
   )
 }
