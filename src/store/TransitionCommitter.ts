@@ -147,9 +147,7 @@ const insertDecisions = async (
       v.operator, v.operator_reason
     FROM json_to_recordset(${rowsJson(rows)}::json) AS v(subscription_id uuid, at timestamptz,
       outcome text, reason text, occurrence text, payment_id uuid, details jsonb, channel text, terminal text,
-      operator text, operator_reason text)`.execute(
-    trx,
-  )
+      operator text, operator_reason text)`.execute(trx)
 }
 
 /**
