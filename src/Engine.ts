@@ -11,6 +11,7 @@ import { ReminderRouter } from "./actors/ReminderRouter.ts"
 import { ResultRouter } from "./actors/ResultRouter.ts"
 import { Scheduler } from "./actors/Scheduler.ts"
 import { SubscriptionActors } from "./actors/SubscriptionActors.ts"
+import { ConsoleRoutes } from "./console/ConsoleRoutes.ts"
 import { EngineConfig } from "./EngineConfig.ts"
 import { HttpServer } from "./http/HttpServer.ts"
 import { Channels } from "./protocol/Channels.ts"
@@ -63,7 +64,7 @@ export const EngineServices = Layer.mergeAll(
 )
 
 /** Every feature's HTTP routes; the server listens once all of them are in place. */
-const httpRoutes = Layer.empty
+const httpRoutes = ConsoleRoutes
 
 /** The running engine: its services plus the protocol server, the consumers, the clock and the HTTP server. */
 export const EngineLive = Layer.mergeAll(

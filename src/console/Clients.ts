@@ -1,0 +1,99 @@
+/**
+ * Finding a client: every subscription they have, from every channel, with
+ * hidden reminders on request. Read through `subscription.list`, so the
+ * console shows exactly what the client's channels see.
+ */
+import type { Hono } from "hono"
+import { html } from "hono/html"
+import { format as formatMoney } from "../domain/Money.ts"
+import type { SubscriptionView } from "../domain/SubscriptionView.ts"
+import type { ConsoleEnv } from "./Auth.ts"
+import { runOperation } from "./ClientOperations.ts"
+import type { ConsoleServices } from "./ConsoleServices.ts"
+import { BASE, badge, page, when } from "./Html.ts"
+
+const CLIENT_ID_MAX = 200
+
+/** One line on what a subscription does, for lists. */
+export const summary = (view: SubscriptionView): string => {
+  switch (view.kind) {
+    case "scheduled": {
+      const schedule = view.schedule
+      const every =
+        schedule === undefined
+          ? ""
+          : ` every ${schedule.interval > 1 ? `${schedule.interval} ` : ""}${schedule.every}${schedule.interval > 1 ? "s" : ""} at ${schedule.time} ${schedule.timezone}`
+      return `${view.amount === undefined ? "" : formatMoney(view.amount)}${every}`
+    }
+    case "threshold":
+      return `top up ${view.amount === undefined ? "" : formatMoney(view.amount)} below ${view.threshold === undefined ? "" : formatMoney(view.threshold)}`
+    case "debt":
+      return `pay bills up to ${view.limit === undefined ? "" : formatMoney(view.limit)}, poll ${view.pollEvery ?? ""}`
+    case "reminder":
+      return `reminder after ${view.remindAfter ?? ""}${view.nextOfferAt ? `, next offer ${when(view.nextOfferAt)}` : ""}`
+  }
+}
+
+export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices): void => {
+  app.get("/clients", async (c) => {
+    const session = c.get("session")
+    const clientId = (c.req.query("clientId") ?? "").trim()
+    const includeHidden = c.req.query("hidden") === "1"
+    let error: string | undefined
+    let items: ReadonlyArray<SubscriptionView> | undefined
+    if (clientId.length > CLIENT_ID_MAX) {
+      error = `A client id is at most ${CLIENT_ID_MAX} characters.`
+    } else if (clientId !== "") {
+      const outcome = await services.run(
+        runOperation(
+          services.operations,
+          "subscription.list",
+          { includeHidden, limit: 200 },
+          { login: session.login, clientId, requestId: "console-read", reason: "" },
+        ),
+      )
+      if (outcome._tag === "Ok") items = (outcome.result as { items: Array<SubscriptionView> }).items
+      else if (outcome._tag === "Refused") error = outcome.error.message
+    }
+    const body = html`
+      <h1>Find a client</h1>
+      <form class="card row" method="get" action="${BASE}/clients">
+        <div>
+          <label for="clientId">Client id</label>
+          <input id="clientId" name="clientId" type="search" value="${clientId}" placeholder="e.g. client-7" required />
+        </div>
+        <label class="muted"
+          ><input type="checkbox" name="hidden" value="1" ${includeHidden ? "checked" : ""} /> include hidden
+          reminders</label
+        >
+        <button type="submit">Find</button>
+      </form>
+      ${error === undefined ? "" : html`<div class="flash error" role="alert">${error}</div>`}
+      ${
+        items === undefined
+          ? ""
+          : items.length === 0
+            ? html`<p class="card">No subscription for client <b>${clientId}</b>${includeHidden ? "" : " (hidden reminders not shown)"}.</p>`
+            : html`<h2>${items.length} subscription${items.length === 1 ? "" : "s"} of ${clientId}</h2>
+                <table data-testid="subscriptions">
+                  <thead>
+                    <tr><th>Subscription</th><th>Kind</th><th>Status</th><th>Payee</th><th>Terms</th><th>Next</th><th>Created by</th></tr>
+                  </thead>
+                  <tbody>
+                    ${items.map(
+                      (view) => html`<tr>
+                        <td><a class="mono" href="${BASE}/subscriptions/${view.subscriptionId}">${view.subscriptionId.slice(0, 8)}…</a>${view.hidden ? html` <span class="badge">hidden</span>` : ""}</td>
+                        <td>${view.kind}</td>
+                        <td>${badge(view.status)}</td>
+                        <td>${view.payee.providerId} · <span class="mono">${view.payee.account}</span></td>
+                        <td>${summary(view)}</td>
+                        <td>${view.nextOccurrence === null ? "—" : when(view.nextOccurrence.dueAt)}</td>
+                        <td>${view.createdBy.channel}${view.createdBy.terminal === null ? "" : ` / ${view.createdBy.terminal}`}</td>
+                      </tr>`,
+                    )}
+                  </tbody>
+                </table>`
+      }`
+    return c.html(page({ title: "Clients", session, current: "/clients", body }))
+  })
+}
