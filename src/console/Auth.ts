@@ -78,12 +78,12 @@ const formText = (value: unknown, max: number): string =>
 export const refusal = (c: Context, status: 400 | 403 | 404 | 409 | 422, message: string) =>
   c.html(
     `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Refused · Operation Studio</title></head>` +
-      `<body style="font-family:system-ui;margin:40px"><h1>Refused</h1><p>${escape(message)}</p>` +
+      `<body style="font-family:system-ui;margin:40px"><h1>Refused</h1><p>${escapeHtml(message)}</p>` +
       `<p>Nothing was changed.</p><p><a href="${BASE}/today">Back to the console</a></p></body></html>`,
     status,
   )
 
-const escape = (text: string) => text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`)
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`)
 
 /** Adds sign-in and sign-out, and guards every other console route. */
 export const registerAuth = (app: Hono<ConsoleEnv>, db: Kysely<Tables>): void => {

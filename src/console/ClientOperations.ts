@@ -57,16 +57,14 @@ export const runOperation = (
   }
   return operation.decode(body).pipe(
     Effect.flatMap((decoded) => operation.run(decoded, context)),
-    Effect.map((outcome): OperationResult => {
-      switch (outcome._tag) {
-        case "Result":
-          return { _tag: "Ok", result: outcome.result }
-        case "Reply":
-          return { _tag: "Ok", result: (JSON.parse(outcome.text) as { result?: unknown }).result }
-        case "AlreadyAnswered":
-          return { _tag: "AlreadyDone" }
-      }
-    }),
+    Effect.map(
+      (outcome): OperationResult =>
+        outcome._tag === "Result"
+          ? { _tag: "Ok", result: outcome.result }
+          : outcome._tag === "Reply"
+            ? { _tag: "Ok", result: (JSON.parse(outcome.text) as { result?: unknown }).result }
+            : { _tag: "AlreadyDone" },
+    ),
     Effect.catch((error: DomainError) => Effect.succeed({ _tag: "Refused", error } as const)),
   )
 }
