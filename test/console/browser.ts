@@ -48,7 +48,10 @@ export const launchBrowser = async (): Promise<ConsoleBrowser> => {
     newPage: async () => {
       await context.clearCookies()
       for (const open of context.pages()) await open.close()
-      return context.newPage()
+      const page = await context.newPage()
+      // A selector that never appears fails the test in seconds, well within the test's own timeout.
+      page.setDefaultTimeout(10_000)
+      return page
     },
     close: async () => {
       await context.close()
