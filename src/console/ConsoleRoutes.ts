@@ -17,7 +17,9 @@ import { registerAuditPage } from "./AuditPage.ts"
 import { type ConsoleEnv, registerAuth } from "./Auth.ts"
 import { registerClients } from "./Clients.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
+import { registerDeadLetterPages } from "./DeadLetterPages.ts"
 import { BASE } from "./Html.ts"
+import { registerRegistryPages } from "./RegistryPages.ts"
 import { registerSubscriptionPage } from "./SubscriptionPage.ts"
 import { registerTodayPage } from "./TodayPage.ts"
 
@@ -51,6 +53,8 @@ export const ConsoleRoutes = Layer.effectDiscard(
     registerTodayPage(studio, services)
     registerClients(studio, services)
     registerSubscriptionPage(studio, services)
+    registerRegistryPages(studio, services)
+    registerDeadLetterPages(studio, services)
     registerAuditPage(studio, services)
     studio.get("/", (c) => c.redirect(`${BASE}/today`, 303))
     studio.onError((error, c) => {

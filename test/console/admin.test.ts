@@ -1,0 +1,122 @@
+/**
+ * An admin's pages in a real browser: editing the provider and channel
+ * registries through the same store code the command lines use, and
+ * re-submitting a dead letter, edited, to its original subject. A viewer
+ * sees the same pages without the forms. Every change is in the audit log.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { RunningEngine } from "../../harness/World.ts"
+import { World } from "../../harness/World.ts"
+import { EngineClock } from "../../src/actors/EngineClock.ts"
+import { listChannels } from "../../src/store/ChannelStore.ts"
+import { listProviders } from "../../src/store/ProviderRegistry.ts"
+import { type ConsoleBrowser, consoleUrl, createOperator, launchBrowser, signIn } from "./browser.ts"
+
+describe("the console's admin pages", () => {
+  let world: World
+  let engine: RunningEngine
+  let browser: ConsoleBrowser
+  let base: string
+
+  beforeAll(async () => {
+    world = await World.create({}, "console_admin")
+    ;[engine, browser] = await Promise.all([world.startEngine(), launchBrowser()])
+    base = await consoleUrl(engine)
+    await Promise.all([createOperator(world, "ada", "admin"), createOperator(world, "vic", "viewer")])
+  })
+  afterAll(async () => {
+    await browser?.close()
+    await world?.dispose()
+  })
+
+  const audit = (action: string) =>
+    world.db.selectFrom("audit_log").selectAll().where("action", "=", action).execute()
+
+  it("registers a provider and a channel, refuses a bad one, and shows viewers the registries without forms", async () => {
+    const page = await browser.newPage()
+    await signIn(page, base, "ada")
+    await page.goto(`${base}/providers`)
+    await page.fill("#providerId", "water-1")
+    await page.fill("#displayName", "City Water")
+    await page.check("input[name=periodic]")
+    await page.check("input[name=supportsDebt]")
+    await page.fill("[data-testid=provider-form] input[name=reason]", "CR-77 new provider")
+    await page.click("[data-testid=provider-form] button")
+    await page.waitForSelector("[data-testid=providers] td:has-text('water-1')")
+    expect(await listProviders(world.db)).toEqual([
+      {
+        providerId: "water-1",
+        displayName: "City Water",
+        periodic: true,
+        remindAfter: "P30D",
+        supportsDebt: true,
+        supportsThreshold: false,
+      },
+    ])
+    expect(await audit("provider.add")).toMatchObject([
+      { operator: "ada", target: "water-1", reason: "CR-77 new provider" },
+    ])
+
+    await page.fill("#providerId", "bad id!")
+    await page.fill("#displayName", "Broken")
+    await page.click("[data-testid=provider-form] button")
+    await page.waitForSelector(".flash.error")
+    expect(await page.textContent(".flash.error")).toContain("must be 1-64 letters")
+    expect(await listProviders(world.db)).toHaveLength(1)
+
+    await page.goto(`${base}/channels`)
+    await page.waitForSelector("text=accepts the development channels UNSIGNED")
+    await page.fill("#channelId", "branch-app")
+    await page.fill("#channelName", "Branch tablet app")
+    await page.fill("#channelOperations", "subscription.get subscription.list")
+    await page.click("[data-testid=channel-form] button")
+    await page.waitForSelector("[data-testid=channels] td:has-text('branch-app')")
+    expect((await listChannels(world.db)).map((row) => [row.id, row.operations])).toEqual([
+      ["branch-app", ["subscription.get", "subscription.list"]],
+    ])
+    await page.fill("#channelId", "other")
+    await page.fill("#channelName", "Other")
+    await page.fill("#channelOperations", "subscription.teleport")
+    await page.click("[data-testid=channel-form] button")
+    await page.waitForSelector(".flash.error")
+    expect(await listChannels(world.db)).toHaveLength(1)
+
+    const viewer = await browser.newPage()
+    await signIn(viewer, base, "vic")
+    await viewer.goto(`${base}/providers`)
+    await viewer.waitForSelector("[data-testid=providers] td:has-text('water-1')")
+    expect(await viewer.locator("[data-testid=provider-form]").count()).toBe(0)
+    await viewer.goto(`${base}/audit`)
+    await viewer.waitForSelector("text=needs the admin role")
+  })
+
+  it("re-submits an edited dead letter to its original subject, where the engine uses it", async () => {
+    const { subjects } = world.topology
+    await world.js.publish(subjects.tick, JSON.stringify({ at: "2027-02-30T06:00:00Z" }))
+    await world.waitFor("the bad tick to be dead-lettered", async () => {
+      const info = await world.jsm.streams.info(world.topology.streams.deadLetters)
+      return info.state.messages === 1
+    })
+    const page = await browser.newPage()
+    await signIn(page, base, "ada")
+    await page.goto(`${base}/dead-letters`)
+    await page.waitForSelector("[data-testid=dead-letters] td:has-text('does not match its schema')")
+    await page.click("[data-testid=dead-letters] a")
+    await page.waitForSelector("[data-testid=original]")
+    await page.fill("#payload", JSON.stringify({ at: "2027-02-28T06:00:00Z" }))
+    await page.fill("#reason", "mistyped date from the clock service, INC-9")
+    await page.click("[data-testid=resubmit] button")
+    await page.waitForSelector("[role=status]:has-text('Re-submitted')")
+
+    await world.consumerCaughtUp(world.topology.streams.ticks, world.topology.consumers.ticks)
+    const now = await engine.runtime.runPromise(EngineClock.use((clock) => clock.now))
+    expect(new Date(now).toISOString()).toBe("2027-02-28T06:00:00.000Z")
+    expect(await audit("dead_letter.resubmit")).toMatchObject([
+      {
+        operator: "ada",
+        reason: "mistyped date from the clock service, INC-9",
+        details: { edited: true, subject: subjects.tick },
+      },
+    ])
+  })
+})
