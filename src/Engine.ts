@@ -6,6 +6,7 @@
  */
 import { Effect, Layer } from "effect"
 import { EngineClock } from "./actors/EngineClock.ts"
+import { LiveSettings } from "./actors/LiveSettings.ts"
 import { ProviderRouter } from "./actors/ProviderRouter.ts"
 import { ReminderRouter } from "./actors/ReminderRouter.ts"
 import { ResultRouter } from "./actors/ResultRouter.ts"
@@ -47,6 +48,7 @@ const foundations = Layer.mergeAll(
   RequestLog.layer,
   ProviderRegistry.layer,
   Channels.layer,
+  LiveSettings.layer,
 )
 
 /** Every service of the engine, without the parts that start work (for tests that drive pieces directly). */

@@ -45,8 +45,9 @@ import { done, type HandlerVerdict } from "../streams/DurableConsumer.ts"
 import { HubStatus } from "../streams/HubStatus.ts"
 import type { PaymentStatusReply } from "../streams/Messages.ts"
 import { EngineClock } from "./EngineClock.ts"
-import type { ActorInput, PolicySettings } from "./Inputs.ts"
+import type { ActorInput } from "./Inputs.ts"
 import { LimitCheck, monthOf, tracksMonthlySpend } from "./Limits.ts"
+import { LiveSettings } from "./LiveSettings.ts"
 import type { PolicyRefusal } from "./PaymentRun.ts"
 import * as Policy from "./Policy.ts"
 import type { Transition } from "./Transition.ts"
@@ -152,7 +153,8 @@ export class SubscriptionActors extends Context.Service<
       const clock = yield* EngineClock
       const hubStatus = yield* HubStatus
       const payments = yield* PaymentStore
-      const settings: PolicySettings = config
+      // Limits and the retry schedule may be changed by an admin while the engine runs: read per message.
+      const live = yield* LiveSettings
 
       /**
        * The limits a decision works with: when a monthly limit applies to the subscription's
@@ -164,7 +166,7 @@ export class SubscriptionActors extends Context.Service<
         input: ActorInput,
         now: number,
       ): Effect.Effect<LimitCheck> => {
-        const { limits } = config
+        const { limits } = live.current()
         // Plain functions rather than generators: this runs for every message of a burst.
         if (!tracksMonthlySpend(limits, subscription.currency) || !Policy.mayPay(input)) {
           return Effect.succeed(new LimitCheck(limits, subscription, null))
@@ -257,7 +259,7 @@ export class SubscriptionActors extends Context.Service<
             const now = yield* clock.now
             const prepared = yield* prepare(subscription, input, now)
             const limits = yield* limitsFor(subscription, prepared, now)
-            const decided = Policy.decide(subscription, prepared, now, settings, limits)
+            const decided = Policy.decide(subscription, prepared, now, live.current().policy, limits)
             if (Result.isFailure(decided)) {
               actor.cached = subscription
               return yield* Effect.fail(decided.failure)

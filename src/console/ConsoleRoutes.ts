@@ -6,6 +6,7 @@
 import { Effect, FiberSet, Layer } from "effect"
 import { Hono } from "hono"
 import { EngineClock } from "../actors/EngineClock.ts"
+import { LiveSettings } from "../actors/LiveSettings.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { HttpApp } from "../http/HttpServer.ts"
 import { Channels } from "../protocol/Channels.ts"
@@ -20,6 +21,7 @@ import type { ConsoleServices } from "./ConsoleServices.ts"
 import { registerDeadLetterPages } from "./DeadLetterPages.ts"
 import { BASE } from "./Html.ts"
 import { registerRegistryPages } from "./RegistryPages.ts"
+import { registerSettingsPage } from "./SettingsPage.ts"
 import { registerSubscriptionPage } from "./SubscriptionPage.ts"
 import { registerTodayPage } from "./TodayPage.ts"
 
@@ -33,6 +35,7 @@ export const ConsoleRoutes = Layer.effectDiscard(
     const topology = yield* Topology
     const { js, jsm } = yield* Nats
     const channels = yield* Channels
+    const live = yield* LiveSettings
     const operations = yield* subscriptionOperations
     const run = yield* FiberSet.makeRuntimePromise<never>()
     const services: ConsoleServices = {
@@ -46,6 +49,8 @@ export const ConsoleRoutes = Layer.effectDiscard(
       jsm,
       channelRegistry: () => run(channels.current),
       reloadChannels: () => run(channels.reload),
+      settingsInForce: async () => live.current(),
+      reloadSettings: () => run(live.reload),
     }
 
     const studio = new Hono<ConsoleEnv>()
@@ -54,6 +59,7 @@ export const ConsoleRoutes = Layer.effectDiscard(
     registerClients(studio, services)
     registerSubscriptionPage(studio, services)
     registerRegistryPages(studio, services)
+    registerSettingsPage(studio, services)
     registerDeadLetterPages(studio, services)
     registerAuditPage(studio, services)
     studio.get("/", (c) => c.redirect(`${BASE}/today`, 303))

@@ -5,6 +5,7 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream"
 import type { Effect } from "effect"
 import type { Kysely } from "kysely"
+import type { InForce } from "../actors/LiveSettings.ts"
 import type { EngineSettings } from "../EngineConfig.ts"
 import type { Registry } from "../protocol/Channels.ts"
 import type { Operation } from "../protocol/Operation.ts"
@@ -26,4 +27,7 @@ export interface ConsoleServices {
   /** The channel registry in force on this instance, and a way to re-read it at once after an edit. */
   readonly channelRegistry: () => Promise<Registry>
   readonly reloadChannels: () => Promise<void>
+  /** The limits and retry schedule in force, and a way to re-read them at once after an edit. */
+  readonly settingsInForce: () => Promise<InForce>
+  readonly reloadSettings: () => Promise<void>
 }

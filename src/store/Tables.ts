@@ -185,6 +185,16 @@ export interface AuditLogTable {
   details: Json
 }
 
+export interface EngineSettingsTable {
+  id: number
+  /** An override of the spending limits (LimitSettings as JSON); null: the environment's. */
+  limits: ColumnType<unknown, string | null, string | null>
+  /** An override of the retry schedule (`PT1H,PT6H,PT24H`); null: the environment's. */
+  retry_schedule: string | null
+  updated_at: DefaultedTimestamp
+  updated_by: string
+}
+
 /** The whole database as Kysely's type parameter. */
 export interface Tables {
   engine_clock: EngineClockTable
@@ -202,4 +212,5 @@ export interface Tables {
   operators: OperatorsTable
   operator_sessions: OperatorSessionsTable
   audit_log: AuditLogTable
+  engine_settings: EngineSettingsTable
 }

@@ -19,6 +19,7 @@
 import { Context, Deferred, Duration, Effect, Exit, Layer, Queue, Semaphore } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
 import { type LimitSettings, noLimitSettings } from "../actors/Limits.ts"
+import { LiveSettings } from "../actors/LiveSettings.ts"
 import type { DecisionRecord, Outgoing, PaymentRecord, Transition } from "../actors/Transition.ts"
 import { newId } from "../domain/Ids.ts"
 import type { Template } from "../domain/Template.ts"
@@ -586,6 +587,7 @@ export class TransitionCommitter extends Context.Service<
     TransitionCommitter,
     Effect.gen(function* () {
       const config = yield* EngineConfig
+      const live = yield* LiveSettings
       const { db } = yield* Database
       const topology = yield* Topology
       const publisher = yield* OutboxPublisher
@@ -598,7 +600,7 @@ export class TransitionCommitter extends Context.Service<
               trx,
               batch.map((pending) => pending.request),
               topology,
-              config.limits,
+              live.current().limits,
             ),
           ),
         )

@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { RunningEngine } from "../../harness/World.ts"
 import { World } from "../../harness/World.ts"
 import { EngineClock } from "../../src/actors/EngineClock.ts"
-import { listChannels } from "../../src/store/ChannelStore.ts"
+import { LiveSettings } from "../../src/actors/LiveSettings.ts"
+import { Channels } from "../../src/protocol/Channels.ts"
+import { addChannel, listChannels } from "../../src/store/ChannelStore.ts"
 import { listProviders } from "../../src/store/ProviderRegistry.ts"
 import { type ConsoleBrowser, consoleUrl, createOperator, launchBrowser, signIn } from "./browser.ts"
 
@@ -118,5 +120,80 @@ describe("the console's admin pages", () => {
         details: { edited: true, subject: subjects.tick },
       },
     ])
+  })
+
+  it("overrides the limits and the retry schedule on every instance, and returns them to the environment's", async () => {
+    // The first test registered a channel, so the development channels are off: register the one used here.
+    await addChannel(world.db, {
+      id: "mobile",
+      displayName: "Mobile bank",
+      operations: ["*"],
+      publicKey: null,
+    })
+    await engine.runtime.runPromise(Channels.use((channels) => channels.reload))
+    const second = await world.startEngine()
+    const capOf = (running: RunningEngine) =>
+      running.runtime.runPromise(
+        LiveSettings.useSync((live) => live.current().limits.paymentMax.scheduled.RUB ?? null),
+      )
+    const page = await browser.newPage()
+    await signIn(page, base, "ada")
+    await page.goto(`${base}/settings`)
+    await page.fill("#limit-scheduled", "RUB:100000")
+    await page.fill("[data-testid=limits-form] input[name=reason]", "risk committee decision RC-12")
+    await page.click("[data-testid=limits-form] button[value=override]")
+    await page.waitForSelector("[role=status]:has-text('limits override')")
+    await world.waitFor(
+      "both instances to apply the cap",
+      async () => (await capOf(engine)) === 100000 && (await capOf(second)) === 100000,
+    )
+    const createRent = () =>
+      world.channel("mobile").request(
+        "subscription.create",
+        {
+          kind: "scheduled",
+          template: { name: "Rent", providerId: "water-1", account: "flat-9", source: "card-tok-1" },
+          amount: { value: 150000, currency: "RUB" },
+          schedule: {
+            every: "month",
+            dayOfMonth: 1,
+            time: "09:00",
+            timezone: "Europe/Moscow",
+            startDate: "2027-06-01",
+          },
+        },
+        { clientId: "client-cap" },
+      )
+    expect(await createRent()).toMatchObject({ status: "error", error: { code: "LIMIT_EXCEEDED" } })
+
+    await page.fill("#limit-scheduled", "RUB:12,5")
+    await page.click("[data-testid=limits-form] button[value=override]")
+    await page.waitForSelector(".flash.error")
+    expect(await capOf(engine)).toBe(100000)
+
+    await page.fill("#retrySchedule", "PT30M,PT2H")
+    await page.click("[data-testid=retries-form] button[value=override]")
+    await page.waitForSelector("[data-testid=retries] td:has-text('PT30M,PT2H')")
+    const retries = (running: RunningEngine) =>
+      running.runtime.runPromise(
+        LiveSettings.useSync((live) => live.current().policy.retryScheduleMs.join(",")),
+      )
+    await world.waitFor(
+      "both instances to apply the schedule",
+      async () => (await retries(second)) === "1800000,7200000",
+    )
+
+    await page.click("[data-testid=limits-form] button[value=environment]")
+    await page.waitForSelector("[role=status]:has-text('environment')")
+    await world.waitFor(
+      "both instances to drop the cap",
+      async () => (await capOf(engine)) === null && (await capOf(second)) === null,
+    )
+    expect(await createRent()).toMatchObject({ status: "ok" })
+    expect((await audit("settings.limits_override"))[0]).toMatchObject({
+      operator: "ada",
+      reason: "risk committee decision RC-12",
+    })
+    expect(await audit("settings.limits_reset")).toHaveLength(1)
   })
 })

@@ -8,6 +8,9 @@
  * - Sessions: server-side, keyed by a hash of the cookie's token (a leaked
  *   table does not let anyone sign in), with the session's CSRF token.
  * - The audit log: every change made in the console, who made it and why.
+ * - Engine settings: an admin's override of the spending limits and of the
+ *   retry schedule (null: the environment's value stays in force). A trigger
+ *   notifies `rp_engine_settings` so every instance re-reads it at once.
  * - Decisions name the operator and the reason when a change was made in
  *   the console on a client's behalf.
  */
@@ -52,6 +55,24 @@ export const up = async (db: Kysely<any>): Promise<void> => {
     )`.execute(db)
   await sql`CREATE INDEX audit_log_newest ON audit_log (at DESC, id DESC)`.execute(db)
 
+  await sql`
+    CREATE TABLE engine_settings (
+      id integer PRIMARY KEY CHECK (id = 1),
+      limits jsonb,
+      retry_schedule text,
+      updated_at timestamptz NOT NULL DEFAULT now(),
+      updated_by text NOT NULL
+    )`.execute(db)
+  await sql`
+    CREATE FUNCTION rp_engine_settings_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM pg_notify('rp_engine_settings', '');
+      RETURN NULL;
+    END $$`.execute(db)
+  await sql`
+    CREATE TRIGGER engine_settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON engine_settings
+    FOR EACH STATEMENT EXECUTE FUNCTION rp_engine_settings_changed()`.execute(db)
+
   await sql`ALTER TABLE decisions ADD COLUMN operator text, ADD COLUMN operator_reason text`.execute(db)
 }
 
@@ -60,6 +81,8 @@ export const down = async (db: Kysely<any>): Promise<void> => {
   await sql`ALTER TABLE decisions DROP COLUMN IF EXISTS operator, DROP COLUMN IF EXISTS operator_reason`.execute(
     db,
   )
+  await sql`DROP TABLE IF EXISTS engine_settings`.execute(db)
+  await sql`DROP FUNCTION IF EXISTS rp_engine_settings_changed()`.execute(db)
   await sql`DROP TABLE IF EXISTS audit_log`.execute(db)
   await sql`DROP TABLE IF EXISTS operator_sessions`.execute(db)
   await sql`DROP TABLE IF EXISTS operators`.execute(db)
