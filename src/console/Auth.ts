@@ -13,6 +13,7 @@
  */
 import { timingSafeEqual } from "node:crypto"
 import type { Context, Hono, MiddlewareHandler } from "hono"
+import { bodyLimit } from "hono/body-limit"
 import { deleteCookie, getCookie, setCookie } from "hono/cookie"
 import type { Kysely } from "kysely"
 import {
@@ -85,8 +86,36 @@ export const refusal = (c: Context, status: 400 | 403 | 404 | 409 | 422, message
 
 const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`)
 
+/** Forms are small; the largest is an edited dead letter (at most 1 MiB, URL-encoded up to 3 times that). */
+const MAX_FORM_BYTES = 4 * 1024 * 1024
+
+/**
+ * Pages run no script and load nothing from elsewhere, are never framed and never cached: they show
+ * clients' data, and a shared machine's browser history should not keep it.
+ */
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  "Content-Security-Policy":
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  "X-Frame-Options": "DENY",
+  "X-Content-Type-Options": "nosniff",
+  "Referrer-Policy": "same-origin",
+  "Cache-Control": "no-store",
+}
+
 /** Adds sign-in and sign-out, and guards every other console route. */
 export const registerAuth = (app: Hono<ConsoleEnv>, db: Kysely<Tables>): void => {
+  app.use("*", async (c, next) => {
+    await next()
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) c.header(name, value)
+  })
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_FORM_BYTES,
+      onError: (c) => c.text("The form is too large. Nothing was changed.", 413),
+    }),
+  )
+
   app.get("/login", (c) => c.html(loginPage({ next: safeNext(c.req.query("next")) })))
 
   app.post("/login", async (c) => {

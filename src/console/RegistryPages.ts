@@ -117,8 +117,16 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
               <td>${p.periodic ? p.remindAfter : "—"}</td><td>${yes(p.supportsDebt)}</td><td>${yes(p.supportsThreshold)}</td>
               ${
                 admin
-                  ? html`<td><form class="inline" method="post" action="${BASE}/providers/${p.providerId}/remove" onsubmit="return confirm('Remove provider ${p.providerId}? Its autopayments keep working.')">
-                      ${csrfField(session)}<button class="secondary" type="submit">Remove</button></form></td>`
+                  ? html`<td>
+                      <details>
+                        <summary>Remove…</summary>
+                        <form method="post" action="${BASE}/providers/${p.providerId}/remove">
+                          ${csrfField(session)} ${reasonField}
+                          <p class="small muted">Its autopayments and reminders keep working.</p>
+                          <button class="danger" type="submit">Remove ${p.providerId}</button>
+                        </form>
+                      </details>
+                    </td>`
                   : ""
               }
             </tr>`,

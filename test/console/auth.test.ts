@@ -181,4 +181,29 @@ describe("the console's guards", () => {
     await page.goto(`${base}/today`)
     await page.waitForSelector("#password")
   })
+
+  it("keeps the session server-side behind an HttpOnly, SameSite=Strict cookie, and ends it after 30 idle minutes", async () => {
+    const page = await browser.newPage()
+    await signIn(page, base, "oleg")
+    const [cookie] = (await browser.context.cookies()).filter((c) => c.name === "rp_console_session")
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: "Strict", path: "/" })
+    const stored = await world.db
+      .selectFrom("operator_sessions")
+      .selectAll()
+      .where("login", "=", "oleg")
+      .execute()
+    expect(stored.map((row) => row.token_hash)).not.toContain(cookie?.value)
+    const response = await page.goto(`${base}/today`)
+    expect(response?.headers()["content-security-policy"]).toContain("default-src 'none'")
+    expect(response?.headers()["cache-control"]).toBe("no-store")
+
+    await world.db
+      .updateTable("operator_sessions")
+      .set({ last_seen_at: new Date(Date.now() - 31 * 60_000) })
+      .where("login", "=", "oleg")
+      .execute()
+    await page.goto(`${base}/today`)
+    await page.waitForSelector("#password")
+    expect(new URL(page.url()).searchParams.get("next")).toBe("/console/today")
+  })
 })
