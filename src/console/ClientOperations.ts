@@ -10,10 +10,10 @@
 import { createHash } from "node:crypto"
 import { Effect } from "effect"
 import type { DomainError } from "../domain/Errors.ts"
+import { CONSOLE_CHANNEL } from "../protocol/Channels.ts"
 import type { Operation, RequestContext } from "../protocol/Operation.ts"
 
-/** The channel name console changes are recorded under. */
-export const CONSOLE_CHANNEL = "console"
+export { CONSOLE_CHANNEL }
 
 /** Who acts and why; `reason` is required for changes. */
 export interface OnBehalf {

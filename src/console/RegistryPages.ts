@@ -14,6 +14,7 @@ import { ProviderId } from "../domain/Template.ts"
 import { fingerprintOf, parsePublicKey } from "../protocol/ChannelKeys.ts"
 import {
   CHANNEL_ID,
+  CONSOLE_CHANNEL,
   checkOperationPattern,
   DEFAULT_CHANNELS,
   KNOWN_OPERATIONS,
@@ -314,15 +315,18 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
     const displayName = field(form, "displayName", 200)
     const operations = operationsFromText(field(form, "operations", 2_000))
     const key = keyFromForm(form)
-    const problem = !CHANNEL_ID.test(id)
-      ? `channel id "${id}" must be 1-64 letters, digits, '-' or '_' (one NATS subject token)`
-      : displayName === ""
-        ? "the name is required"
-        : typeof operations === "string"
-          ? operations
-          : typeof key === "string"
-            ? key
-            : undefined
+    const problem =
+      id === CONSOLE_CHANNEL
+        ? `channel id "${CONSOLE_CHANNEL}" is reserved for the operator console`
+        : !CHANNEL_ID.test(id)
+          ? `channel id "${id}" must be 1-64 letters, digits, '-' or '_' (one NATS subject token)`
+          : displayName === ""
+            ? "the name is required"
+            : typeof operations === "string"
+              ? operations
+              : typeof key === "string"
+                ? key
+                : undefined
     if (problem !== undefined || typeof operations === "string" || typeof key === "string") {
       return channelsPage(c, { kind: "error", text: `Not registered: ${problem}. Nothing was changed.` }, 422)
     }

@@ -40,7 +40,7 @@ const readFigures = async (services: ConsoleServices, now: number) => {
       (SELECT count(*) FROM payments WHERE requested_at > ${from} AND requested_at <= ${to} AND status IN ('failed', 'declined')) AS failed,
       (SELECT count(*) FROM payments WHERE status IN ('pending', 'unknown')) AS open,
       (SELECT count(*) FROM decisions WHERE outcome = 'held' AND at > ${from} AND at <= ${to}) AS held,
-      (SELECT count(*) FROM subscriptions WHERE status = 'active' AND next_due_at > ${to} AND next_due_at <= ${new Date(now + DAY)}) AS due`.execute(
+      (SELECT count(*) FROM subscriptions WHERE kind = 'scheduled' AND status = 'active' AND next_due_at > ${to} AND next_due_at <= ${new Date(now + DAY)}) AS due`.execute(
     services.db,
   )
   const { rows: hourly } = await sql<{
