@@ -3,16 +3,20 @@
  * hidden reminders on request. Read through `subscription.list`, so the
  * console shows exactly what the client's channels see.
  */
+import { Schema } from "effect"
 import type { Hono } from "hono"
 import { html } from "hono/html"
 import { format as formatMoney } from "../domain/Money.ts"
 import type { SubscriptionView } from "../domain/SubscriptionView.ts"
+import { ClientId } from "../protocol/Envelope.ts"
 import type { ConsoleEnv } from "./Auth.ts"
 import { runOperation } from "./ClientOperations.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
 import { BASE, badge, page, when } from "./Html.ts"
 
-const CLIENT_ID_MAX = 200
+const clientIdShape = Schema.is(ClientId)
+/** The protocol's own rule for client ids (the console takes no id a channel could not send). */
+const isClientId = (text: string): boolean => clientIdShape(text)
 
 /** One line on what a subscription does, for lists. */
 export const summary = (view: SubscriptionView): string => {
@@ -41,8 +45,8 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
     const includeHidden = c.req.query("hidden") === "1"
     let error: string | undefined
     let items: ReadonlyArray<SubscriptionView> | undefined
-    if (clientId.length > CLIENT_ID_MAX) {
-      error = `A client id is at most ${CLIENT_ID_MAX} characters.`
+    if (clientId !== "" && !isClientId(clientId)) {
+      error = `"${clientId.slice(0, 130)}" is not a client id: client ids are 1-128 letters, digits, '-' or '_'.`
     } else if (clientId !== "") {
       const outcome = await services.run(
         runOperation(
