@@ -7,6 +7,7 @@
  * succeeding and some failing, one held by a limit, a dead letter — signs in
  * as an admin in Chromium and captures each page of the console.
  */
+import { generateKeyPairSync } from "node:crypto"
 import { Effect } from "effect"
 import type { Page } from "playwright-core"
 import { World } from "../harness/World.ts"
@@ -21,6 +22,12 @@ import { launchBrowser } from "../test/console/browser.ts"
 
 const target = (name: string) => new URL(`../docs/img/console-${name}.png`, import.meta.url).pathname
 const PASSWORD = "screenshots only, not a real password"
+
+/** A fresh Ed25519 public key as 32 raw bytes in base64, the way a channel's key is registered. */
+const samplePublicKey = () => {
+  const jwk = generateKeyPairSync("ed25519").publicKey.export({ format: "jwk" })
+  return Buffer.from(jwk.x ?? "", "base64url").toString("base64")
+}
 
 const main = async () => {
   const world = await World.create({}, "screens")
@@ -68,11 +75,21 @@ const main = async () => {
       id: "atm",
       displayName: "ATM network",
       operations: ["subscription.get", "subscription.list"],
-      publicKey: null,
+      publicKey: samplePublicKey(),
     })
     await addOperator(world.db, {
       login: "anna.admin",
       role: "admin",
+      passwordHash: await hashPassword(PASSWORD),
+    })
+    await addOperator(world.db, {
+      login: "olga.support",
+      role: "operator",
+      passwordHash: await hashPassword(PASSWORD),
+    })
+    await addOperator(world.db, {
+      login: "victor.ops",
+      role: "viewer",
       passwordHash: await hashPassword(PASSWORD),
     })
     await writeOverride(world.db, { retrySchedule: "PT30M,PT6H,PT24H" }, "anna.admin")
@@ -180,6 +197,21 @@ const main = async () => {
     await page.click("form[data-action=pause] button")
     await page.waitForSelector("[role=status]")
 
+    // A few more audited changes, made the way an admin makes them.
+    await page.goto(`${base}/settings`)
+    await page.fill("#limit-monthly", "RUB:5000000")
+    await page.fill("[data-testid=limits-form] input[name=reason]", "risk committee decision RC-12")
+    await page.click("[data-testid=limits-form] button[value=override]")
+    await page.waitForSelector("[role=status]")
+    await page.goto(`${base}/providers`)
+    await page.fill("#providerId", "gas-1")
+    await page.fill("#displayName", "Regional gas")
+    await page.check("input[name=periodic]")
+    await page.check("input[name=supportsDebt]")
+    await page.fill("[data-testid=provider-form] input[name=reason]", "CR-4411 new provider")
+    await page.click("[data-testid=provider-form] button")
+    await page.waitForSelector("[role=status]")
+
     await shoot("today", "/today")
     await shoot("clients", "/clients?clientId=client-7&hidden=1")
     await shoot("subscription", `/subscriptions/${main7.subscription.subscriptionId}`, async (p) => {
@@ -190,6 +222,7 @@ const main = async () => {
     await shoot("settings", "/settings")
     await shoot("dead-letters", "/dead-letters")
     await shoot("dead-letter", "/dead-letters/1")
+    await shoot("operators", "/operators")
     await shoot("audit", "/audit")
   } finally {
     await browser.close()

@@ -1,10 +1,13 @@
-/** The audit log, for admins: every change made in the console (and by `npm run operators`), newest first. */
+/**
+ * For admins: the audit log — every change made in the console (and by `npm run operators`), newest
+ * first — and the operator accounts (managed with `npm run operators`).
+ */
 import type { Hono } from "hono"
 import { html } from "hono/html"
-import { readAudit } from "../store/OperatorStore.ts"
+import { listOperators, readAudit } from "../store/OperatorStore.ts"
 import { type ConsoleEnv, requireRole } from "./Auth.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
-import { BASE, page, pretty, when } from "./Html.ts"
+import { BASE, badge, page, pretty, when } from "./Html.ts"
 
 const PAGE_SIZE = 100
 
@@ -50,5 +53,39 @@ export const registerAuditPage = (app: Hono<ConsoleEnv>, services: ConsoleServic
       ${rows.length === 0 ? html`<p class="muted">No audited change${operator || action || clientId ? " matches" : " yet"}.</p>` : ""}
       ${rows.length === PAGE_SIZE ? html`<p><a href="${BASE}/audit?${filter.toString()}&before=${rows[rows.length - 1]?.id ?? 0}">Older</a></p>` : ""}`
     return c.html(page({ title: "Audit", session, current: "/audit", body }))
+  })
+
+  app.get("/operators", requireRole("admin"), async (c) => {
+    const session = c.get("session")
+    const operators = await listOperators(services.db)
+    const now = new Date()
+    const body = html`
+      <h1>Operators</h1>
+      <p class="muted">
+        Accounts are managed on the command line: <code>npm run operators -- add | set-role | disable | enable |
+        reset-password</code> (see the operator guide). Every change there is audited as <code>cli:&lt;user&gt;</code>.
+      </p>
+      <table data-testid="operators">
+        <thead><tr><th>Login</th><th>Role</th><th>State</th><th>Failed sign-ins in a row</th><th>Last sign-in</th><th>Since</th></tr></thead>
+        <tbody>
+          ${operators.map(
+            (operator) => html`<tr>
+              <td>${operator.login}</td>
+              <td>${operator.role}</td>
+              <td>${
+                operator.disabledAt !== null
+                  ? badge("disabled")
+                  : operator.lockedUntil !== null && operator.lockedUntil > now
+                    ? html`${badge("locked", "locked")} <span class="small muted">until ${when(operator.lockedUntil)}</span>`
+                    : badge("active")
+              }</td>
+              <td>${operator.failedAttempts}</td>
+              <td>${when(operator.lastLoginAt)}</td>
+              <td>${when(operator.createdAt)}</td>
+            </tr>`,
+          )}
+        </tbody>
+      </table>`
+    return c.html(page({ title: "Operators", session, current: "/operators", body }))
   })
 }

@@ -69,6 +69,7 @@ const NAV: ReadonlyArray<{ readonly path: string; readonly label: string; readon
   { path: "/channels", label: "Channels" },
   { path: "/settings", label: "Limits & retries" },
   { path: "/dead-letters", label: "Dead letters" },
+  { path: "/operators", label: "Operators", role: "admin" },
   { path: "/audit", label: "Audit", role: "admin" },
 ]
 

@@ -83,6 +83,10 @@ describe("the console's admin pages", () => {
     await page.waitForSelector(".flash.error")
     expect(await listChannels(world.db)).toHaveLength(1)
 
+    await page.goto(`${base}/operators`)
+    await page.waitForSelector("[data-testid=operators] td:has-text('vic')")
+    expect(await page.locator("[data-testid=operators] tbody tr").count()).toBe(2)
+
     const viewer = await browser.newPage()
     await signIn(viewer, base, "vic")
     await viewer.goto(`${base}/providers`)
