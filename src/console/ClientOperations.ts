@@ -9,7 +9,7 @@
  */
 import { createHash } from "node:crypto"
 import { Effect } from "effect"
-import type { DomainError } from "../domain/Errors.ts"
+import { conflict, type DomainError } from "../domain/Errors.ts"
 import { CONSOLE_CHANNEL } from "../protocol/Channels.ts"
 import type { Operation, RequestContext } from "../protocol/Operation.ts"
 
@@ -29,9 +29,20 @@ export type OperationResult =
   /** The same form was submitted before (its request id was seen): nothing happened a second time. */
   | { readonly _tag: "AlreadyDone" }
 
-/** Runs operation `name` with `body` for `who`; domain refusals are results, not failures. */
+/** Where the replies of earlier changes are kept (the protocol's idempotency log). */
+export type AnsweredRequests = (
+  channel: string,
+  requestId: string,
+) => Effect.Effect<{ readonly requestHash: string } | undefined>
+
+/**
+ * Runs operation `name` with `body` for `who`; domain refusals are results, not failures. A change
+ * whose request id was already answered (the same form submitted again) is not run a second time,
+ * as the protocol server does for a channel's repeat.
+ */
 export const runOperation = (
   operations: Readonly<Record<string, Operation>>,
+  answered: AnsweredRequests,
   name: string,
   body: unknown,
   who: OnBehalf,
@@ -55,8 +66,15 @@ export const runOperation = (
       operator: { login: who.login, reason: who.reason },
     },
   }
-  return operation.decode(body).pipe(
-    Effect.flatMap((decoded) => operation.run(decoded, context)),
+  const earlier = operation.mutating ? answered(CONSOLE_CHANNEL, who.requestId) : Effect.succeed(undefined)
+  return earlier.pipe(
+    Effect.flatMap((stored) =>
+      stored === undefined
+        ? operation.decode(body).pipe(Effect.flatMap((decoded) => operation.run(decoded, context)))
+        : stored.requestHash === context.requestHash
+          ? Effect.succeed({ _tag: "AlreadyAnswered" } as const)
+          : Effect.fail(conflict("this form was already used for another change: reload the page")),
+    ),
     Effect.map(
       (outcome): OperationResult =>
         outcome._tag === "Result"

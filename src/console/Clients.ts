@@ -51,6 +51,7 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
       const outcome = await services.run(
         runOperation(
           services.operations,
+          services.answered,
           "subscription.list",
           { includeHidden, limit: 200 },
           { login: session.login, clientId, requestId: "console-read", reason: "" },

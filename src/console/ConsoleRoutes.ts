@@ -12,6 +12,7 @@ import { HttpApp } from "../http/HttpServer.ts"
 import { Channels } from "../protocol/Channels.ts"
 import { subscriptionOperations } from "../protocol/SubscriptionOperations.ts"
 import { Database } from "../store/Database.ts"
+import { RequestLog } from "../store/RequestLog.ts"
 import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { registerAuditPage } from "./AuditPage.ts"
@@ -37,11 +38,13 @@ export const ConsoleRoutes = Layer.effectDiscard(
     const channels = yield* Channels
     const live = yield* LiveSettings
     const operations = yield* subscriptionOperations
+    const requestLog = yield* RequestLog
     const run = yield* FiberSet.makeRuntimePromise<never>()
     const services: ConsoleServices = {
       db,
       run: (effect) => run(effect),
       operations,
+      answered: requestLog.find,
       engineNow: () => run(clock.now),
       settings,
       topology,

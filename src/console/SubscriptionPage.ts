@@ -152,7 +152,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
     if (clientId === undefined) return refusal(c, 404, `There is no subscription ${id}.`)
     const who: OnBehalf = { login: session.login, clientId, requestId: "console-read", reason: "" }
     const read = (operation: string, body: unknown) =>
-      services.run(runOperation(services.operations, operation, body, who))
+      services.run(runOperation(services.operations, services.answered, operation, body, who))
     const [got, preview, history] = await Promise.all([
       read("subscription.get", { subscriptionId: id }),
       read("subscription.preview", { subscriptionId: id, count: 5 }),
@@ -247,6 +247,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
     const outcome = await services.run(
       runOperation(
         services.operations,
+        services.answered,
         operation,
         { subscriptionId: id },
         { login: session.login, clientId, requestId, reason },

@@ -84,4 +84,64 @@ describe("the console's subscription pages", () => {
       reason: "client called: travelling, ticket SR-1234",
     })
   })
+
+  it("applies a form once however often it is sent, then resumes, skips the next payment and cancels for the client", async () => {
+    const mobile = world.channel("mobile")
+    const subscription = await createScheduled(mobile, "client-8", {}, "contract-8")
+    const id = subscription.subscriptionId
+    page = await browser.newPage()
+    await signIn(page, base, "olga")
+    await page.goto(`${base}/subscriptions/${id}`)
+    const form = "form[data-action=pause]"
+    const sent = {
+      _csrf: (await page.getAttribute(`${form} input[name=_csrf]`, "value")) ?? "",
+      requestId: (await page.getAttribute(`${form} input[name=requestId]`, "value")) ?? "",
+      reason: "client asked twice, double click",
+    }
+    await page.fill("#reason-pause", sent.reason)
+    await page.click(`${form} button`)
+    await page.waitForSelector("[role=status]:has-text('paused')")
+    const again = await page.request.post(`${base}/subscriptions/${id}/pause`, {
+      form: sent,
+      headers: { origin: new URL(base).origin },
+    })
+    expect(again.status()).toBe(200)
+    expect(await again.text()).toContain("already submitted")
+    const decisions = async (outcome: string) =>
+      (
+        await world.db
+          .selectFrom("decisions")
+          .select("operator")
+          .where("subscription_id", "=", id)
+          .where("outcome", "=", outcome)
+          .execute()
+      ).map((row) => row.operator)
+    expect(await decisions("paused")).toEqual(["olga"])
+
+    const act = async (action: string, reason: string, done: string) => {
+      await page.fill(`#reason-${action}`, reason)
+      await page.click(`form[data-action=${action}] button`)
+      await page.waitForSelector(`[role=status]:has-text('${done}')`)
+    }
+    await act("resume", "client is back from travelling", "resumed")
+    await act("skip-next", "client paid this month at the branch", "skip")
+    const skipped = await getSubscription(mobile, "client-8", id)
+    expect(skipped).toMatchObject({ status: "active", skippedOccurrences: ["2027-01-01"] })
+    await act("cancel", "client closes the contract with the provider", "cancelled")
+    expect((await getSubscription(mobile, "client-8", id)).status).toBe("cancelled")
+    await page.waitForSelector("text=No change is possible in this state")
+    expect(await decisions("cancelled")).toEqual(["olga"])
+    const audited = await world.db
+      .selectFrom("audit_log")
+      .select("action")
+      .where("target", "=", id)
+      .orderBy("id")
+      .execute()
+    expect(audited.map((row) => row.action)).toEqual([
+      "subscription.pause",
+      "subscription.resume",
+      "subscription.skipNext",
+      "subscription.cancel",
+    ])
+  })
 })
