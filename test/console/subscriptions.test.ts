@@ -144,4 +144,30 @@ describe("the console's subscription pages", () => {
       "subscription.cancel",
     ])
   })
+
+  it("shows today's payments on engine time, with the chart and the live consumer lags", async () => {
+    const hub = await world.startHub()
+    await createScheduled(world.channel("mobile"), "client-9", {}, "contract-9")
+    await world.tick("2027-01-01T06:00:00Z")
+    await world.settled()
+    const paid = await world.db
+      .selectFrom("payments")
+      .select(["status"])
+      .where("requested_at", "=", new Date("2027-01-01T06:00:00Z"))
+      .execute()
+    expect(paid.length).toBeGreaterThan(0)
+    expect(hub.commands.length).toBe(paid.length)
+    page = await browser.newPage()
+    await signIn(page, base, "olga")
+    await page.goto(`${base}/today`)
+    await page.waitForSelector("text=2027-01-01 06:00:00 UTC")
+    expect(await page.textContent("[data-testid=sent] .value")).toBe(String(paid.length))
+    expect(await page.textContent("[data-testid=succeeded] .value")).toBe(
+      String(paid.filter((payment) => payment.status === "succeeded").length),
+    )
+    expect(await page.locator("svg rect title").count()).toBeGreaterThan(0)
+    const lags = page.locator("[data-testid=lags] tbody tr")
+    expect(await lags.count()).toBe(5)
+    expect(await lags.first().textContent()).toContain(world.topology.consumers.ticks)
+  })
 })
