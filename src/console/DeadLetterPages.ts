@@ -151,12 +151,18 @@ export const registerDeadLetterPages = (app: Hono<ConsoleEnv>, services: Console
   }
 
   app.get("/dead-letters/:seq", (c) => {
-    const sent = c.req.query("sent")
-    return letterPage(
-      c,
-      Number(c.req.param("seq")),
-      sent === undefined ? undefined : { kind: "ok", text: `Re-submitted: stored as ${sent}.` },
-    )
+    const sent = Number(c.req.query("sent"))
+    const flash: Flash | undefined =
+      Number.isSafeInteger(sent) && sent > 0
+        ? {
+            kind: "ok",
+            text:
+              c.req.query("again") === "1"
+                ? `Already re-submitted: this form was sent before (stored at sequence ${sent}); nothing was sent again.`
+                : `Re-submitted: stored at sequence ${sent} of its stream.`,
+          }
+        : undefined
+    return letterPage(c, Number(c.req.param("seq")), flash)
   })
 
   app.post("/dead-letters/:seq/resubmit", requireRole("admin"), async (c) => {
@@ -208,9 +214,6 @@ export const registerDeadLetterPages = (app: Hono<ConsoleEnv>, services: Console
         },
       })
     }
-    return c.redirect(
-      `${BASE}/dead-letters/${seq}?sent=${encodeURIComponent(`${ack.stream} #${ack.seq}${ack.duplicate ? " (already sent before)" : ""}`)}`,
-      303,
-    )
+    return c.redirect(`${BASE}/dead-letters/${seq}?sent=${ack.seq}${ack.duplicate ? "&again=1" : ""}`, 303)
   })
 }

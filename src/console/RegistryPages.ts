@@ -91,6 +91,18 @@ const describeKey = (publicKey: string | null) => {
     : html`${badge("unreadable key", "failed")}`
 }
 
+/**
+ * The note after a provider edit. Only a provider id (letters, digits, '-', '_') is taken from the
+ * address, so a crafted link cannot make the page say anything else.
+ */
+const savedProvider = (saved: string | undefined, removed: string | undefined): Flash | undefined => {
+  if (saved !== undefined && isProviderId(saved)) return { kind: "ok", text: `Saved: provider ${saved}.` }
+  if (removed !== undefined && isProviderId(removed)) {
+    return { kind: "ok", text: `Removed: provider ${removed}; its autopayments keep working.` }
+  }
+  return undefined
+}
+
 export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleServices): void => {
   const { db } = services
 
@@ -157,12 +169,7 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
     return c.html(page({ title: "Providers", session, current: "/providers", body, flash }), status)
   }
 
-  app.get("/providers", (c) =>
-    providersPage(
-      c,
-      c.req.query("saved") ? { kind: "ok", text: `Saved: ${c.req.query("saved")}.` } : undefined,
-    ),
-  )
+  app.get("/providers", (c) => providersPage(c, savedProvider(c.req.query("saved"), c.req.query("removed"))))
 
   app.post("/providers", requireRole("admin"), async (c) => {
     const form = await c.req.parseBody()
@@ -179,7 +186,7 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
       reason: noteOf(form),
       details: { before, after: provider },
     })
-    return c.redirect(`${BASE}/providers?saved=${encodeURIComponent(`provider ${provider.providerId}`)}`, 303)
+    return c.redirect(`${BASE}/providers?saved=${provider.providerId}`, 303)
   })
 
   app.post("/providers/:id/remove", requireRole("admin"), async (c) => {
@@ -201,7 +208,7 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
       reason: noteOf(form),
       details: { before },
     })
-    return c.redirect(`${BASE}/providers?saved=${encodeURIComponent(`provider ${id} removed`)}`, 303)
+    return c.redirect(`${BASE}/providers?removed=${id}`, 303)
   })
 
   const channelsPage = async (c: Context<ConsoleEnv>, flash?: Flash, status: 200 | 422 = 200) => {
@@ -297,14 +304,17 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
       reason: noteOf(form),
       details,
     })
-    return c.redirect(`${BASE}/channels?saved=${encodeURIComponent(`channel ${id}`)}`, 303)
+    return c.redirect(`${BASE}/channels?saved=${id}`, 303)
   }
 
   app.get("/channels", (c) =>
     channelsPage(
       c,
-      c.req.query("saved")
-        ? { kind: "ok", text: `Saved: ${c.req.query("saved")}. Every engine applies it within seconds.` }
+      CHANNEL_ID.test(c.req.query("saved") ?? "")
+        ? {
+            kind: "ok",
+            text: `Saved: channel ${c.req.query("saved")}. Every engine applies it within seconds.`,
+          }
         : undefined,
     ),
   )

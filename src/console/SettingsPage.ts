@@ -69,6 +69,14 @@ export const limitsFromForm = (form: Readonly<Record<string, unknown>>): LimitSe
   return checkLimits(limits) ?? limits
 }
 
+/** What was saved, by the code the form's redirect carries (the page never echoes free text). */
+const SAVED = {
+  "limits-override": "the limits override",
+  "limits-environment": "the environment's limits",
+  "retries-override": "the retry schedule override",
+  "retries-environment": "the environment's retry schedule",
+} as const
+
 export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleServices): void => {
   const environment = services.settings
 
@@ -138,8 +146,11 @@ export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
   app.get("/settings", (c) =>
     show(
       c,
-      c.req.query("saved")
-        ? { kind: "ok", text: `Saved: ${c.req.query("saved")}. In force on every instance within seconds.` }
+      Object.hasOwn(SAVED, c.req.query("saved") ?? "")
+        ? {
+            kind: "ok",
+            text: `Saved: ${SAVED[c.req.query("saved") as keyof typeof SAVED]}. In force on every instance within seconds.`,
+          }
         : undefined,
     ),
   )
@@ -165,7 +176,7 @@ export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
     })
     await services.reloadSettings()
     return c.redirect(
-      `${BASE}/settings?saved=${encodeURIComponent(useEnvironment ? "the environment's limits" : "the limits override")}`,
+      `${BASE}/settings?saved=${useEnvironment ? "limits-environment" : "limits-override"}`,
       303,
     )
   })
@@ -203,7 +214,7 @@ export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
     })
     await services.reloadSettings()
     return c.redirect(
-      `${BASE}/settings?saved=${encodeURIComponent(useEnvironment ? "the environment's retry schedule" : "the retry schedule override")}`,
+      `${BASE}/settings?saved=${useEnvironment ? "retries-environment" : "retries-override"}`,
       303,
     )
   })

@@ -218,11 +218,12 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
   }
 
   app.get("/subscriptions/:id", (c) => {
-    const done = c.req.query("done")
+    // Only a known action's own words are shown: the page never echoes text from its address.
+    const done = c.req.query("done") ?? ""
     return show(
       c,
       c.req.param("id"),
-      done === undefined ? undefined : { kind: "ok", text: `Done: the subscription was ${done}.` },
+      isAction(done) ? { kind: "ok", text: `Done: the subscription was ${ACTIONS[done].done}.` } : undefined,
     )
   })
 
@@ -243,7 +244,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
     if (problem !== undefined || requestId === undefined) {
       return show(c, id, { kind: "error", text: `Not done: ${problem}. Nothing was changed.` }, 422)
     }
-    const { operation, done } = ACTIONS[action]
+    const { operation } = ACTIONS[action]
     const outcome = await services.run(
       runOperation(
         services.operations,
@@ -278,7 +279,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
             details: { requestId, status: view.status, version: view.version },
           }),
         )
-        return c.redirect(`${BASE}/subscriptions/${id}?done=${encodeURIComponent(done)}`, 303)
+        return c.redirect(`${BASE}/subscriptions/${id}?done=${action}`, 303)
       }
     }
   })
