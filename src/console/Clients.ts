@@ -14,6 +14,7 @@ import { runOperation } from "./ClientOperations.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
 import { BASE, badge, page, when } from "./Html.ts"
 
+const ACCOUNT_MAX = 200
 const clientIdShape = Schema.is(ClientId)
 /** The protocol's own rule for client ids (the console takes no id a channel could not send). */
 const isClientId = (text: string): boolean => clientIdShape(text)
@@ -42,9 +43,23 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
   app.get("/clients", async (c) => {
     const session = c.get("session")
     const clientId = (c.req.query("clientId") ?? "").trim()
+    const account = (c.req.query("account") ?? "").trim().slice(0, ACCOUNT_MAX)
     const includeHidden = c.req.query("hidden") === "1"
     let error: string | undefined
     let items: ReadonlyArray<SubscriptionView> | undefined
+    // Support often knows the payee account (a phone number, a contract) rather than the client id.
+    const byAccount =
+      account === "" || clientId !== ""
+        ? undefined
+        : await services.db
+            .selectFrom("subscriptions")
+            .select(["client_id", "provider_id", "account"])
+            .select((eb) => eb.fn.countAll<string>().as("count"))
+            .where("account", "=", account)
+            .groupBy(["client_id", "provider_id", "account"])
+            .orderBy("client_id")
+            .limit(100)
+            .execute()
     if (clientId !== "" && !isClientId(clientId)) {
       error = `"${clientId.slice(0, 130)}" is not a client id: client ids are 1-128 letters, digits, '-' or '_'.`
     } else if (clientId !== "") {
@@ -65,7 +80,11 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
       <form class="card row" method="get" action="${BASE}/clients">
         <div>
           <label for="clientId">Client id</label>
-          <input id="clientId" name="clientId" type="search" value="${clientId}" placeholder="e.g. client-7" required />
+          <input id="clientId" name="clientId" type="search" value="${clientId}" placeholder="e.g. client-7" />
+        </div>
+        <div>
+          <label for="account">or payee account</label>
+          <input id="account" name="account" type="search" value="${account}" placeholder="phone, contract no." />
         </div>
         <label class="muted"
           ><input type="checkbox" name="hidden" value="1" ${includeHidden ? "checked" : ""} /> include hidden
@@ -74,6 +93,24 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
         <button type="submit">Find</button>
       </form>
       ${error === undefined ? "" : html`<div class="flash error" role="alert">${error}</div>`}
+      ${
+        byAccount === undefined
+          ? ""
+          : byAccount.length === 0
+            ? html`<p class="card">No subscription pays account <b>${account}</b>.</p>`
+            : html`<h2>Clients paying account ${account}</h2>
+                <table data-testid="clients-by-account">
+                  <thead><tr><th>Client</th><th>Provider</th><th>Account</th><th class="num">Subscriptions</th></tr></thead>
+                  <tbody>
+                    ${byAccount.map(
+                      (row) => html`<tr>
+                        <td><a href="${BASE}/clients?clientId=${encodeURIComponent(row.client_id)}&hidden=1">${row.client_id}</a></td>
+                        <td>${row.provider_id}</td><td class="mono">${row.account}</td><td class="num">${row.count}</td>
+                      </tr>`,
+                    )}
+                  </tbody>
+                </table>`
+      }
       ${
         items === undefined
           ? ""

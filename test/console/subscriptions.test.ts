@@ -44,6 +44,13 @@ describe("the console's subscription pages", () => {
     expect(await rows.count()).toBe(2)
     const channels = await rows.locator("td:last-child").allTextContents()
     expect(channels.map((text) => text.split(" / ")[0]).sort()).toEqual(["internet", "mobile"])
+
+    // Support often knows only the account the client pays.
+    await page.fill("#clientId", "")
+    await page.fill("#account", "contract-3")
+    await page.click("form >> button:has-text('Find')")
+    await page.click("[data-testid=clients-by-account] a:has-text('client-other')")
+    await page.waitForSelector("h2:has-text('1 subscription of client-other')")
   })
 
   it("pauses a subscription for the client: the protocol sees it, the history and the audit log name the operator", async () => {

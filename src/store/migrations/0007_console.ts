@@ -13,6 +13,7 @@
  *   notifies `rp_engine_settings` so every instance re-reads it at once.
  * - Decisions name the operator and the reason when a change was made in
  *   the console on a client's behalf.
+ * - Subscriptions can be found by payee account.
  */
 import { type Kysely, sql } from "kysely"
 
@@ -74,6 +75,10 @@ export const up = async (db: Kysely<any>): Promise<void> => {
     FOR EACH STATEMENT EXECUTE FUNCTION rp_engine_settings_changed()`.execute(db)
 
   await sql`ALTER TABLE decisions ADD COLUMN operator text, ADD COLUMN operator_reason text`.execute(db)
+
+  // Support finds a client by the account they pay (a phone number, a contract). The account never
+  // changes after creation, so the index does not stand in the way of heap-only updates.
+  await sql`CREATE INDEX subscriptions_by_account ON subscriptions (account)`.execute(db)
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: see up
@@ -81,6 +86,7 @@ export const down = async (db: Kysely<any>): Promise<void> => {
   await sql`ALTER TABLE decisions DROP COLUMN IF EXISTS operator, DROP COLUMN IF EXISTS operator_reason`.execute(
     db,
   )
+  await sql`DROP INDEX IF EXISTS subscriptions_by_account`.execute(db)
   await sql`DROP TABLE IF EXISTS engine_settings`.execute(db)
   await sql`DROP FUNCTION IF EXISTS rp_engine_settings_changed()`.execute(db)
   await sql`DROP TABLE IF EXISTS audit_log`.execute(db)
