@@ -9,7 +9,7 @@ import { html, raw } from "hono/html"
 import { sql } from "kysely"
 import type { ConsoleEnv } from "./Auth.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
-import { page, when } from "./Html.ts"
+import { BASE, page, when } from "./Html.ts"
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -176,6 +176,7 @@ export const registerTodayPage = (app: Hono<ConsoleEnv>, services: ConsoleServic
       <p class="muted">
         Engine time: <b>${now === 0 ? "no tick processed yet" : when(now)}</b>. Figures cover the 24 hours of engine
         time up to it (the engine's clock is the last tick, not the wall clock).
+        <a href="${BASE}/today">Refresh</a>
       </p>
       ${
         figures === undefined
