@@ -47,6 +47,7 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
     const includeHidden = c.req.query("hidden") === "1"
     let error: string | undefined
     let items: ReadonlyArray<SubscriptionView> | undefined
+    let more = false
     // Support often knows the payee account (a phone number, a contract) rather than the client id.
     const byAccount =
       account === "" || clientId !== ""
@@ -72,8 +73,11 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
           { login: session.login, clientId, requestId: "console-read", reason: "" },
         ),
       )
-      if (outcome._tag === "Ok") items = (outcome.result as { items: Array<SubscriptionView> }).items
-      else if (outcome._tag === "Refused") error = outcome.error.message
+      if (outcome._tag === "Ok") {
+        const listed = outcome.result as { items: Array<SubscriptionView>; nextCursor: string | null }
+        items = listed.items
+        more = listed.nextCursor !== null
+      } else if (outcome._tag === "Refused") error = outcome.error.message
     }
     const body = html`
       <h1>Find a client</h1>
@@ -117,6 +121,7 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
           : items.length === 0
             ? html`<p class="card">No subscription for client <b>${clientId}</b>${includeHidden ? "" : " (hidden reminders not shown)"}.</p>`
             : html`<h2>${items.length} subscription${items.length === 1 ? "" : "s"} of ${clientId}</h2>
+                ${more ? html`<p class="flash error">This client has more than ${items.length} subscriptions; the newest are shown.</p>` : ""}
                 <table data-testid="subscriptions">
                   <thead>
                     <tr><th>Subscription</th><th>Kind</th><th>Status</th><th>Payee</th><th>Terms</th><th>Next</th><th>Created by</th></tr>

@@ -111,6 +111,9 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
     const providers = await listProviders(db)
     const admin = roleAtLeast(session.role, "admin")
     const yes = (flag: boolean) => (flag ? "yes" : "—")
+    // `?edit=<id>` fills the form with that provider's configuration, to change it rather than retype it.
+    const editing = providers.find((p) => p.providerId === c.req.query("edit"))
+    const box = (flag: boolean | undefined) => (flag === true ? "checked" : "")
     const body = html`
       <h1>Providers</h1>
       <p class="muted">
@@ -131,6 +134,7 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
               ${
                 admin
                   ? html`<td>
+                      <a href="${BASE}/providers?edit=${p.providerId}#provider-form">Edit</a>
                       <details>
                         <summary>Remove…</summary>
                         <form method="post" action="${BASE}/providers/${p.providerId}/remove">
@@ -148,18 +152,18 @@ export const registerRegistryPages = (app: Hono<ConsoleEnv>, services: ConsoleSe
       </table>
       ${
         admin
-          ? html`<h2>Add a provider or replace its configuration</h2>
+          ? html`<h2 id="provider-form">${editing === undefined ? "Add a provider or replace its configuration" : html`Change provider ${editing.providerId}`}</h2>
             <form class="card" method="post" action="${BASE}/providers" data-testid="provider-form">
               ${csrfField(session)}
               <div class="row">
-                <div><label for="providerId">Id</label><input id="providerId" name="providerId" type="text" required maxlength="64" /></div>
-                <div><label for="displayName">Name</label><input id="displayName" name="displayName" type="text" required maxlength="200" /></div>
-                <div><label for="remindAfter">Remind after</label><input id="remindAfter" name="remindAfter" type="text" value="P30D" /></div>
+                <div><label for="providerId">Id</label><input id="providerId" name="providerId" type="text" required maxlength="64" value="${editing?.providerId ?? ""}" /></div>
+                <div><label for="displayName">Name</label><input id="displayName" name="displayName" type="text" required maxlength="200" value="${editing?.displayName ?? ""}" /></div>
+                <div><label for="remindAfter">Remind after</label><input id="remindAfter" name="remindAfter" type="text" value="${editing?.remindAfter ?? "P30D"}" /></div>
               </div>
               <p>
-                <label class="inline"><input type="checkbox" name="periodic" /> periodic bills (a one-off payment earns a reminder)</label>
-                <label class="inline"><input type="checkbox" name="supportsDebt" /> answers debt queries</label>
-                <label class="inline"><input type="checkbox" name="supportsThreshold" /> reports balances</label>
+                <label class="inline"><input type="checkbox" name="periodic" ${box(editing?.periodic)} /> periodic bills (a one-off payment earns a reminder)</label>
+                <label class="inline"><input type="checkbox" name="supportsDebt" ${box(editing?.supportsDebt)} /> answers debt queries</label>
+                <label class="inline"><input type="checkbox" name="supportsThreshold" ${box(editing?.supportsThreshold)} /> reports balances</label>
               </p>
               ${reasonField}
               <p><button type="submit">Save provider</button></p>

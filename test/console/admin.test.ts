@@ -59,6 +59,22 @@ describe("the console's admin pages", () => {
       { operator: "ada", target: "water-1", reason: "CR-77 new provider" },
     ])
 
+    await page.click("[data-testid=providers] a:has-text('Edit')")
+    expect(await page.inputValue("#displayName")).toBe("City Water")
+    expect(await page.isChecked("input[name=supportsDebt]")).toBe(true)
+    await page.fill("#displayName", "City Water Utility")
+    await page.click("[data-testid=provider-form] button")
+    await page.waitForSelector("[data-testid=providers] td:has-text('City Water Utility')")
+    expect(await audit("provider.update")).toMatchObject([
+      {
+        target: "water-1",
+        details: {
+          before: { displayName: "City Water" },
+          after: { displayName: "City Water Utility", supportsDebt: true },
+        },
+      },
+    ])
+
     await page.fill("#providerId", "bad id!")
     await page.fill("#displayName", "Broken")
     await page.click("[data-testid=provider-form] button")
