@@ -17,11 +17,12 @@ import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { registerAuditPage } from "./AuditPage.ts"
 import { type ConsoleEnv, registerAuth } from "./Auth.ts"
+import { registerChannelsPage } from "./ChannelsPage.ts"
 import { registerClients } from "./Clients.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
 import { registerDeadLetterPages } from "./DeadLetterPages.ts"
 import { BASE } from "./Html.ts"
-import { registerRegistryPages } from "./RegistryPages.ts"
+import { registerProvidersPage } from "./ProvidersPage.ts"
 import { registerSettingsPage } from "./SettingsPage.ts"
 import { registerSubscriptionPage } from "./SubscriptionPage.ts"
 import { registerTodayPage } from "./TodayPage.ts"
@@ -61,7 +62,8 @@ export const ConsoleRoutes = Layer.effectDiscard(
     registerTodayPage(studio, services)
     registerClients(studio, services)
     registerSubscriptionPage(studio, services)
-    registerRegistryPages(studio, services)
+    registerProvidersPage(studio, services)
+    registerChannelsPage(studio, services)
     registerSettingsPage(studio, services)
     registerDeadLetterPages(studio, services)
     registerAuditPage(studio, services)
