@@ -142,7 +142,7 @@ describe("the console's admin pages", () => {
     ])
   })
 
-  it("overrides the limits and the retry schedule on every instance, and returns them to the environment's", async () => {
+  it("overrides the limits and the retry schedule on every instance, and returns them to the environment's (sessions valid on every instance too)", async () => {
     // The first test registered a channel, so the development channels are off: register the one used here.
     await addChannel(world.db, {
       id: "mobile",
@@ -158,6 +158,9 @@ describe("the console's admin pages", () => {
       )
     const page = await browser.newPage()
     await signIn(page, base, "ada")
+    // Sessions live in Postgres: the other instance (same host, other port, so the same cookie) knows it.
+    await page.goto(`${await consoleUrl(second)}/settings`)
+    await page.waitForSelector("[data-testid=operator]:has-text('ada')")
     await page.goto(`${base}/settings`)
     await page.fill("#limit-scheduled", "RUB:100000")
     await page.fill("[data-testid=limits-form] input[name=reason]", "risk committee decision RC-12")
