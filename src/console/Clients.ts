@@ -39,6 +39,14 @@ export const summary = (view: SubscriptionView): string => {
   }
 }
 
+/** When the subscription next does something on its own: pays, polls the provider, or offers a reminder. */
+const nextText = (view: SubscriptionView): string => {
+  if (view.nextOccurrence !== null) return when(view.nextOccurrence.dueAt)
+  if (view.nextPollAt) return `poll ${when(view.nextPollAt)}`
+  if (view.nextOfferAt) return `offer ${when(view.nextOfferAt)}`
+  return "—"
+}
+
 export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices): void => {
   app.get("/clients", async (c) => {
     const session = c.get("session")
@@ -134,7 +142,7 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
                         <td>${badge(view.status)}</td>
                         <td>${view.payee.providerId} · <span class="mono">${view.payee.account}</span></td>
                         <td>${summary(view)}</td>
-                        <td>${view.nextOccurrence === null ? "—" : when(view.nextOccurrence.dueAt)}</td>
+                        <td>${nextText(view)}</td>
                         <td>${view.createdBy.channel}${view.createdBy.terminal === null ? "" : ` / ${view.createdBy.terminal}`}</td>
                       </tr>`,
                     )}
