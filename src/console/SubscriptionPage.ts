@@ -29,6 +29,12 @@ const ACTIONS = {
     label: "Skip the next payment",
     done: "set to skip its next occurrence",
   },
+  // Per held payment: the client approves, on the phone or at the branch, a payment a limit held back.
+  confirm: {
+    operation: "payment.confirm",
+    label: "Release this payment",
+    done: "given the client's approval: the held payment is sent",
+  },
 } as const
 type ActionName = keyof typeof ACTIONS
 const isAction = (text: string): text is ActionName => Object.hasOwn(ACTIONS, text)
@@ -111,18 +117,42 @@ const possibleActions = (view: SubscriptionView): ReadonlyArray<ActionName> => {
   }
 }
 
+const reasonInput = (id: string) =>
+  html`<label for="${id}">Reason (recorded in the history and the audit log)</label>
+    <textarea id="${id}" name="reason" required minlength="${REASON_MIN}" maxlength="${REASON_MAX}" style="min-height:60px" placeholder="client called, ticket #..."></textarea>`
+
+/** One form per payment a limit holds: the operator releases it once the client approves. */
+const releaseForms = (view: SubscriptionView, session: Parameters<typeof csrfField>[0]) =>
+  view.status === "cancelled" || view.heldPayments.length === 0
+    ? ""
+    : html`<h2>Held payments waiting for the client</h2>
+        <div class="actions">
+          ${view.heldPayments.map(
+            (
+              held,
+            ) => html`<form class="card" method="post" action="${BASE}/subscriptions/${view.subscriptionId}/confirm" data-action="confirm" data-payment="${held.paymentId}">
+              ${csrfField(session)}
+              <input type="hidden" name="requestId" value="${newId()}" />
+              <input type="hidden" name="paymentId" value="${held.paymentId}" />
+              <p><b>${money(held.amount)}</b> for ${held.occurrence}, held: ${held.reason} (since ${when(held.heldAt)})</p>
+              ${reasonInput(`reason-confirm-${held.paymentId}`)}
+              <p><button type="submit">${ACTIONS.confirm.label}</button></p>
+            </form>`,
+          )}
+        </div>`
+
 const actionForms = (view: SubscriptionView, session: Parameters<typeof csrfField>[0]) => {
   const actions = possibleActions(view)
-  if (actions.length === 0) return html`<p class="muted">No change is possible in this state.</p>`
-  return html`<div class="actions">
+  if (actions.length === 0)
+    return html`<p class="muted">No change is possible in this state.</p>${releaseForms(view, session)}`
+  return html`${releaseForms(view, session)}<div class="actions">
     ${actions.map(
       (
         name,
       ) => html`<form class="card" method="post" action="${BASE}/subscriptions/${view.subscriptionId}/${name}" data-action="${name}">
         ${csrfField(session)}
         <input type="hidden" name="requestId" value="${newId()}" />
-        <label for="reason-${name}">Reason (recorded in the history and the audit log)</label>
-        <textarea id="reason-${name}" name="reason" required minlength="${REASON_MIN}" maxlength="${REASON_MAX}" style="min-height:60px" placeholder="client called, ticket #..."></textarea>
+        ${reasonInput(`reason-${name}`)}
         <p><button type="submit" class="${name === "cancel" ? "danger" : ""}">${ACTIONS[name].label}</button></p>
       </form>`,
     )}
@@ -245,12 +275,21 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
       return show(c, id, { kind: "error", text: `Not done: ${problem}. Nothing was changed.` }, 422)
     }
     const { operation } = ACTIONS[action]
+    const paymentId = typeof form.paymentId === "string" ? form.paymentId.trim().slice(0, 100) : ""
+    if (action === "confirm" && !isUuid(paymentId)) {
+      return show(
+        c,
+        id,
+        { kind: "error", text: "Not done: the form names no held payment. Nothing was changed." },
+        422,
+      )
+    }
     const outcome = await services.run(
       runOperation(
         services.operations,
         services.answered,
         operation,
-        { subscriptionId: id },
+        action === "confirm" ? { subscriptionId: id, paymentId } : { subscriptionId: id },
         { login: session.login, clientId, requestId, reason },
       ),
     )
@@ -276,7 +315,12 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
             target: id,
             clientId,
             reason,
-            details: { requestId, status: view.status, version: view.version },
+            details: {
+              requestId,
+              status: view.status,
+              version: view.version,
+              ...(action === "confirm" ? { paymentId } : {}),
+            },
           }),
         )
         return c.redirect(`${BASE}/subscriptions/${id}?done=${action}`, 303)

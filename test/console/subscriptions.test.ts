@@ -6,8 +6,12 @@
  */
 import type { Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { FakeHub } from "../../fakes/FakeHub.ts"
 import type { RunningEngine } from "../../harness/World.ts"
 import { World } from "../../harness/World.ts"
+import { noLimitSettings } from "../../src/actors/Limits.ts"
+import { LiveSettings } from "../../src/actors/LiveSettings.ts"
+import { writeOverride } from "../../src/store/SettingsOverrides.ts"
 import { createScheduled, getSubscription } from "../support/scenarios.ts"
 import { type ConsoleBrowser, consoleUrl, createOperator, launchBrowser, signIn } from "./browser.ts"
 
@@ -17,11 +21,13 @@ describe("the console's subscription pages", () => {
   let browser: ConsoleBrowser
   let base: string
   let page: Page
+  let hub: FakeHub
 
   beforeAll(async () => {
     world = await World.create({}, "console")
     ;[engine, browser] = await Promise.all([world.startEngine(), launchBrowser()])
     base = await consoleUrl(engine)
+    hub = await world.startHub()
     await createOperator(world, "olga", "operator")
   })
   afterAll(async () => {
@@ -153,7 +159,6 @@ describe("the console's subscription pages", () => {
   })
 
   it("shows today's payments on engine time, with the chart and the live consumer lags", async () => {
-    const hub = await world.startHub()
     await createScheduled(world.channel("mobile"), "client-9", {}, "contract-9")
     await world.tick("2027-01-01T06:00:00Z")
     await world.settled()
@@ -176,5 +181,46 @@ describe("the console's subscription pages", () => {
     const lags = page.locator("[data-testid=lags] tbody tr")
     expect(await lags.count()).toBe(5)
     expect(await lags.first().textContent()).toContain(world.topology.consumers.ticks)
+  })
+
+  it("releases a payment a limit held, once the client approves it on the phone", async () => {
+    const mobile = world.channel("mobile")
+    const subscription = await createScheduled(mobile, "client-h", {}, "contract-h")
+    // The bank lowers its cap below this autopayment's amount, so its next payment is held.
+    const capped = {
+      ...noLimitSettings,
+      paymentMax: { scheduled: { RUB: 100_000 }, threshold: {}, debt: {} },
+    }
+    await writeOverride(world.db, { limits: capped }, "test")
+    await engine.runtime.runPromise(LiveSettings.use((live) => live.reload))
+    await world.tick("2027-02-01T06:00:00Z")
+    await world.settled()
+    const held = (await getSubscription(mobile, "client-h", subscription.subscriptionId)) as unknown as {
+      heldPayments: Array<{ paymentId: string }>
+    }
+    const paymentId = held.heldPayments[0]?.paymentId ?? ""
+    expect(hub.commands.some((command) => command.paymentId === paymentId)).toBe(false)
+
+    page = await browser.newPage()
+    await signIn(page, base, "olga")
+    await page.goto(`${base}/subscriptions/${subscription.subscriptionId}`)
+    await page.fill(`#reason-confirm-${paymentId}`, "client approved the amount on a recorded call, SR-555")
+    await page.click(`form[data-payment="${paymentId}"] button`)
+    await page.waitForSelector("[role=status]:has-text('approval')")
+    await world.waitFor("the released payment to reach the hub", async () =>
+      hub.commands.some((command) => command.paymentId === paymentId),
+    )
+    await world.settled()
+    expect(hub.commands.filter((command) => command.paymentId === paymentId)).toHaveLength(1)
+    const confirmed = await world.db
+      .selectFrom("decisions")
+      .select(["operator", "operator_reason"])
+      .where("subscription_id", "=", subscription.subscriptionId)
+      .where("outcome", "=", "confirmed")
+      .execute()
+    expect(confirmed).toEqual([
+      { operator: "olga", operator_reason: "client approved the amount on a recorded call, SR-555" },
+    ])
+    await writeOverride(world.db, { limits: null }, "test")
   })
 })
