@@ -6,6 +6,7 @@
  */
 import { Effect, Layer } from "effect"
 import { EngineClock } from "./actors/EngineClock.ts"
+import { LiveSettings } from "./actors/LiveSettings.ts"
 import { PartitionKeeper } from "./actors/PartitionKeeper.ts"
 import { Partitions } from "./actors/Partitions.ts"
 import { ProviderRouter } from "./actors/ProviderRouter.ts"
@@ -13,6 +14,7 @@ import { ReminderRouter } from "./actors/ReminderRouter.ts"
 import { ResultRouter } from "./actors/ResultRouter.ts"
 import { Scheduler } from "./actors/Scheduler.ts"
 import { SubscriptionActors } from "./actors/SubscriptionActors.ts"
+import { ConsoleRoutes } from "./console/ConsoleRoutes.ts"
 import { EngineConfig } from "./EngineConfig.ts"
 import { HttpServer } from "./http/HttpServer.ts"
 import { Channels } from "./protocol/Channels.ts"
@@ -50,6 +52,7 @@ const foundations = Layer.mergeAll(
   ProviderRegistry.layer,
   Channels.layer,
   LeaseStore.layer,
+  LiveSettings.layer,
 )
 
 /** Every service of the engine, without the parts that start work (for tests that drive pieces directly). */
@@ -69,7 +72,7 @@ export const EngineServices = Layer.mergeAll(
 )
 
 /** Every feature's HTTP routes; the server listens once all of them are in place. */
-const httpRoutes = Layer.empty
+const httpRoutes = ConsoleRoutes
 
 /** The running engine: its services plus the protocol server, the consumers, the clock and the HTTP server. */
 export const EngineLive = Layer.mergeAll(

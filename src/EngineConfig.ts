@@ -66,6 +66,8 @@ export interface EngineSettings {
   readonly signatureWindowMs: number
   /** The channel registry is re-read at least this often (changes also arrive at once by NOTIFY). */
   readonly channelsRefreshMs: number
+  /** The console's overrides of limits and retry schedule are re-read at least this often (and at once by NOTIFY). */
+  readonly settingsRefreshMs: number
   /** `on`: with no channel registered, the five development channels are accepted unsigned; `off`: nothing is. */
   readonly defaultChannels: "on" | "off"
   /** The HTTP server (console, metrics, health) listens here; port 0 takes any free port (tests). */
@@ -118,6 +120,7 @@ export const defaultSettings: EngineSettings = {
   requestConcurrency: 256,
   signatureWindowMs: 5 * 60_000,
   channelsRefreshMs: 5_000,
+  settingsRefreshMs: 5_000,
   defaultChannels: "on",
   httpHost: "127.0.0.1",
   httpPort: 8080,
@@ -132,9 +135,15 @@ const duration = (name: string, fallback: number) =>
     Config.withDefault(fallback),
   )
 
+/** Reads `PT1H,PT6H,PT24H` into milliseconds; undefined unless every part is a positive ISO 8601 duration. */
+export const parseDurationList = (text: string): ReadonlyArray<number> | undefined => {
+  const parts = text.split(",").map((part) => IsoDuration.parseMillis(part.trim()) ?? 0)
+  return parts.every((millis) => millis > 0) ? parts : undefined
+}
+
 const DurationList = Schema.String.check(
   Schema.makeFilter((text: string) =>
-    text.split(",").every((part) => (IsoDuration.parseMillis(part.trim()) ?? 0) > 0)
+    parseDurationList(text) !== undefined
       ? undefined
       : "must be a comma-separated list of ISO 8601 durations such as PT1H,PT6H,PT24H",
   ),
@@ -151,13 +160,25 @@ const durations = (name: string, fallback: ReadonlyArray<number>) =>
 const positiveInt = (name: string, fallback: number) =>
   Config.schema(Schema.Int.check(Schema.isGreaterThan(0)), name).pipe(Config.withDefault(fallback))
 
+/** Reads `RUB:1500000,USD:100000` (minor units; empty: none); undefined when it is not such a list. */
+export const parseAmountsByCurrency = (text: string): Readonly<Record<string, number>> | undefined => {
+  const parts = text
+    .split(",")
+    .map((part) => part.trim())
+    .filter((part) => part !== "")
+  const entries: Array<[string, number]> = []
+  for (const part of parts) {
+    const [currency, value] = part.split(":")
+    if (currency === undefined || !isKnownCurrency(currency) || !/^\d{1,15}$/.test(value ?? ""))
+      return undefined
+    entries.push([currency, Number(value)])
+  }
+  return Object.fromEntries(entries)
+}
+
 const AmountsByCurrency = Schema.String.check(
   Schema.makeFilter((text: string) =>
-    text.trim() === "" ||
-    text.split(",").every((part) => {
-      const [currency, value] = part.trim().split(":")
-      return currency !== undefined && isKnownCurrency(currency) && /^\d{1,15}$/.test(value ?? "")
-    })
+    parseAmountsByCurrency(text) !== undefined
       ? undefined
       : "must be a comma-separated list of CURRENCY:minor-units such as RUB:1500000,USD:100000",
   ),
@@ -166,21 +187,12 @@ const AmountsByCurrency = Schema.String.check(
 /** A per-currency amount list such as `RUB:1500000,USD:100000` (minor units); empty means none. */
 const amountsByCurrency = (name: string) =>
   Config.schema(AmountsByCurrency, name).pipe(
-    Config.map(
-      (text): Readonly<Record<string, number>> =>
-        Object.fromEntries(
-          text
-            .split(",")
-            .map((part) => part.trim())
-            .filter((part) => part !== "")
-            .map((part) => {
-              const [currency, value] = part.split(":")
-              return [currency, Number(value)]
-            }),
-        ),
-    ),
+    Config.map((text): Readonly<Record<string, number>> => parseAmountsByCurrency(text) ?? {}),
     Config.withDefault({}),
   )
+
+/** True for an IANA time zone name this runtime knows. */
+export const isTimeZoneName = (text: string): boolean => Calendar.isValidTimeZone(text)
 
 const TimeZoneName = Schema.String.check(
   Schema.makeFilter((text: string) =>
@@ -248,6 +260,7 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   requestConcurrency: positiveInt("RP_REQUEST_CONCURRENCY", defaultSettings.requestConcurrency),
   signatureWindowMs: duration("RP_SIGNATURE_WINDOW", defaultSettings.signatureWindowMs),
   channelsRefreshMs: duration("RP_CHANNELS_REFRESH", defaultSettings.channelsRefreshMs),
+  settingsRefreshMs: duration("RP_SETTINGS_REFRESH", defaultSettings.settingsRefreshMs),
   defaultChannels: Config.Literals(["on", "off"], "RP_DEFAULT_CHANNELS").pipe(
     Config.withDefault(defaultSettings.defaultChannels),
   ),

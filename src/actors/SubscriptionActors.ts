@@ -57,8 +57,9 @@ import {
   type ForwardReply,
   replyOf,
 } from "./Forwarding.ts"
-import type { ActorInput, PolicySettings } from "./Inputs.ts"
+import type { ActorInput } from "./Inputs.ts"
 import { LimitCheck, monthOf, tracksMonthlySpend } from "./Limits.ts"
+import { LiveSettings } from "./LiveSettings.ts"
 import { Partitions, partitionOf } from "./Partitions.ts"
 import type { PolicyRefusal } from "./PaymentRun.ts"
 import * as Policy from "./Policy.ts"
@@ -189,9 +190,10 @@ export class SubscriptionActors extends Context.Service<
       const partitions = yield* Partitions
       const { connection } = yield* Nats
       const { subjects } = yield* Topology
-      const settings: PolicySettings = config
       // A forward unanswered for this long is handled here instead (well within the sender's ack wait).
       const forwardTimeoutMs = Math.max(1_000, Math.floor(config.consumerAckWaitMs / 2))
+      // Limits and the retry schedule may be changed by an admin while the engine runs: read per message.
+      const live = yield* LiveSettings
 
       /**
        * The limits a decision works with: when a monthly limit applies to the subscription's
@@ -203,7 +205,7 @@ export class SubscriptionActors extends Context.Service<
         input: ActorInput,
         now: number,
       ): Effect.Effect<LimitCheck> => {
-        const { limits } = config
+        const { limits } = live.current()
         // Plain functions rather than generators: this runs for every message of a burst.
         if (!tracksMonthlySpend(limits, subscription.currency) || !Policy.mayPay(input)) {
           return Effect.succeed(new LimitCheck(limits, subscription, null))
@@ -296,7 +298,7 @@ export class SubscriptionActors extends Context.Service<
             const now = yield* clock.now
             const prepared = yield* prepare(subscription, input, now)
             const limits = yield* limitsFor(subscription, prepared, now)
-            const decided = Policy.decide(subscription, prepared, now, settings, limits)
+            const decided = Policy.decide(subscription, prepared, now, live.current().policy, limits)
             if (Result.isFailure(decided)) {
               actor.cached = subscription
               return yield* Effect.fail(decided.failure)

@@ -76,6 +76,9 @@ export interface DecisionRecord {
   readonly details: Readonly<Record<string, unknown>>
   readonly channel: string | null
   readonly terminal: string | null
+  /** The console operator who made the change on the client's behalf, and the reason given. */
+  readonly operator: string | null
+  readonly operatorReason: string | null
 }
 
 /** A message the transition causes, before it is given a subject. */
@@ -150,6 +153,8 @@ export class TransitionBuilder {
       details: fields.details ?? {},
       channel: fields.by?.channel ?? null,
       terminal: fields.by?.terminal ?? null,
+      operator: fields.by?.operator?.login ?? null,
+      operatorReason: fields.by?.operator?.reason ?? null,
     })
   }
 

@@ -17,7 +17,7 @@
 import { Redacted } from "effect"
 import { defaultSettings } from "../EngineConfig.ts"
 import { fingerprintOf, parsePublicKey } from "../protocol/ChannelKeys.ts"
-import { CHANNEL_ID, checkOperationPattern } from "../protocol/Channels.ts"
+import { CHANNEL_ID, CONSOLE_CHANNEL, checkOperationPattern } from "../protocol/Channels.ts"
 import {
   addChannel,
   type ChannelRow,
@@ -40,6 +40,8 @@ environment: DATABASE_URL (default ${Redacted.value(defaultSettings.databaseUrl)
 
 const channelId = (value: string | undefined): string => {
   if (value === undefined) return fail("the channel id is missing")
+  if (value === CONSOLE_CHANNEL)
+    return fail(`channel id "${CONSOLE_CHANNEL}" is reserved for the operator console`)
   if (!CHANNEL_ID.test(value)) {
     return fail(`channel id "${value}" must be 1-64 letters, digits, '-' or '_' (one NATS subject token)`)
   }

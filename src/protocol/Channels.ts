@@ -52,6 +52,12 @@ export const KNOWN_OPERATIONS: ReadonlyArray<string> = [
   "reminder.decline",
 ]
 
+/**
+ * The channel name changes made in the operator console are recorded under; no channel may be
+ * registered with it, so a history entry by `console` is always an operator's.
+ */
+export const CONSOLE_CHANNEL = "console"
+
 /** The channel id pattern: one NATS subject token. */
 export const CHANNEL_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/
 

@@ -7,6 +7,7 @@ import { Effect, Schema } from "effect"
 import * as DebtPolicy from "../actors/DebtPolicy.ts"
 import { EngineClock } from "../actors/EngineClock.ts"
 import type { ActorInput } from "../actors/Inputs.ts"
+import { LiveSettings } from "../actors/LiveSettings.ts"
 import { Partitions } from "../actors/Partitions.ts"
 import * as ScheduledPolicy from "../actors/ScheduledPolicy.ts"
 import { type ActorOutcome, SubscriptionActors } from "../actors/SubscriptionActors.ts"
@@ -183,6 +184,7 @@ export const subscriptionOperations = Effect.gen(function* () {
   const history = yield* HistoryStore
   const committer = yield* TransitionCommitter
   const providers = yield* ProviderRegistry
+  const live = yield* LiveSettings
 
   const notFound = (id: string) => new NotFound({ message: `subscription ${id} not found` })
 
@@ -268,7 +270,7 @@ export const subscriptionOperations = Effect.gen(function* () {
 
   /** A payment amount no payment of this kind could ever be sent with is refused up front. */
   const checkPaymentCap = (kind: Exclude<SubscriptionKind, "reminder">, amount: Money.Money) => {
-    const cap = config.limits.paymentMax[kind][amount.currency]
+    const cap = live.current().limits.paymentMax[kind][amount.currency]
     return cap !== undefined && amount.value > cap
       ? Effect.fail(
           new LimitExceeded({

@@ -33,7 +33,12 @@ export type HistoryEntry =
       readonly occurrence: string | null
       readonly paymentId: string | null
       readonly details: unknown
-      readonly by: { readonly channel: string; readonly terminal: string | null } | null
+      readonly by: {
+        readonly channel: string
+        readonly terminal: string | null
+        /** Present when an operator made the change in the console on the client's behalf. */
+        readonly operator?: { readonly login: string; readonly reason: string }
+      } | null
     }
 
 /** A page of history. */
@@ -69,6 +74,8 @@ interface HistoryRow {
   readonly details: unknown
   readonly channel: string | null
   readonly terminal: string | null
+  readonly operator: string | null
+  readonly operator_reason: string | null
   readonly at_text: string
 }
 
@@ -97,7 +104,16 @@ const toEntry = (row: HistoryRow): HistoryEntry =>
         occurrence: row.occurrence,
         paymentId: row.payment_id,
         details: row.details,
-        by: row.channel === null ? null : { channel: row.channel, terminal: row.terminal },
+        by:
+          row.channel === null
+            ? null
+            : row.operator === null
+              ? { channel: row.channel, terminal: row.terminal }
+              : {
+                  channel: row.channel,
+                  terminal: row.terminal,
+                  operator: { login: row.operator, reason: row.operator_reason ?? "" },
+                },
       }
 
 /** History reads. */
@@ -121,11 +137,12 @@ export class HistoryStore extends Context.Service<
               SELECT *, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at_text FROM (
                 SELECT requested_at AS at, 1 AS rank, payment_id::text AS key, occurrence, payment_id::text AS payment_id,
                   attempt, amount, currency, status, outcome, reason, retryable, hub_reference, result_at,
-                  rule AS details, NULL::text AS channel, NULL::text AS terminal
+                  rule AS details, NULL::text AS channel, NULL::text AS terminal,
+                  NULL::text AS operator, NULL::text AS operator_reason
                 FROM payments WHERE subscription_id = ${subscriptionId}::uuid
                 UNION ALL
                 SELECT at, 0, lpad(id::text, 20, '0'), occurrence, payment_id::text, NULL, NULL, NULL, NULL, outcome,
-                  reason, NULL, NULL, NULL, details, channel, terminal
+                  reason, NULL, NULL, NULL, details, channel, terminal, operator, operator_reason
                 FROM decisions WHERE subscription_id = ${subscriptionId}::uuid
               ) history
               WHERE ${cursor === undefined}

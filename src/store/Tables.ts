@@ -87,6 +87,9 @@ export interface DecisionsTable {
   details: Json
   channel: string | null
   terminal: string | null
+  /** The console operator who made the change on the client's behalf, and why. */
+  operator: ColumnType<string | null, string | null | undefined, string | null>
+  operator_reason: ColumnType<string | null, string | null | undefined, string | null>
   recorded_at: DefaultedTimestamp
 }
 
@@ -167,6 +170,50 @@ export interface PartitionLeasesTable {
   changed_at: DefaultedTimestamp
 }
 
+export interface OperatorsTable {
+  login: string
+  role: string
+  /** `scrypt$N$r$p$salt$key`, salt and key in base64url. */
+  password_hash: string
+  failed_attempts: ColumnType<number, number | undefined, number>
+  locked_until: Timestamp | null
+  disabled_at: Timestamp | null
+  created_at: DefaultedTimestamp
+  updated_at: DefaultedTimestamp
+  last_login_at: Timestamp | null
+}
+
+export interface OperatorSessionsTable {
+  /** SHA-256 of the cookie's token: the token itself is never stored. */
+  token_hash: string
+  login: string
+  csrf_token: string
+  created_at: DefaultedTimestamp
+  last_seen_at: DefaultedTimestamp
+  expires_at: Timestamp
+}
+
+export interface AuditLogTable {
+  id: Generated<number>
+  at: DefaultedTimestamp
+  operator: string
+  action: string
+  target: string
+  client_id: string | null
+  reason: string | null
+  details: Json
+}
+
+export interface EngineSettingsTable {
+  id: number
+  /** An override of the spending limits (LimitSettings as JSON); null: the environment's. */
+  limits: ColumnType<unknown, string | null, string | null>
+  /** An override of the retry schedule (`PT1H,PT6H,PT24H`); null: the environment's. */
+  retry_schedule: string | null
+  updated_at: DefaultedTimestamp
+  updated_by: string
+}
+
 /** The whole database as Kysely's type parameter. */
 export interface Tables {
   engine_clock: EngineClockTable
@@ -184,4 +231,8 @@ export interface Tables {
   engine_instances: EngineInstancesTable
   partition_layout: PartitionLayoutTable
   partition_leases: PartitionLeasesTable
+  operators: OperatorsTable
+  operator_sessions: OperatorSessionsTable
+  audit_log: AuditLogTable
+  engine_settings: EngineSettingsTable
 }

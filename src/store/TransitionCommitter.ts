@@ -19,6 +19,7 @@
 import { Context, Deferred, Duration, Effect, Exit, Layer, Queue, Semaphore } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
 import { type LimitSettings, noLimitSettings } from "../actors/Limits.ts"
+import { LiveSettings } from "../actors/LiveSettings.ts"
 import type { DecisionRecord, Outgoing, PaymentRecord, Transition } from "../actors/Transition.ts"
 import { newId } from "../domain/Ids.ts"
 import type { Template } from "../domain/Template.ts"
@@ -137,14 +138,17 @@ const insertDecisions = async (
     details: d.details,
     channel: d.channel,
     terminal: d.terminal,
+    operator: d.operator,
+    operator_reason: d.operatorReason,
   }))
   await sql`
-    INSERT INTO decisions (subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal)
-    SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details, v.channel, v.terminal
+    INSERT INTO decisions (subscription_id, at, outcome, reason, occurrence, payment_id, details, channel, terminal,
+      operator, operator_reason)
+    SELECT v.subscription_id, v.at, v.outcome, v.reason, v.occurrence, v.payment_id, v.details, v.channel, v.terminal,
+      v.operator, v.operator_reason
     FROM json_to_recordset(${rowsJson(rows)}::json) AS v(subscription_id uuid, at timestamptz,
-      outcome text, reason text, occurrence text, payment_id uuid, details jsonb, channel text, terminal text)`.execute(
-    trx,
-  )
+      outcome text, reason text, occurrence text, payment_id uuid, details jsonb, channel text, terminal text,
+      operator text, operator_reason text)`.execute(trx)
 }
 
 /**
@@ -583,6 +587,7 @@ export class TransitionCommitter extends Context.Service<
     TransitionCommitter,
     Effect.gen(function* () {
       const config = yield* EngineConfig
+      const live = yield* LiveSettings
       const { db } = yield* Database
       const topology = yield* Topology
       const publisher = yield* OutboxPublisher
@@ -595,7 +600,7 @@ export class TransitionCommitter extends Context.Service<
               trx,
               batch.map((pending) => pending.request),
               topology,
-              config.limits,
+              live.current().limits,
             ),
           ),
         )

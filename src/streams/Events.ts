@@ -48,7 +48,7 @@ const Time = Timestamp.annotate({
 const By = Actor.annotate({
   identifier: "Actor",
   description:
-    "Who caused a change: the `channel`, `terminal` and `requestId` of the channel request, or all three null when the engine itself did it.",
+    "Who caused a change: the `channel`, `terminal` and `requestId` of the channel request, or all three null when the engine itself did it. A change an operator made in the console on the client's behalf has `channel` `console` and `operator` (`login`, `reason`).",
 })
 
 const View = SubscriptionView.annotate({

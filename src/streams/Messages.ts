@@ -130,11 +130,18 @@ export const HubPaymentCompleted = Schema.Struct({
 })
 export type HubPaymentCompleted = typeof HubPaymentCompleted.Type
 
-/** Who caused a change: a channel request, or the engine itself when both are null. */
+/** A bank operator who made a change in the console on the client's behalf, and the reason they gave. */
+export const OperatorActor = Schema.Struct({ login: Schema.String, reason: Schema.String })
+
+/**
+ * Who caused a change: a channel request, or the engine itself when both are null. A change made
+ * in the operator console has channel `console` and names the operator.
+ */
 export const Actor = Schema.Struct({
   channel: Schema.NullOr(Schema.String),
   terminal: Schema.NullOr(Schema.String),
   requestId: Schema.NullOr(Schema.String),
+  operator: Schema.optionalKey(OperatorActor),
 })
 export type Actor = typeof Actor.Type
 

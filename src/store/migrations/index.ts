@@ -6,6 +6,7 @@ import * as eventKindsAndLimits from "./0003_event_kinds_and_limits.ts"
 import * as channels from "./0004_channels.ts"
 import * as providersAndReminders from "./0005_providers_and_reminders.ts"
 import * as partitions from "./0006_partitions.ts"
+import * as console from "./0007_console.ts"
 
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   "0004_channels": channels,
   "0005_providers_and_reminders": providersAndReminders,
   "0006_partitions": partitions,
+  "0007_console": console,
 }
