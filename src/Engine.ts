@@ -4,7 +4,7 @@
  * serving; closing its scope stops consuming first, then lets in-flight
  * commits and publishes finish, then closes the connections.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, References } from "effect"
 import { EngineClock } from "./actors/EngineClock.ts"
 import { ProviderRouter } from "./actors/ProviderRouter.ts"
 import { ReminderRouter } from "./actors/ReminderRouter.ts"
@@ -13,6 +13,8 @@ import { Scheduler } from "./actors/Scheduler.ts"
 import { SubscriptionActors } from "./actors/SubscriptionActors.ts"
 import { EngineConfig } from "./EngineConfig.ts"
 import { HttpServer } from "./http/HttpServer.ts"
+import { Metrics } from "./observability/Metrics.ts"
+import { ObservabilityRoutes } from "./observability/ObservabilityRoutes.ts"
 import { Channels } from "./protocol/Channels.ts"
 import { ProtocolHandler, ProtocolServer } from "./protocol/ProtocolServer.ts"
 import { Database } from "./store/Database.ts"
@@ -32,7 +34,7 @@ import { Nats } from "./streams/Nats.ts"
 import { OutboxPublisher } from "./streams/OutboxPublisher.ts"
 import { Topology } from "./streams/Topology.ts"
 
-const connections = Layer.mergeAll(Database.layer, Nats.layer)
+const connections = Layer.mergeAll(Database.layer, Nats.layer, Metrics.layer)
 
 const foundations = Layer.mergeAll(
   Topology.layer,
@@ -63,7 +65,13 @@ export const EngineServices = Layer.mergeAll(
 )
 
 /** Every feature's HTTP routes; the server listens once all of them are in place. */
-const httpRoutes = Layer.empty
+const httpRoutes = ObservabilityRoutes
+
+/** Every log line of the engine names its instance: several run side by side, and in one process in tests. */
+const instanceLogAnnotation = Layer.effect(
+  References.CurrentLogAnnotations,
+  Effect.map(EngineConfig, (config) => ({ instance: config.instanceId })),
+)
 
 /** The running engine: its services plus the protocol server, the consumers, the clock and the HTTP server. */
 export const EngineLive = Layer.mergeAll(
@@ -71,7 +79,7 @@ export const EngineLive = Layer.mergeAll(
   InboundStreams,
   ClockPublisher,
   HttpServer.layer(httpRoutes),
-).pipe(Layer.provideMerge(EngineServices))
+).pipe(Layer.provideMerge(EngineServices), Layer.provide(instanceLogAnnotation))
 
 /** Builds the engine, says so, and runs until interrupted (SIGTERM, SIGINT). */
 export const runEngine = Effect.gen(function* () {

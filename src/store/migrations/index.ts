@@ -5,6 +5,7 @@ import * as leanWritePath from "./0002_lean_write_path.ts"
 import * as eventKindsAndLimits from "./0003_event_kinds_and_limits.ts"
 import * as channels from "./0004_channels.ts"
 import * as providersAndReminders from "./0005_providers_and_reminders.ts"
+import * as traceContext from "./0008_trace_context.ts"
 
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
@@ -12,4 +13,5 @@ export const migrations: Record<string, Migration> = {
   "0003_event_kinds_and_limits": eventKindsAndLimits,
   "0004_channels": channels,
   "0005_providers_and_reminders": providersAndReminders,
+  "0008_trace_context": traceContext,
 }
