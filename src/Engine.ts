@@ -15,6 +15,7 @@ import { EngineConfig } from "./EngineConfig.ts"
 import { HttpServer } from "./http/HttpServer.ts"
 import { Metrics } from "./observability/Metrics.ts"
 import { ObservabilityRoutes } from "./observability/ObservabilityRoutes.ts"
+import { TracingFromConfig } from "./observability/Tracing.ts"
 import { Channels } from "./protocol/Channels.ts"
 import { ProtocolHandler, ProtocolServer } from "./protocol/ProtocolServer.ts"
 import { Database } from "./store/Database.ts"
@@ -79,18 +80,27 @@ export const EngineLive = Layer.mergeAll(
   InboundStreams,
   ClockPublisher,
   HttpServer.layer(httpRoutes),
-).pipe(Layer.provideMerge(EngineServices), Layer.provide(instanceLogAnnotation))
+).pipe(
+  Layer.provideMerge(EngineServices),
+  Layer.provide(Layer.mergeAll(instanceLogAnnotation, TracingFromConfig)),
+)
 
 /** Builds the engine, says so, and runs until interrupted (SIGTERM, SIGINT). */
 export const runEngine = Effect.gen(function* () {
   const config = yield* EngineConfig
-  yield* Layer.build(EngineLive)
-  yield* Effect.logInfo("engine ready").pipe(
-    Effect.annotateLogs({ instance: config.instanceId, clock: config.clock, nats: config.natsUrl }),
+  return yield* Effect.gen(function* () {
+    yield* Layer.build(EngineLive)
+    yield* Effect.logInfo("engine ready").pipe(
+      Effect.annotateLogs({ clock: config.clock, nats: config.natsUrl }),
+    )
+    return yield* Effect.never.pipe(
+      Effect.onInterrupt(() =>
+        Effect.logInfo("engine stopping: consumers stop, in-flight commits and publishes finish"),
+      ),
+    )
+  }).pipe(
+    Effect.scoped,
+    Effect.ensuring(Effect.logInfo("engine stopped")),
+    Effect.annotateLogs({ instance: config.instanceId }),
   )
-  return yield* Effect.never.pipe(
-    Effect.onInterrupt(() =>
-      Effect.logInfo("engine stopping: consumers stop, in-flight commits and publishes finish"),
-    ),
-  )
-}).pipe(Effect.scoped, Effect.ensuring(Effect.logInfo("engine stopped")))
+})

@@ -71,6 +71,8 @@ export interface EngineSettings {
   /** The HTTP server (console, metrics, health) listens here; port 0 takes any free port (tests). */
   readonly httpHost: string
   readonly httpPort: number
+  /** OTLP/HTTP collector the engine's spans are exported to; empty: no export (trace headers still flow). */
+  readonly otlpEndpoint: string
 }
 
 /** Defaults: what `npm start` uses when the environment says nothing. */
@@ -115,6 +117,7 @@ export const defaultSettings: EngineSettings = {
   defaultChannels: "on",
   httpHost: "127.0.0.1",
   httpPort: 8080,
+  otlpEndpoint: "",
 }
 
 const duration = (name: string, fallback: number) =>
@@ -244,6 +247,7 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   ),
   httpHost: text("RP_HTTP_HOST", defaultSettings.httpHost),
   httpPort: port("RP_HTTP_PORT", defaultSettings.httpPort),
+  otlpEndpoint: text("RP_OTLP_ENDPOINT", defaultSettings.otlpEndpoint),
 })
 
 /** The settings as a service, so every component reads the same values. */

@@ -4,6 +4,8 @@
  * in, while the commands of a tick's sweep carry none.
  */
 import { randomBytes, randomUUID } from "node:crypto"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { headers } from "@nats-io/transport-node"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { World } from "../../harness/World.ts"
@@ -172,5 +174,43 @@ describe("trace context", () => {
       ["traced-1", traceparent],
       ["untraced-1", undefined],
     ])
+  })
+
+  it("exports its spans to an OTLP collector when RP_OTLP_ENDPOINT names one", async () => {
+    const received: Array<string> = []
+    const collector = createServer((request, response) => {
+      let body = ""
+      request.on("data", (chunk: Buffer) => {
+        body += chunk.toString()
+      })
+      request.on("end", () => {
+        if (request.url === "/v1/traces") received.push(body)
+        response.writeHead(200, { "content-type": "application/json" }).end("{}")
+      })
+    })
+    await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve))
+    try {
+      const { port } = collector.address() as AddressInfo
+      const engine = await env.startEngine({ otlpEndpoint: `http://127.0.0.1:${port}` })
+      const traceId = randomBytes(16).toString("hex")
+      const reply = await tracedRequest(
+        `00-${traceId}-${randomBytes(8).toString("hex")}-01`,
+        "template.list",
+        {},
+      )
+      expect(reply.status).toBe("ok")
+      // Stopping flushes what the exporter holds.
+      await engine.stop()
+      const spans = received.flatMap((body) =>
+        (
+          JSON.parse(body) as {
+            resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<{ name: string; traceId: string }> }> }>
+          }
+        ).resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans)),
+      )
+      expect(spans).toContainEqual(expect.objectContaining({ name: "rp.protocol.request", traceId }))
+    } finally {
+      await new Promise((resolve) => collector.close(resolve))
+    }
   })
 })
