@@ -14,6 +14,16 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 /** What became of a hub result the engine received. */
 export type HubResultOutcome = "applied" | "contradiction" | "duplicate" | "unknown_payment" | "refused"
 
+const resultOutcomes: ReadonlyArray<HubResultOutcome> = [
+  "applied",
+  "contradiction",
+  "duplicate",
+  "unknown_payment",
+  "refused",
+]
+// Statuses come decoded from the contract's three, but a label must never grow with input.
+const resultStatuses = ["succeeded", "failed", "declined", "other"]
+
 /** The label an operation that is not one of the engine's gets, so labels stay a bounded set. */
 export const UNKNOWN_OPERATION_LABEL = "unknown"
 /** The label of a request refused before its envelope named an operation. */
@@ -41,20 +51,38 @@ const requestBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 export const makeMetrics = (): MetricsService => {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
-  const commands = new Counter({
+  // The burst path adds to plain numbers; prom-client's own inc hashes and validates labels and
+  // allocates on every call. The counters take the totals when scraped.
+  let commandsPublished = 0
+  const resultCounts = new Map(
+    resultStatuses.map((status) => [
+      status,
+      Object.fromEntries(resultOutcomes.map((outcome) => [outcome, 0])),
+    ]),
+  ) as Map<string, Record<HubResultOutcome, number>>
+  new Counter({
     name: "rp_payment_commands_published_total",
     help: "Payment commands stored in the hub payments stream for the first time",
     registers: [registry],
+    collect() {
+      this.reset()
+      this.inc(commandsPublished)
+    },
   })
-  const results = new Counter({
+  new Counter({
     name: "rp_hub_results_total",
     help: "Hub payment results received, by status and by what the engine made of them",
     labelNames: ["status", "outcome"] as const,
     registers: [registry],
+    collect() {
+      this.reset()
+      for (const [status, counts] of resultCounts)
+        for (const outcome of resultOutcomes) this.inc({ status, outcome }, counts[outcome])
+    },
   })
   const requests = new Histogram({
     name: "rp_request_duration_seconds",
-    help: "Channel protocol requests, from receipt to reply, by operation and outcome (ok or the error code)",
+    help: "Channel protocol requests, from being taken up to the reply, by operation and outcome (ok or error code)",
     labelNames: ["operation", "outcome"] as const,
     buckets: requestBuckets,
     registers: [registry],
@@ -66,13 +94,15 @@ export const makeMetrics = (): MetricsService => {
     labelNames: ["consumer"] as const,
     registers: [registry],
   })
-  // Statuses come decoded from the contract's three, but a label must never grow with input.
-  const knownStatuses = new Set(["succeeded", "failed", "declined"])
   return {
     registry,
-    commandsPublished: (count) => commands.inc(count),
-    hubResult: (status, outcome) =>
-      results.inc({ status: knownStatuses.has(status) ? status : "other", outcome }),
+    commandsPublished: (count) => {
+      commandsPublished += count
+    },
+    hubResult: (status, outcome) => {
+      const counts = resultCounts.get(status) ?? resultCounts.get("other")
+      if (counts !== undefined) counts[outcome] += 1
+    },
     requestHandled: (operation, outcome, seconds) => requests.observe({ operation, outcome }, seconds),
     consumerRunning: (consumer, running) => {
       if (running) consumers.add(consumer)
