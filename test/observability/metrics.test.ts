@@ -3,6 +3,7 @@
  * recorded in Postgres, and every protocol request is in the latency
  * histogram under its operation and outcome.
  */
+import { randomUUID } from "node:crypto"
 import { sql } from "kysely"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { World } from "../../harness/World.ts"
@@ -70,6 +71,25 @@ describe("metrics", () => {
     expect(requests({})).toBe(burst + 3)
     // Bounded labels: the operation the channel made up never becomes a label value.
     expect(samples.some((sample) => sample.labels.operation === "subscription.explode")).toBe(false)
+
+    // A result for a payment the engine never sent is dead-lettered, and counted as such.
+    await env.js.publish(
+      env.topology.subjects.hubResult,
+      JSON.stringify({
+        paymentId: randomUUID(),
+        status: "failed",
+        retryable: false,
+        at: "2027-01-01T06:00:05Z",
+      }),
+    )
+    await scrapeUntil(
+      env,
+      url,
+      "the stray result to be counted",
+      (samples) =>
+        sumOf(samples, "rp_hub_results_total", { status: "failed", outcome: "unknown_payment" }) === 1,
+    )
+    await env.settled()
 
     // Scrape-time gauges, read after everything settled.
     expect(sumOf(samples, "rp_outbox_backlog_rows")).toBe(0)
