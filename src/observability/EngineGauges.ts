@@ -10,11 +10,12 @@
 import type { ConsumerInfo } from "@nats-io/jetstream"
 import { Effect } from "effect"
 import { sql } from "kysely"
-import { Gauge } from "prom-client"
+import { Counter, Gauge } from "prom-client"
 import { EngineClock } from "../actors/EngineClock.ts"
 import { SubscriptionActors } from "../actors/SubscriptionActors.ts"
 import { Database } from "../store/Database.ts"
 import { Nats } from "../streams/Nats.ts"
+import { OutboxPublisher, type OutboxStats } from "../streams/OutboxPublisher.ts"
 import { Topology } from "../streams/Topology.ts"
 import { checkTimeoutMs, withTimeout } from "./Health.ts"
 import { Metrics } from "./Metrics.ts"
@@ -43,7 +44,35 @@ export const registerEngineGauges = Effect.gen(function* () {
   const { db } = yield* Database
   const { jsm } = yield* Nats
   const { streams, consumers } = yield* Topology
+  const outbox = yield* OutboxPublisher
   const registers = [registry]
+
+  // The publisher counts for itself already; these only copy its figures when scraped.
+  const outboxCounter = (name: string, help: string, read: (stats: OutboxStats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset()
+        this.inc(read(Effect.runSync(outbox.stats)))
+      },
+    })
+  outboxCounter(
+    "rp_outbox_messages_published_total",
+    "Messages of any kind (commands, events, notifications, provider queries) JetStream stored for the first time",
+    (stats) => stats.published,
+  )
+  outboxCounter(
+    "rp_outbox_duplicates_total",
+    "Messages published again (after a sweep or a partial failure) that the stream dropped by Nats-Msg-Id",
+    (stats) => stats.duplicates,
+  )
+  outboxCounter(
+    "rp_outbox_publish_failures_total",
+    "Outbox rows whose publish failed, wholly or in part; they stay in the table and are published again",
+    (stats) => stats.failures,
+  )
 
   new Gauge({
     name: "rp_actors_live",

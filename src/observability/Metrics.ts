@@ -38,6 +38,8 @@ export interface MetricsService {
   readonly hubResult: (status: string, outcome: HubResultOutcome) => void
   /** A protocol request answered: `operation` must already be bounded, `outcome` is `ok` or an error code. */
   readonly requestHandled: (operation: string, outcome: string, seconds: number) => void
+  /** A message was moved to the dead-letter stream by `consumer`. */
+  readonly deadLettered: (consumer: string) => void
   /** A durable consumer started or stopped consuming in this process. */
   readonly consumerRunning: (consumer: string, running: boolean) => void
   /** The consumers consuming in this process right now (readiness reads it). */
@@ -87,6 +89,12 @@ export const makeMetrics = (): MetricsService => {
     buckets: requestBuckets,
     registers: [registry],
   })
+  const deadLetters = new Counter({
+    name: "rp_dead_letters_total",
+    help: "Messages moved to the dead-letter stream, by the durable consumer that gave up on them",
+    labelNames: ["consumer"] as const,
+    registers: [registry],
+  })
   const consumers = new Set<string>()
   const consumerGauge = new Gauge({
     name: "rp_consumer_running",
@@ -104,6 +112,7 @@ export const makeMetrics = (): MetricsService => {
       if (counts !== undefined) counts[outcome] += 1
     },
     requestHandled: (operation, outcome, seconds) => requests.observe({ operation, outcome }, seconds),
+    deadLettered: (consumer) => deadLetters.inc({ consumer }),
     consumerRunning: (consumer, running) => {
       if (running) consumers.add(consumer)
       else consumers.delete(consumer)

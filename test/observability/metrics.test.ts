@@ -85,11 +85,19 @@ describe("metrics", () => {
     await scrapeUntil(
       env,
       url,
-      "the stray result to be counted",
+      "the stray result to be counted and dead-lettered",
       (samples) =>
-        sumOf(samples, "rp_hub_results_total", { status: "failed", outcome: "unknown_payment" }) === 1,
+        sumOf(samples, "rp_hub_results_total", { status: "failed", outcome: "unknown_payment" }) === 1 &&
+        sumOf(samples, "rp_dead_letters_total", { consumer: env.topology.consumers.hubResults }) === 1,
     )
     await env.settled()
+
+    // Everything the outbox published is in the streams once: the commands, the events and notices.
+    const events = (await env.jsm.streams.info(env.topology.streams.events)).state.messages
+    const published = await scrapeUntil(env, url, "the outbox counters", () => true)
+    expect(sumOf(published, "rp_outbox_messages_published_total")).toBe(burst + events)
+    expect(sumOf(published, "rp_outbox_duplicates_total")).toBe(0)
+    expect(sumOf(published, "rp_outbox_publish_failures_total")).toBe(0)
 
     // Scrape-time gauges, read after everything settled.
     expect(sumOf(samples, "rp_outbox_backlog_rows")).toBe(0)
