@@ -36,6 +36,8 @@ const sharedReading = <A>(read: () => Promise<A>, maxAgeMs: number): (() => Prom
   }
 }
 
+const unknownBacklog = { rows: Number.NaN, messages: Number.NaN, oldest: Number.NaN }
+
 /** Registers the scrape-time gauges on the instance's registry. */
 export const registerEngineGauges = Effect.gen(function* () {
   const { registry } = yield* Metrics
@@ -95,14 +97,17 @@ export const registerEngineGauges = Effect.gen(function* () {
   const outboxBacklog = sharedReading(
     () =>
       withTimeout(
-        sql<{ rows: number; messages: number }>`
-          SELECT count(*)::int AS rows, coalesce(sum(message_count), 0)::int AS messages FROM outbox`.execute(
-          db,
-        ),
+        sql<{ rows: number; messages: number; oldest: number | null }>`
+          SELECT count(*)::int AS rows, coalesce(sum(message_count), 0)::int AS messages,
+            extract(epoch FROM now() - min(created_at))::float8 AS oldest
+          FROM outbox`.execute(db),
         checkTimeoutMs,
       ).then(
-        (result) => result.rows[0] ?? { rows: Number.NaN, messages: Number.NaN },
-        () => ({ rows: Number.NaN, messages: Number.NaN }),
+        (result) => {
+          const row = result.rows[0]
+          return row === undefined ? unknownBacklog : { ...row, oldest: row.oldest ?? 0 }
+        },
+        () => unknownBacklog,
       ),
     250,
   )
@@ -112,6 +117,14 @@ export const registerEngineGauges = Effect.gen(function* () {
     registers,
     async collect() {
       this.set((await outboxBacklog()).rows)
+    },
+  })
+  new Gauge({
+    name: "rp_outbox_oldest_row_age_seconds",
+    help: "Age of the oldest outbox row (0 when empty): past RP_OUTBOX_SWEEP_AGE, publishing is failing",
+    registers,
+    async collect() {
+      this.set((await outboxBacklog()).oldest)
     },
   })
   new Gauge({

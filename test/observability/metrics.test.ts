@@ -102,6 +102,7 @@ describe("metrics", () => {
     // Scrape-time gauges, read after everything settled.
     expect(sumOf(samples, "rp_outbox_backlog_rows")).toBe(0)
     expect(sumOf(samples, "rp_outbox_backlog_messages")).toBe(0)
+    expect(sumOf(samples, "rp_outbox_oldest_row_age_seconds")).toBe(0)
     expect(sumOf(samples, "rp_actor_mailbox_depth")).toBe(0)
     expect(sumOf(samples, "rp_actors_live")).toBeGreaterThanOrEqual(0)
     const { consumers } = env.topology
