@@ -2,7 +2,7 @@
  * Reading the engine's /metrics in tests: the Prometheus text format parsed
  * into samples, and a wait for a value to appear there.
  */
-import type { World } from "../../harness/World.ts"
+import type { RunningEngine, World } from "../../harness/World.ts"
 import { HttpServer } from "../../src/http/HttpServer.ts"
 
 /** One sample: a metric name, its labels and its value. */
@@ -47,7 +47,7 @@ export const sumOf = (
     .reduce((sum, sample) => sum + sample.value, 0)
 
 /** The base URL of an engine's HTTP server. */
-export const httpUrlOf = async (engine: { readonly runtime: World["engines"][number]["runtime"] }) =>
+export const httpUrlOf = async (engine: RunningEngine): Promise<string> =>
   (await engine.runtime.runPromise(HttpServer)).url
 
 /** Scrapes `/metrics` once. */
