@@ -5,8 +5,6 @@
  * context still travels in NATS headers, they are just not sent anywhere.
  */
 import { Effect, Layer } from "effect"
-import { FetchHttpClient } from "effect/http"
-import { OtlpSerialization, OtlpTracer } from "effect/observability"
 import { EngineConfig } from "../EngineConfig.ts"
 
 /** The traces URL for an endpoint given as a collector's base URL (`http://collector:4318`) or in full. */
@@ -18,15 +16,19 @@ export const tracesUrl = (endpoint: string): string => {
 
 /** The OTLP span exporter when configured, nothing otherwise. */
 export const TracingFromConfig = Layer.unwrap(
-  Effect.map(EngineConfig, (config) =>
-    config.otlpEndpoint === ""
-      ? Layer.empty
-      : OtlpTracer.layer({
-          url: tracesUrl(config.otlpEndpoint),
-          resource: {
-            serviceName: "recurring-payments-engine",
-            attributes: { "service.instance.id": config.instanceId },
-          },
-        }).pipe(Layer.provide(OtlpSerialization.layerJson), Layer.provide(FetchHttpClient.layer)),
-  ),
+  Effect.gen(function* () {
+    const config = yield* EngineConfig
+    if (config.otlpEndpoint === "") return Layer.empty
+    // Loaded only when export is on: an engine that does not export never loads the HTTP client.
+    const [{ FetchHttpClient }, { OtlpSerialization, OtlpTracer }] = yield* Effect.promise(() =>
+      Promise.all([import("effect/http"), import("effect/observability")]),
+    )
+    return OtlpTracer.layer({
+      url: tracesUrl(config.otlpEndpoint),
+      resource: {
+        serviceName: "recurring-payments-engine",
+        attributes: { "service.instance.id": config.instanceId },
+      },
+    }).pipe(Layer.provide(OtlpSerialization.layerJson), Layer.provide(FetchHttpClient.layer))
+  }),
 )
