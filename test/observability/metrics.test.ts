@@ -72,21 +72,29 @@ describe("metrics", () => {
     // Bounded labels: the operation the channel made up never becomes a label value.
     expect(samples.some((sample) => sample.labels.operation === "subscription.explode")).toBe(false)
 
-    // A result for a payment the engine never sent is dead-lettered, and counted as such.
-    await env.js.publish(
-      env.topology.subjects.hubResult,
-      JSON.stringify({
-        paymentId: randomUUID(),
-        status: "failed",
-        retryable: false,
-        at: "2027-01-01T06:00:05Z",
-      }),
-    )
+    // Results the hub should not have sent: each is counted by what the engine made of it. A repeat
+    // of a settled result is a duplicate, a different status for it a contradiction, and a result
+    // for a payment the engine never sent is dead-lettered.
+    const paid = await env.db
+      .selectFrom("payments")
+      .select("payment_id")
+      .where("status", "=", "succeeded")
+      .executeTakeFirstOrThrow()
+    const result = (paymentId: string, status: string) =>
+      env.js.publish(
+        env.topology.subjects.hubResult,
+        JSON.stringify({ paymentId, status, retryable: false, at: "2027-01-01T06:00:05Z" }),
+      )
+    await result(paid.payment_id, "succeeded")
+    await result(paid.payment_id, "failed")
+    await result(randomUUID(), "failed")
     await scrapeUntil(
       env,
       url,
-      "the stray result to be counted and dead-lettered",
+      "the unexpected results to be counted",
       (samples) =>
+        sumOf(samples, "rp_hub_results_total", { status: "succeeded", outcome: "duplicate" }) === 1 &&
+        sumOf(samples, "rp_hub_results_total", { status: "failed", outcome: "contradiction" }) === 1 &&
         sumOf(samples, "rp_hub_results_total", { status: "failed", outcome: "unknown_payment" }) === 1 &&
         sumOf(samples, "rp_dead_letters_total", { consumer: env.topology.consumers.hubResults }) === 1,
     )
