@@ -4,7 +4,7 @@
  * serving; closing its scope stops consuming first, then lets in-flight
  * commits and publishes finish, then closes the connections.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, References } from "effect"
 import { EngineClock } from "./actors/EngineClock.ts"
 import { LiveSettings } from "./actors/LiveSettings.ts"
 import { PartitionKeeper } from "./actors/PartitionKeeper.ts"
@@ -17,6 +17,9 @@ import { SubscriptionActors } from "./actors/SubscriptionActors.ts"
 import { ConsoleRoutes } from "./console/ConsoleRoutes.ts"
 import { EngineConfig } from "./EngineConfig.ts"
 import { HttpServer } from "./http/HttpServer.ts"
+import { Metrics } from "./observability/Metrics.ts"
+import { ObservabilityRoutes } from "./observability/ObservabilityRoutes.ts"
+import { TracingFromConfig } from "./observability/Tracing.ts"
 import { Channels } from "./protocol/Channels.ts"
 import { ProtocolHandler, ProtocolServer } from "./protocol/ProtocolServer.ts"
 import { Database } from "./store/Database.ts"
@@ -37,7 +40,7 @@ import { Nats } from "./streams/Nats.ts"
 import { OutboxPublisher } from "./streams/OutboxPublisher.ts"
 import { Topology } from "./streams/Topology.ts"
 
-const connections = Layer.mergeAll(Database.layer, Nats.layer)
+const connections = Layer.mergeAll(Database.layer, Nats.layer, Metrics.layer)
 
 const foundations = Layer.mergeAll(
   Topology.layer,
@@ -72,7 +75,13 @@ export const EngineServices = Layer.mergeAll(
 )
 
 /** Every feature's HTTP routes; the server listens once all of them are in place. */
-const httpRoutes = ConsoleRoutes
+const httpRoutes = Layer.mergeAll(ConsoleRoutes, ObservabilityRoutes)
+
+/** Every log line of the engine names its instance: several run side by side, and in one process in tests. */
+const instanceLogAnnotation = Layer.effect(
+  References.CurrentLogAnnotations,
+  Effect.map(EngineConfig, (config) => ({ instance: config.instanceId })),
+)
 
 /** The running engine: its services plus the protocol server, the consumers, the clock and the HTTP server. */
 export const EngineLive = Layer.mergeAll(
@@ -81,18 +90,27 @@ export const EngineLive = Layer.mergeAll(
   ClockPublisher,
   PartitionKeeper,
   HttpServer.layer(httpRoutes),
-).pipe(Layer.provideMerge(EngineServices))
+).pipe(
+  Layer.provideMerge(EngineServices),
+  Layer.provide(Layer.mergeAll(instanceLogAnnotation, TracingFromConfig)),
+)
 
 /** Builds the engine, says so, and runs until interrupted (SIGTERM, SIGINT). */
 export const runEngine = Effect.gen(function* () {
   const config = yield* EngineConfig
-  yield* Layer.build(EngineLive)
-  yield* Effect.logInfo("engine ready").pipe(
-    Effect.annotateLogs({ instance: config.instanceId, clock: config.clock, nats: config.natsUrl }),
+  return yield* Effect.gen(function* () {
+    yield* Layer.build(EngineLive)
+    yield* Effect.logInfo("engine ready").pipe(
+      Effect.annotateLogs({ clock: config.clock, nats: config.natsUrl }),
+    )
+    return yield* Effect.never.pipe(
+      Effect.onInterrupt(() =>
+        Effect.logInfo("engine stopping: consumers stop, in-flight commits and publishes finish"),
+      ),
+    )
+  }).pipe(
+    Effect.scoped,
+    Effect.ensuring(Effect.logInfo("engine stopped")),
+    Effect.annotateLogs({ instance: config.instanceId }),
   )
-  return yield* Effect.never.pipe(
-    Effect.onInterrupt(() =>
-      Effect.logInfo("engine stopping: consumers stop, in-flight commits and publishes finish"),
-    ),
-  )
-}).pipe(Effect.scoped, Effect.ensuring(Effect.logInfo("engine stopped")))
+})

@@ -79,6 +79,8 @@ export interface EngineSettings {
   readonly leaseTtlMs: number
   /** How often an instance renews its leases and rebalances. */
   readonly leaseRenewMs: number
+  /** OTLP/HTTP collector the engine's spans are exported to; empty: no export (trace headers still flow). */
+  readonly otlpEndpoint: string
 }
 
 /** Defaults: what `npm start` uses when the environment says nothing. */
@@ -127,6 +129,7 @@ export const defaultSettings: EngineSettings = {
   partitions: 16,
   leaseTtlMs: 10_000,
   leaseRenewMs: 2_000,
+  otlpEndpoint: "",
 }
 
 const duration = (name: string, fallback: number) =>
@@ -272,6 +275,7 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   ).pipe(Config.withDefault(defaultSettings.partitions)),
   leaseTtlMs: duration("RP_LEASE_TTL", defaultSettings.leaseTtlMs),
   leaseRenewMs: duration("RP_LEASE_RENEW", defaultSettings.leaseRenewMs),
+  otlpEndpoint: text("RP_OTLP_ENDPOINT", defaultSettings.otlpEndpoint),
 })
 
 /** The settings as a service, so every component reads the same values. */

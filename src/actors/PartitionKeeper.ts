@@ -22,10 +22,11 @@ import type { Subscription } from "@nats-io/transport-node"
 import { Cause, Duration, Effect, FiberSet, Layer, Schedule } from "effect"
 import * as Timestamp from "../domain/Timestamp.ts"
 import { EngineConfig } from "../EngineConfig.ts"
+import { traceparentOf } from "../observability/TraceContext.ts"
 import { FORWARDED_SUBJECT_HEADER, ProtocolHandler, signatureOf } from "../protocol/ProtocolServer.ts"
 import { LeaseStore } from "../store/LeaseStore.ts"
 import { Nats } from "../streams/Nats.ts"
-import { Topology } from "../streams/Topology.ts"
+import { ANNOUNCER_HEADER, Topology } from "../streams/Topology.ts"
 import { EngineClock } from "./EngineClock.ts"
 import { desiredPartitions, Partitions } from "./Partitions.ts"
 import { Scheduler } from "./Scheduler.ts"
@@ -83,10 +84,12 @@ export const PartitionKeeper = Layer.effectDiscard(
           const subject = message.headers?.get(FORWARDED_SUBJECT_HEADER)
           if (error !== null || subject === undefined || subject === "") return
           fork(
-            protocol.handle(message.data, subject, signatureOf(message), true).pipe(
-              Effect.flatMap((reply) => Effect.sync(() => message.respond(reply))),
-              Effect.asVoid,
-            ),
+            protocol
+              .handle(message.data, subject, signatureOf(message), traceparentOf(message.headers), true)
+              .pipe(
+                Effect.flatMap((reply) => Effect.sync(() => message.respond(reply))),
+                Effect.asVoid,
+              ),
           )
         },
       })
@@ -176,7 +179,8 @@ export const PartitionKeeper = Layer.effectDiscard(
     // Another instance consumed a tick: sweep this instance's partitions at the new time now.
     const clockSubscription = connection.subscribe(subjects.clockAdvanced, {
       callback: (error, message) => {
-        if (error !== null) return
+        // Its own announcement: the tick handler sweeps this instance's partitions itself.
+        if (error !== null || message.headers?.get(ANNOUNCER_HEADER) === me) return
         const at = Timestamp.parseTimestamp(message.string())
         if (at === undefined) return
         fork(

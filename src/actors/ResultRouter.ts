@@ -12,6 +12,7 @@
  * result means (paid, retry, final failure, or a contradiction to record).
  */
 import { Context, Effect, Exit, Layer } from "effect"
+import { Metrics } from "../observability/Metrics.ts"
 import { InboxStore } from "../store/InboxStore.ts"
 import { PaymentStore } from "../store/PaymentStore.ts"
 import { type Delivery, done } from "../streams/DurableConsumer.ts"
@@ -35,6 +36,7 @@ export class ResultRouter extends Context.Service<
       const payments = yield* PaymentStore
       const inbox = yield* InboxStore
       const actors = yield* SubscriptionActors
+      const metrics = yield* Metrics
       return ResultRouter.of({
         route: (batch, consumer) =>
           Effect.gen(function* () {
@@ -58,6 +60,7 @@ export class ResultRouter extends Context.Service<
               const result = delivery.message
               const payment = routeOf(delivery)
               if (payment === undefined) {
+                metrics.hubResult(result.status, "unknown_payment")
                 delivery.settle(
                   Exit.succeed({
                     _tag: "DeadLetter",
@@ -68,6 +71,7 @@ export class ResultRouter extends Context.Service<
               }
               // Settled as this result says: applied before (the payment row is the record).
               if (payment.status === result.status && isSettled(payment.status)) {
+                metrics.hubResult(result.status, "duplicate")
                 delivery.settle(Exit.succeed(done))
                 continue
               }
@@ -78,6 +82,7 @@ export class ResultRouter extends Context.Service<
                 ).pipe(
                   Effect.annotateLogs({ paymentId: result.paymentId, messageId: delivery.context.messageId }),
                 )
+                metrics.hubResult(result.status, "duplicate")
                 delivery.settle(Exit.succeed(done))
                 continue
               }
@@ -92,6 +97,10 @@ export class ResultRouter extends Context.Service<
                 // Written only when the result does not settle its payment (a contradiction).
                 { inbox: { consumer, messageId: delivery.context.messageId, paymentId: payment.paymentId } },
                 (exit) => {
+                  // A defect is not counted: the result comes back and is counted when it settles.
+                  if (Exit.isSuccess(exit))
+                    metrics.hubResult(result.status, isSettled(payment.status) ? "contradiction" : "applied")
+                  else if (Exit.hasFails(exit)) metrics.hubResult(result.status, "refused")
                   delivery.settle(verdictOf(exit, "result"))
                   window.finished()
                 },

@@ -23,6 +23,13 @@ import type { DomainError } from "../domain/Errors.ts"
 import { isUuid } from "../domain/Ids.ts"
 import { issuesOf } from "../domain/Issues.ts"
 import { EngineConfig } from "../EngineConfig.ts"
+import {
+  Metrics,
+  NO_OPERATION_LABEL,
+  outcomeOfReply,
+  UNKNOWN_OPERATION_LABEL,
+} from "../observability/Metrics.ts"
+import { parseTraceparent, TRACEPARENT_HEADER, traceparentOf } from "../observability/TraceContext.ts"
 import { RequestLog } from "../store/RequestLog.ts"
 import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
@@ -74,13 +81,14 @@ export const canonicalJson = (value: unknown): string => {
 }
 
 /**
- * Handles one request's bytes (and its `Rp-Signature` header, if any) and returns the reply's JSON
- * text. Never fails.
+ * Handles one request's bytes (and its `Rp-Signature` and `traceparent` headers, if any) and returns
+ * the reply's JSON text. Never fails.
  */
 export type RequestHandler = (
   data: Uint8Array,
   subject: string,
   signature?: string | undefined,
+  traceparent?: string | undefined,
   /** Sent by another instance to this partition owner: handled here, never forwarded again. */
   forwarded?: boolean,
 ) => Effect.Effect<string>
@@ -128,11 +136,13 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
         data: Uint8Array,
         subject: string,
         signature: string | undefined,
+        traceparent: string | undefined,
       ) =>
         Effect.tryPromise(() => {
           const forwardedHeaders = headers()
           forwardedHeaders.set(FORWARDED_SUBJECT_HEADER, subject)
           if (signature !== undefined) forwardedHeaders.set(SIGNATURE_HEADER, signature)
+          if (traceparent !== undefined) forwardedHeaders.set(TRACEPARENT_HEADER, traceparent)
           return connection.request(subjects.partitionRequests(partitionOf(target, partitions.count)), data, {
             timeout: FORWARD_TIMEOUT_MS,
             headers: forwardedHeaders,
@@ -142,14 +152,18 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
           Effect.option,
         )
 
+      const metrics = yield* Metrics
       const operations: Readonly<Record<string, Operation>> = {
         ...(yield* templateOperations),
         ...(yield* subscriptionOperations),
       }
 
-      const handle: RequestHandler = (data, subject, signature, forwarded = false) => {
+      const handle: RequestHandler = (data, subject, signature, traceparent, forwarded = false) => {
         // Known once the envelope decodes, so that even an INTERNAL reply names its request.
         let knownRequestId: string | null = null
+        // A metric label: the operation's name only when it is one of ours, so labels stay bounded.
+        let operationLabel = NO_OPERATION_LABEL
+        const started = performance.now()
         return Effect.gen(function* () {
           if (data.length > MAX_REQUEST_BYTES) {
             return errorReply(null, "BAD_REQUEST", `request is larger than ${MAX_REQUEST_BYTES} bytes`)
@@ -175,6 +189,13 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
           const envelope = decoded.success
           const { requestId } = envelope
           knownRequestId = requestId
+          operationLabel = Object.hasOwn(operations, envelope.operation)
+            ? envelope.operation
+            : UNKNOWN_OPERATION_LABEL
+          yield* Effect.annotateCurrentSpan({
+            "rp.operation": operationLabel,
+            "rp.channel": envelope.channel,
+          })
           const subjectChannel = subject.split(".")[subjects.channelTokenIndex]
           if (subjectChannel !== envelope.channel) {
             return errorReply(
@@ -233,7 +254,7 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
           if (operation.mutating) {
             const target = targetOf(envelope.body)
             if (!forwarded && target !== undefined && !partitions.ownsId(target)) {
-              const ownersReply = yield* forwardToOwner(target, data, subject, signature)
+              const ownersReply = yield* forwardToOwner(target, data, subject, signature, traceparent)
               if (ownersReply._tag === "Some") return ownersReply.value
             }
             const repeat = yield* answerFromLog
@@ -276,6 +297,21 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
               ),
             ),
           ),
+          // Every request runs in a span, the channel's when it sent a traceparent: its trace id
+          // goes with the transition to the payment command the request causes.
+          Effect.withSpan("rp.protocol.request", {
+            kind: "server",
+            parent: parseTraceparent(traceparent),
+          }),
+          Effect.tap((reply) =>
+            Effect.sync(() =>
+              metrics.requestHandled(
+                operationLabel,
+                outcomeOfReply(reply),
+                (performance.now() - started) / 1_000,
+              ),
+            ),
+          ),
         )
       }
 
@@ -300,7 +336,7 @@ export const ProtocolServer = Layer.effectDiscard(
     // the first request after "engine ready" can still find no responders.
     yield* Effect.promise(() => connection.flush())
     const respond = (message: Msg) =>
-      handle(message.data, message.subject, signatureOf(message)).pipe(
+      handle(message.data, message.subject, signatureOf(message), traceparentOf(message.headers)).pipe(
         Effect.tap((reply) =>
           Effect.sync(() => {
             if (message.reply !== undefined && message.reply !== "") message.respond(reply)

@@ -97,6 +97,8 @@ export interface OutboxTable {
   id: string
   messages: string
   message_count: number
+  /** `{ msgId: traceparent }` for the messages a traced request caused; null when none was. */
+  trace_context: ColumnType<Record<string, string> | null, string | null | undefined, string | null>
   created_at: DefaultedTimestamp
 }
 

@@ -16,7 +16,7 @@
  * If a batch fails as a whole, each transition is retried alone so one bad
  * transition cannot hold the others back.
  */
-import { Context, Deferred, Duration, Effect, Exit, Layer, Queue, Semaphore } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Queue, Semaphore, Tracer } from "effect"
 import { type Transaction as KyselyTransaction, sql } from "kysely"
 import { type LimitSettings, noLimitSettings } from "../actors/Limits.ts"
 import { LiveSettings } from "../actors/LiveSettings.ts"
@@ -25,11 +25,13 @@ import { newId } from "../domain/Ids.ts"
 import type { Template } from "../domain/Template.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import { EngineConfig } from "../EngineConfig.ts"
+import { formatTraceparent } from "../observability/TraceContext.ts"
 import {
   OutboxPublisher,
   type OutboxRow,
   outboxText,
   type PublishableMessage,
+  traceContextText,
 } from "../streams/OutboxPublisher.ts"
 import { Topology, type TopologyService } from "../streams/Topology.ts"
 import { Database } from "./Database.ts"
@@ -72,6 +74,8 @@ export interface CommitRequest {
   readonly termsChanged: boolean
   readonly request: RequestRecord | null
   readonly inbox: InboxRecord | null
+  /** W3C trace context of the request that caused the transition; its messages carry it. */
+  readonly traceparent?: string | undefined
 }
 
 /** What became of a commit request. */
@@ -159,18 +163,23 @@ const insertDecisions = async (
  */
 const insertOutbox = async (
   trx: KyselyTransaction<Tables>,
-  transitions: ReadonlyArray<Transition>,
+  transitions: ReadonlyArray<{ readonly transition: Transition; readonly traceparent?: string | undefined }>,
   topology: TopologyService,
 ): Promise<Array<OutboxRow>> => {
   const messages: Array<PublishableMessage> = []
-  for (const transition of transitions) {
-    for (const outgoing of transition.outgoing) messages.push(address(outgoing, topology))
+  for (const { transition, traceparent } of transitions) {
+    for (const outgoing of transition.outgoing) {
+      const message = address(outgoing, topology)
+      messages.push(traceparent === undefined ? message : { ...message, traceparent })
+    }
   }
   if (messages.length === 0) return []
   const row: OutboxRow = { id: newId(), messages }
   await sql`
-    INSERT INTO outbox (id, messages, message_count)
-    VALUES (${row.id}, ${outboxText(messages)}, ${messages.length})`.execute(trx)
+    INSERT INTO outbox (id, messages, message_count, trace_context)
+    VALUES (${row.id}, ${outboxText(messages)}, ${messages.length}, ${traceContextText(messages)}::jsonb)`.execute(
+    trx,
+  )
   return [row]
 }
 
@@ -186,7 +195,7 @@ export const writeCreation = async (
   if (creation.template !== null) await insertTemplate(trx, creation.template)
   await insertSubscription(trx, creation.transition.subscription)
   await insertDecisions(trx, creation.transition.decisions)
-  const outbox = await insertOutbox(trx, [creation.transition], topology)
+  const outbox = await insertOutbox(trx, [creation], topology)
   return { outcome: "Created", outbox }
 }
 
@@ -195,6 +204,8 @@ export interface Creation {
   readonly transition: Transition
   readonly template: Template | null
   readonly request: RequestRecord | null
+  /** W3C trace context of the request creating it; its messages carry it. */
+  readonly traceparent?: string | undefined
 }
 
 /** Writes a batch; returns each request's outcome in order, plus the outbox rows created. */
@@ -382,11 +393,7 @@ export const writeBatch = async (
     trx,
     winners.flatMap(({ transition }) => transition.decisions),
   )
-  const outbox = await insertOutbox(
-    trx,
-    winners.map(({ transition }) => transition),
-    topology,
-  )
+  const outbox = await insertOutbox(trx, winners, topology)
   const queries = winners.flatMap(({ transition }) => transition.queries)
   if (queries.length > 0) {
     const rows = queries.map((q) => ({
@@ -676,9 +683,16 @@ export class TransitionCommitter extends Context.Service<
 
       return TransitionCommitter.of({
         create: (creation) =>
-          Effect.promise(() =>
-            db.transaction().execute((trx) => writeCreation(trx, creation, topology)),
-          ).pipe(
+          // Creations come from channel requests, which run in a span: their messages carry it.
+          Effect.serviceOption(Tracer.ParentSpan).pipe(
+            Effect.map((span) =>
+              span._tag === "Some" && creation.traceparent === undefined
+                ? { ...creation, traceparent: formatTraceparent(span.value) }
+                : creation,
+            ),
+            Effect.flatMap((traced) =>
+              Effect.promise(() => db.transaction().execute((trx) => writeCreation(trx, traced, topology))),
+            ),
             Effect.tap((written) => publisher.enqueue(written.outbox)),
             Effect.map((written) => written.outcome),
           ),

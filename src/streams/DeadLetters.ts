@@ -15,6 +15,7 @@ import { createHash } from "node:crypto"
 import type { JsMsg } from "@nats-io/jetstream"
 import { Context, Effect, Layer } from "effect"
 import * as Timestamp from "../domain/Timestamp.ts"
+import { Metrics } from "../observability/Metrics.ts"
 import type { DeadLetter } from "./Messages.ts"
 import { Nats } from "./Nats.ts"
 import { Topology } from "./Topology.ts"
@@ -45,6 +46,7 @@ export class DeadLetters extends Context.Service<
     Effect.gen(function* () {
       const { js, connection } = yield* Nats
       const { subjects } = yield* Topology
+      const metrics = yield* Metrics
       return DeadLetters.of({
         send: (message, consumer, reason, details) =>
           Effect.gen(function* () {
@@ -83,6 +85,7 @@ export class DeadLetters extends Context.Service<
                 msgID: `dlq:${message.info.stream}:${message.seq}`,
               }),
             )
+            metrics.deadLettered(consumer)
             yield* Effect.logWarning("message moved to the dead-letter stream").pipe(
               Effect.annotateLogs({
                 stream: message.info.stream,

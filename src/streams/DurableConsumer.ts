@@ -20,6 +20,7 @@ import type { JsMsg } from "@nats-io/jetstream"
 import { Cause, Duration, Effect, Exit, FiberSet, Schedule, Schema } from "effect"
 import { issuesOf } from "../domain/Issues.ts"
 import { EngineConfig } from "../EngineConfig.ts"
+import { Metrics } from "../observability/Metrics.ts"
 import { DeadLetters } from "./DeadLetters.ts"
 import { Nats } from "./Nats.ts"
 
@@ -82,6 +83,7 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
     const config = yield* EngineConfig
     const { js } = yield* Nats
     const deadLetters = yield* DeadLetters
+    const metrics = yield* Metrics
     const decode = Schema.decodeUnknownExit(spec.schema)
 
     const decodeMessage = (message: JsMsg): Decoded<A> => {
@@ -218,6 +220,11 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
               () => undefined,
             ),
           ),
+      )
+      // Readiness and rp_consumer_running: consuming from here until this subscription ends.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => metrics.consumerRunning(spec.consumer, true)),
+        () => Effect.sync(() => metrics.consumerRunning(spec.consumer, false)),
       )
       const ended = yield* Effect.promise(() => messages.closed())
       if (ended instanceof Error) return yield* Effect.die(ended)

@@ -5,6 +5,8 @@
  * provider router (many at once; each actor keeps its own order), and the
  * hub's one-off payments to the reminder router.
  */
+
+import { headers } from "@nats-io/transport-node"
 import { Effect, Layer } from "effect"
 import { ProviderRouter } from "../actors/ProviderRouter.ts"
 import { ReminderRouter } from "../actors/ReminderRouter.ts"
@@ -15,7 +17,7 @@ import { EngineConfig } from "../EngineConfig.ts"
 import { done, runConsumer } from "./DurableConsumer.ts"
 import { DebtResponse, HubPaymentCompleted, PaymentResult, ThresholdEvent, Tick } from "./Messages.ts"
 import { Nats } from "./Nats.ts"
-import { Topology } from "./Topology.ts"
+import { ANNOUNCER_HEADER, Topology } from "./Topology.ts"
 
 /** Starts every consumer; they run until the engine stops. */
 export const InboundStreams = Layer.effectDiscard(
@@ -55,7 +57,11 @@ export const InboundStreams = Layer.effectDiscard(
             batch,
             ({ message: tick, settle }) =>
               // The other instances sweep their own partitions at the same time as this one sweeps its own.
-              Effect.sync(() => connection.publish(topology.subjects.clockAdvanced, tick.at)).pipe(
+              Effect.sync(() => {
+                const from = headers()
+                from.set(ANNOUNCER_HEADER, config.instanceId)
+                connection.publish(topology.subjects.clockAdvanced, tick.at, { headers: from })
+              }).pipe(
                 Effect.andThen(scheduler.tick(Timestamp.millisOf(tick.at))),
                 Effect.tap((report) =>
                   report.woken + report.failed > 0

@@ -27,17 +27,22 @@ interface AwaitingAck {
 }
 
 /**
- * The one header an outbox message carries, encoded as nats-core encodes headers. A connection's
- * publish only ever calls `encode()` on the headers it is given; building them through
- * `headers().set()` costs a Map, key canonicalisation and several arrays per message.
+ * The headers an outbox message carries (its id, and a `traceparent` when a traced request caused
+ * it), encoded as nats-core encodes headers. A connection's publish only ever calls `encode()` on
+ * the headers it is given; building them through `headers().set()` costs a Map, key
+ * canonicalisation and several arrays per message.
  */
-class MsgIdHeader {
-  constructor(private readonly msgId: string) {
-    if (/[\r\n]/.test(msgId))
-      throw new Error(`a Nats-Msg-Id cannot contain a line break: ${JSON.stringify(msgId)}`)
+class OutboxHeaders {
+  constructor(
+    private readonly msgId: string,
+    private readonly traceparent: string | undefined,
+  ) {
+    if (/[\r\n]/.test(msgId) || (traceparent !== undefined && /[\r\n]/.test(traceparent)))
+      throw new Error(`a header cannot contain a line break: ${JSON.stringify([msgId, traceparent])}`)
   }
   encode(): Uint8Array {
-    return Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${this.msgId}\r\n\r\n`, "utf8")
+    const trace = this.traceparent === undefined ? "" : `traceparent: ${this.traceparent}\r\n`
+    return Buffer.from(`NATS/1.0\r\nNats-Msg-Id: ${this.msgId}\r\n${trace}\r\n`, "utf8")
   }
 }
 
@@ -119,11 +124,17 @@ export class JetStreamPublisher {
   }
 
   /**
-   * Publishes `payload` to `subject`, with `Nats-Msg-Id` when `msgId` is given; `done` is called
-   * once, with the ack or the failure. No promise per message: a burst publishes hundreds of
-   * thousands.
+   * Publishes `payload` to `subject`, with `Nats-Msg-Id` when `msgId` is given (and `traceparent`
+   * with it when given); `done` is called once, with the ack or the failure. No promise per
+   * message: a burst publishes hundreds of thousands.
    */
-  send(subject: string, payload: string | Uint8Array, msgId: string | undefined, done: AckCallback): void {
+  send(
+    subject: string,
+    payload: string | Uint8Array,
+    msgId: string | undefined,
+    done: AckCallback,
+    traceparent?: string,
+  ): void {
     const token = (this.nextToken++).toString(36)
     this.awaiting.set(token, { subject, sentAt: performance.now(), done })
     try {
@@ -134,7 +145,10 @@ export class JetStreamPublisher {
         typeof payload === "string" ? Buffer.from(payload, "utf8") : payload,
         msgId === undefined
           ? { reply: `${this.inbox}.${token}` }
-          : { reply: `${this.inbox}.${token}`, headers: new MsgIdHeader(msgId) as unknown as MsgHdrs },
+          : {
+              reply: `${this.inbox}.${token}`,
+              headers: new OutboxHeaders(msgId, traceparent) as unknown as MsgHdrs,
+            },
       )
     } catch (error) {
       this.awaiting.delete(token)

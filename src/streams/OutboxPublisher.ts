@@ -15,9 +15,11 @@
 import { Context, Effect, Layer, Queue, Schedule, Schema } from "effect"
 import { sql } from "kysely"
 import { EngineConfig } from "../EngineConfig.ts"
+import { Metrics } from "../observability/Metrics.ts"
 import { Database } from "../store/Database.ts"
-import { JetStreamPublisher } from "./JetStreamPublisher.ts"
+import { type AckCallback, JetStreamPublisher } from "./JetStreamPublisher.ts"
 import { Nats } from "./Nats.ts"
+import { makeTopology } from "./Topology.ts"
 
 /** A message in an outbox row, addressed and identified. */
 export interface PublishableMessage {
@@ -25,6 +27,19 @@ export interface PublishableMessage {
   readonly msgId: string
   /** The message's JSON text, serialized once when the transition is committed. */
   readonly payload: string
+  /** W3C trace context, only on messages a traced channel request caused. */
+  readonly traceparent?: string
+}
+
+/** The trace context column of an outbox row: `{ msgId: traceparent }`, or null when no message has one. */
+export const traceContextText = (messages: ReadonlyArray<PublishableMessage>): string | null => {
+  let traced: Record<string, string> | null = null
+  for (const message of messages) {
+    if (message.traceparent === undefined) continue
+    traced ??= {}
+    traced[message.msgId] = message.traceparent
+  }
+  return traced === null ? null : JSON.stringify(traced)
 }
 
 /** The outbox row's text: the messages as a JSON array, each body embedded as it is (not re-escaped). */
@@ -46,12 +61,15 @@ const StoredMessages = Schema.fromJsonString(
   Schema.Array(Schema.Struct({ subject: Schema.String, msgId: Schema.String, body: Schema.Unknown })),
 )
 const decodeStored = Schema.decodeUnknownSync(StoredMessages)
-const decodeStoredMessages = (text: string): ReadonlyArray<PublishableMessage> =>
-  decodeStored(text).map((message) => ({
-    subject: message.subject,
-    msgId: message.msgId,
-    payload: JSON.stringify(message.body),
-  }))
+const decodeStoredMessages = (
+  text: string,
+  traceContext: Readonly<Record<string, string>> | null,
+): ReadonlyArray<PublishableMessage> =>
+  decodeStored(text).map((message) => {
+    const traceparent = traceContext?.[message.msgId]
+    const stored = { subject: message.subject, msgId: message.msgId, payload: JSON.stringify(message.body) }
+    return typeof traceparent === "string" ? { ...stored, traceparent } : stored
+  })
 
 /** Rows one publish worker takes at a time (each may hold a group commit's worth of messages). */
 const rowsPerTake = 8
@@ -86,6 +104,9 @@ export class OutboxPublisher extends Context.Service<
       const config = yield* EngineConfig
       const { db, use } = yield* Database
       const { connection } = yield* Nats
+      const metrics = yield* Metrics
+      // Topology is built beside this layer, not under it; the names are a pure function of the config.
+      const { hubCommand } = makeTopology(config.naming).subjects
       const publisher = yield* Effect.acquireRelease(
         Effect.sync(() => new JetStreamPublisher(connection)),
         // On shutdown, publishes already sent get a few seconds to be acknowledged; whatever is
@@ -103,7 +124,7 @@ export class OutboxPublisher extends Context.Service<
 
       /** Keeps only `left` of a row whose other messages are acknowledged; the row stays either way. */
       const shrink = (row: OutboxRow, left: ReadonlyArray<PublishableMessage>) =>
-        sql`UPDATE outbox SET messages = ${outboxText(left)}, message_count = ${left.length} WHERE id = ${row.id}`
+        sql`UPDATE outbox SET messages = ${outboxText(left)}, message_count = ${left.length}, trace_context = ${traceContextText(left)}::jsonb WHERE id = ${row.id}`
           .execute(db)
           .catch(() => undefined)
 
@@ -131,10 +152,13 @@ export class OutboxPublisher extends Context.Service<
             }
             if (pending === 0) return finish()
             messages.forEach((message, index) => {
-              publisher.send(message.subject, message.payload, message.msgId, (failure, ack) => {
+              const done: AckCallback = (failure, ack) => {
                 if (ack !== undefined) {
                   if (ack.duplicate) counters.duplicates += 1
-                  else counters.published += 1
+                  else {
+                    counters.published += 1
+                    if (message.subject === hubCommand) metrics.commandsPublished(1)
+                  }
                 } else {
                   failed ??= []
                   failed[index] = true
@@ -142,7 +166,8 @@ export class OutboxPublisher extends Context.Service<
                 }
                 pending -= 1
                 if (pending === 0) finish()
-              })
+              }
+              publisher.send(message.subject, message.payload, message.msgId, done, message.traceparent)
             })
           },
         )
@@ -216,9 +241,16 @@ export class OutboxPublisher extends Context.Service<
           }
           if (chosen.length === 0) return false
           const rows = yield* use((runner) =>
-            runner.selectFrom("outbox").select(["id", "messages"]).where("id", "in", chosen).execute(),
+            runner
+              .selectFrom("outbox")
+              .select(["id", "messages", "trace_context"])
+              .where("id", "in", chosen)
+              .execute(),
           )
-          const stale = rows.map((row) => ({ id: row.id, messages: decodeStoredMessages(row.messages) }))
+          const stale = rows.map((row) => ({
+            id: row.id,
+            messages: decodeStoredMessages(row.messages, row.trace_context),
+          }))
           for (const row of stale) known.add(row.id)
           yield* Effect.logInfo("republishing outbox rows").pipe(
             Effect.annotateLogs({ rows: stale.length, messages }),

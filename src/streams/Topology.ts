@@ -39,6 +39,9 @@ export interface ConsumerNames {
   readonly hubCompleted: string
 }
 
+/** Names the instance that announced a new engine time on `rp.internal.clock` (it sweeps its own partitions itself). */
+export const ANNOUNCER_HEADER = "Rp-Instance"
+
 /** Subjects the engine publishes to or listens on. */
 export interface Subjects {
   /** Wildcard the protocol server subscribes to: `rp.v3.*`. */

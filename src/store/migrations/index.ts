@@ -7,6 +7,7 @@ import * as channels from "./0004_channels.ts"
 import * as providersAndReminders from "./0005_providers_and_reminders.ts"
 import * as partitions from "./0006_partitions.ts"
 import * as console from "./0007_console.ts"
+import * as traceContext from "./0008_trace_context.ts"
 
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   "0005_providers_and_reminders": providersAndReminders,
   "0006_partitions": partitions,
   "0007_console": console,
+  "0008_trace_context": traceContext,
 }
