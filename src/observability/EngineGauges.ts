@@ -12,6 +12,7 @@ import { Effect } from "effect"
 import { sql } from "kysely"
 import { Counter, Gauge } from "prom-client"
 import { EngineClock } from "../actors/EngineClock.ts"
+import { Partitions } from "../actors/Partitions.ts"
 import { SubscriptionActors } from "../actors/SubscriptionActors.ts"
 import { Database } from "../store/Database.ts"
 import { Nats } from "../streams/Nats.ts"
@@ -42,6 +43,7 @@ const unknownBacklog = { rows: Number.NaN, messages: Number.NaN, oldest: Number.
 export const registerEngineGauges = Effect.gen(function* () {
   const { registry } = yield* Metrics
   const actors = yield* SubscriptionActors
+  const partitions = yield* Partitions
   const clock = yield* EngineClock
   const { db } = yield* Database
   const { jsm } = yield* Nats
@@ -76,6 +78,22 @@ export const registerEngineGauges = Effect.gen(function* () {
     (stats) => stats.failures,
   )
 
+  new Gauge({
+    name: "rp_partitions_owned",
+    help: "Partitions this instance holds a lease on and runs (of RP_PARTITIONS)",
+    registers,
+    collect() {
+      this.set(partitions.epochs().size)
+    },
+  })
+  new Gauge({
+    name: "rp_partitions",
+    help: "Partitions the subscriptions are split into (RP_PARTITIONS)",
+    registers,
+    collect() {
+      this.set(partitions.count)
+    },
+  })
   new Gauge({
     name: "rp_actors_live",
     help: "Subscription actors in memory (busy, or idle for less than RP_ACTOR_IDLE)",

@@ -113,6 +113,9 @@ describe("metrics", () => {
     expect(sumOf(samples, "rp_outbox_oldest_row_age_seconds")).toBe(0)
     expect(sumOf(samples, "rp_actor_mailbox_depth")).toBe(0)
     expect(sumOf(samples, "rp_actors_live")).toBeGreaterThanOrEqual(0)
+    // One instance owns every partition.
+    expect(sumOf(samples, "rp_partitions_owned")).toBe(env.settings.partitions)
+    expect(sumOf(samples, "rp_partitions")).toBe(env.settings.partitions)
     const { consumers } = env.topology
     expect(sumOf(samples, "rp_consumer_running", { consumer: consumers.hubResults })).toBe(1)
     const lag = await scrapeUntil(env, url, "consumer lag to show the settled streams", (samples) =>
