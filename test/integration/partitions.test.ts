@@ -248,6 +248,35 @@ describe("several engine instances", () => {
     expect(payments).toHaveLength(60)
   })
 
+  it("drops a partition whose lease another holder took, and takes it back once that lease runs out", async () => {
+    const engine = await env.startEngine({ instanceId: "instance-a" })
+    await env.waitFor(
+      "every partition owned",
+      async () => (await ownedBy(engine)).length === fastLeases.partitions,
+    )
+    // Another holder (one that sends no heartbeat, say a paused process of an old deployment) has partition 3.
+    await sql`UPDATE partition_leases SET owner = 'intruder', epoch = epoch + 1, expires_at = now() + interval '2 seconds'
+              WHERE partition = 3`.execute(env.db)
+    await env.waitFor("the partition to be dropped", async () => !(await ownedBy(engine)).includes(3))
+    // While the intruder's lease lasts the engine cannot take it back; once it runs out, it does, at a new epoch.
+    await env.waitFor(
+      "the partition to be taken back",
+      async () => (await ownedBy(engine)).includes(3),
+      10_000,
+    )
+    const lease = await env.db
+      .selectFrom("partition_leases")
+      .select(["owner", "epoch"])
+      .where("partition", "=", 3)
+      .executeTakeFirstOrThrow()
+    expect(lease.owner).toBe("instance-a")
+    const epochs = await engine.runtime.runPromise(
+      Effect.map(Partitions, (partitions) => partitions.epochs()),
+    )
+    expect(epochs.get(3)).toBe(Number(lease.epoch))
+    expect(Number(lease.epoch)).toBeGreaterThanOrEqual(3)
+  })
+
   it("answers garbage on a partition's internal subject with a failure and keeps serving", async () => {
     await env.startEngine({ instanceId: "instance-a" })
     const subject = env.topology.subjects.partitionInbox(0)
