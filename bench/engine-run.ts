@@ -55,8 +55,8 @@ export interface EngineRunOptions {
 
 // BENCH_ENGINE_ENTRY runs another build of the engine (e.g. a bundle, for readable CPU profiles).
 const engineEntry = process.env.BENCH_ENGINE_ENTRY ?? "src/main.ts"
-// The heap limit `npm start` gives the engine (package.json), so the bench measures the engine as it runs.
-const engineNodeArgs = ["--max-old-space-size=384"]
+// The heap settings `npm start` gives the engine (package.json), so the bench measures the engine as it runs.
+const engineNodeArgs = ["--max-old-space-size=384", "--max-semi-space-size=32"]
 const readyTimeoutMs = 120_000
 const pollEveryMs = 100
 const progressEveryMs = 2_000
