@@ -14,6 +14,7 @@ import { ReminderRouter } from "./actors/ReminderRouter.ts"
 import { ResultRouter } from "./actors/ResultRouter.ts"
 import { Scheduler } from "./actors/Scheduler.ts"
 import { SubscriptionActors } from "./actors/SubscriptionActors.ts"
+import { ConsoleOperations } from "./console/ConsoleOperations.ts"
 import { ConsoleRoutes } from "./console/ConsoleRoutes.ts"
 import { EngineConfig } from "./EngineConfig.ts"
 import { HttpServer } from "./http/HttpServer.ts"
@@ -65,6 +66,7 @@ export const EngineServices = Layer.mergeAll(
   ProviderRouter.layer,
   ReminderRouter.layer,
   ProtocolHandler.layer,
+  ConsoleOperations.layer,
 ).pipe(
   Layer.provideMerge(SubscriptionActors.layer),
   Layer.provideMerge(

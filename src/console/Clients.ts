@@ -10,7 +10,6 @@ import { format as formatMoney } from "../domain/Money.ts"
 import type { SubscriptionView } from "../domain/SubscriptionView.ts"
 import { ClientId } from "../protocol/Envelope.ts"
 import type { ConsoleEnv } from "./Auth.ts"
-import { runOperation } from "./ClientOperations.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
 import { BASE, badge, page, when } from "./Html.ts"
 
@@ -73,9 +72,7 @@ export const registerClients = (app: Hono<ConsoleEnv>, services: ConsoleServices
       error = `"${clientId.slice(0, 130)}" is not a client id: client ids are 1-128 letters, digits, '-' or '_'.`
     } else if (clientId !== "") {
       const outcome = await services.run(
-        runOperation(
-          services.operations,
-          services.answered,
+        services.runOperation(
           "subscription.list",
           { includeHidden, limit: 200 },
           { login: session.login, clientId, requestId: "console-read", reason: "" },

@@ -10,15 +10,14 @@ import { LiveSettings } from "../actors/LiveSettings.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { HttpApp } from "../http/HttpServer.ts"
 import { Channels } from "../protocol/Channels.ts"
-import { subscriptionOperations } from "../protocol/SubscriptionOperations.ts"
 import { Database } from "../store/Database.ts"
-import { RequestLog } from "../store/RequestLog.ts"
 import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { registerAuditPage } from "./AuditPage.ts"
 import { type ConsoleEnv, registerAuth } from "./Auth.ts"
 import { registerChannelsPage } from "./ChannelsPage.ts"
 import { registerClients } from "./Clients.ts"
+import { ConsoleOperations } from "./ConsoleOperations.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
 import { registerDeadLetterPages } from "./DeadLetterPages.ts"
 import { BASE } from "./Html.ts"
@@ -38,14 +37,12 @@ export const ConsoleRoutes = Layer.effectDiscard(
     const { js, jsm } = yield* Nats
     const channels = yield* Channels
     const live = yield* LiveSettings
-    const operations = yield* subscriptionOperations
-    const requestLog = yield* RequestLog
+    const consoleOperations = yield* ConsoleOperations
     const run = yield* FiberSet.makeRuntimePromise<never>()
     const services: ConsoleServices = {
       db,
       run: (effect) => run(effect),
-      operations,
-      answered: requestLog.find,
+      runOperation: consoleOperations.run,
       engineNow: () => run(clock.now),
       settings,
       topology,

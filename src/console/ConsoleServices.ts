@@ -8,18 +8,16 @@ import type { Kysely } from "kysely"
 import type { InForce } from "../actors/LiveSettings.ts"
 import type { EngineSettings } from "../EngineConfig.ts"
 import type { Registry } from "../protocol/Channels.ts"
-import type { Operation } from "../protocol/Operation.ts"
 import type { Tables } from "../store/Tables.ts"
 import type { TopologyService } from "../streams/Topology.ts"
-import type { AnsweredRequests } from "./ClientOperations.ts"
+import type { OnBehalf, OperationResult } from "./ClientOperations.ts"
 
 export interface ConsoleServices {
   readonly db: Kysely<Tables>
   /** Runs an engine effect for a request; interrupted if the engine stops meanwhile. */
   readonly run: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>
-  /** The protocol's operations and its idempotency log (see ClientOperations.ts). */
-  readonly operations: Readonly<Record<string, Operation>>
-  readonly answered: AnsweredRequests
+  /** Runs one of the protocol's operations on a client's behalf, on the subscription's owner (ConsoleOperations.ts). */
+  readonly runOperation: (name: string, body: unknown, who: OnBehalf) => Effect.Effect<OperationResult>
   /** The engine's clock: the last tick's `at`, in milliseconds (0 before the first tick). */
   readonly engineNow: () => Promise<number>
   readonly settings: EngineSettings

@@ -14,7 +14,7 @@ import type { SubscriptionView } from "../domain/SubscriptionView.ts"
 import type { HistoryEntry, HistoryPage } from "../store/HistoryStore.ts"
 import { writeAudit } from "../store/OperatorStore.ts"
 import { type ConsoleEnv, refusal, requireRole } from "./Auth.ts"
-import { type OnBehalf, runOperation } from "./ClientOperations.ts"
+import type { OnBehalf } from "./ClientOperations.ts"
 import { summary } from "./Clients.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
 import { BASE, badge, csrfField, type Flash, page, pretty, roleAtLeast, when } from "./Html.ts"
@@ -182,7 +182,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
     if (clientId === undefined) return refusal(c, 404, `There is no subscription ${id}.`)
     const who: OnBehalf = { login: session.login, clientId, requestId: "console-read", reason: "" }
     const read = (operation: string, body: unknown) =>
-      services.run(runOperation(services.operations, services.answered, operation, body, who))
+      services.run(services.runOperation(operation, body, who))
     const [got, preview, history] = await Promise.all([
       read("subscription.get", { subscriptionId: id }),
       read("subscription.preview", { subscriptionId: id, count: 5 }),
@@ -285,9 +285,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
       )
     }
     const outcome = await services.run(
-      runOperation(
-        services.operations,
-        services.answered,
+      services.runOperation(
         operation,
         action === "confirm" ? { subscriptionId: id, paymentId } : { subscriptionId: id },
         { login: session.login, clientId, requestId, reason },

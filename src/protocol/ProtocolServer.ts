@@ -94,7 +94,7 @@ export type RequestHandler = (
 ) => Effect.Effect<string>
 
 /** The subscription a mutating request changes, when its body names one. */
-const targetOf = (body: unknown): string | undefined => {
+export const targetOf = (body: unknown): string | undefined => {
   if (typeof body !== "object" || body === null) return undefined
   const { subscriptionId, reminderId } = body as { subscriptionId?: unknown; reminderId?: unknown }
   const target = typeof subscriptionId === "string" ? subscriptionId : reminderId

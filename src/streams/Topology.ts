@@ -71,6 +71,10 @@ export interface Subjects {
   readonly partitionInbox: (partition: number) => string
   /** Core NATS, between instances: channel requests that change a subscription of partition `p`. */
   readonly partitionRequests: (partition: number) => string
+  /** Core NATS, between instances: console changes to a subscription of partition `p`. */
+  readonly partitionConsole: (partition: number) => string
+  /** Every instance listens here and the owner of `<p>` answers: `rp.internal.partition.*.console`. */
+  readonly partitionConsoleAll: string
   /** Core NATS, between instances: engine time moved (so every instance sweeps its partitions at once). */
   readonly clockAdvanced: string
 }
@@ -121,6 +125,8 @@ export const makeTopology = (naming: Naming): TopologyService => {
       deadLettersAll: `${rp}.dlq.>`,
       partitionInbox: (partition) => `${rp}.internal.partition.${partition}`,
       partitionRequests: (partition) => `${rp}.internal.partition.${partition}.request`,
+      partitionConsole: (partition) => `${rp}.internal.partition.${partition}.console`,
+      partitionConsoleAll: `${rp}.internal.partition.*.console`,
       clockAdvanced: `${rp}.internal.clock`,
     },
   }

@@ -11,6 +11,7 @@ import { type RunningEngine, World } from "../../harness/World.ts"
 import { Partitions } from "../../src/actors/Partitions.ts"
 import { SubscriptionActors } from "../../src/actors/SubscriptionActors.ts"
 import { engineActor } from "../../src/actors/Transition.ts"
+import { ConsoleOperations } from "../../src/console/ConsoleOperations.ts"
 import { newId } from "../../src/domain/Ids.ts"
 import { partitionOf } from "../../src/domain/Partition.ts"
 import { ProtocolHandler } from "../../src/protocol/ProtocolServer.ts"
@@ -161,6 +162,39 @@ describe("several engine instances", () => {
     // The owner's actor made the change; the first instance started none (actors stay live for a minute here).
     expect(await liveOn(second)).toBe(secondBefore + 1)
     expect(await liveOn(first)).toBe(firstBefore)
+  })
+
+  it("runs an operator's console change on the instance that owns the subscription", async () => {
+    const { first, second } = await twoInstances()
+    const created = await createMany(env.channel(), 30)
+    const ownedBySecond = new Set(await ownedBy(second))
+    const target = created.find((s) =>
+      ownedBySecond.has(partitionOf(s.subscriptionId, fastLeases.partitions)),
+    )
+    if (target === undefined) throw new Error("no subscription in the second instance's partitions")
+    const liveOn = (engine: RunningEngine) =>
+      engine.runtime.runPromise(Effect.flatMap(SubscriptionActors, (actors) => actors.live))
+    const [firstBefore, secondBefore] = [await liveOn(first), await liveOn(second)]
+
+    const outcome = await first.runtime.runPromise(
+      Effect.flatMap(ConsoleOperations, (console) =>
+        console.run(
+          "subscription.pause",
+          { subscriptionId: target.subscriptionId },
+          { login: "anna", clientId: target.clientId, requestId: "console-pause-1", reason: "client called" },
+        ),
+      ),
+    )
+    expect(outcome).toMatchObject({ _tag: "Ok", result: { subscription: { status: "paused" } } })
+    expect(await liveOn(second)).toBe(secondBefore + 1)
+    expect(await liveOn(first)).toBe(firstBefore)
+    const decision = await env.db
+      .selectFrom("decisions")
+      .select(["operator", "operator_reason"])
+      .where("subscription_id", "=", target.subscriptionId)
+      .where("operator", "is not", null)
+      .executeTakeFirstOrThrow()
+    expect(decision).toEqual({ operator: "anna", operator_reason: "client called" })
   })
 
   it("hands every partition to the remaining instance at once when one stops", async () => {
