@@ -9,11 +9,16 @@
  * (default 5 s) in case a notification is lost. A stored value that cannot
  * be read is logged and ignored: the environment's stays in force.
  */
-import { Context, Effect, Layer, Queue, Redacted } from "effect"
-import pg from "pg"
+import { Context, Effect, Layer } from "effect"
 import { EngineConfig, type EngineSettings } from "../EngineConfig.ts"
 import { Database } from "../store/Database.ts"
-import { type Overrides, readOverrides, SETTINGS_NOTIFICATION } from "../store/SettingsOverrides.ts"
+import { keepFresh } from "../store/KeptFresh.ts"
+import {
+  noOverrides,
+  type Overrides,
+  readOverrides,
+  SETTINGS_NOTIFICATION,
+} from "../store/SettingsOverrides.ts"
 import type { PolicySettings } from "./Inputs.ts"
 import type { LimitSettings } from "./Limits.ts"
 
@@ -42,15 +47,6 @@ export const inForce = (config: EngineSettings, overrides: Overrides): InForce =
   retryScheduleFrom: overrides.retryScheduleMs === null ? "environment" : "console",
   overrides,
 })
-
-const noOverrides: Overrides = {
-  limits: null,
-  retryScheduleMs: null,
-  retrySchedule: null,
-  updatedAt: null,
-  updatedBy: null,
-  problems: [],
-}
 
 export class LiveSettings extends Context.Service<
   LiveSettings,
@@ -100,51 +96,13 @@ export class LiveSettings extends Context.Service<
 
       yield* reload
 
-      // Reload requests from the trigger and the timer; bursts collapse into one reload.
-      const wanted = yield* Queue.dropping<void>(1)
-      const want = () => void Queue.offerUnsafe(wanted, undefined)
-      yield* Effect.forkScoped(
-        Effect.forever(
-          Queue.take(wanted).pipe(
-            Effect.andThen(reload),
-            Effect.catchCause((cause) =>
-              Effect.logError("could not re-read the settings overrides; keeping those in force", cause),
-            ),
-          ),
-        ),
-      )
-      yield* Effect.forkScoped(
-        Effect.forever(Effect.sleep(config.settingsRefreshMs).pipe(Effect.andThen(Effect.sync(want)))),
-      )
-      // One connection LISTENs; when it drops, a new one is opened and the overrides re-read.
-      const listenUntilDisconnected = Effect.acquireRelease(
-        Effect.promise(async () => {
-          const client = new pg.Client({ connectionString: Redacted.value(config.databaseUrl) })
-          client.on("error", () => undefined)
-          await client.connect()
-          await client.query(`LISTEN ${SETTINGS_NOTIFICATION}`)
-          return client
-        }),
-        (client) => Effect.promise(() => client.end().catch(() => undefined)),
-      ).pipe(
-        Effect.tap(() => Effect.sync(want)),
-        Effect.flatMap((client) =>
-          Effect.callback<void>((resume) => {
-            client.on("notification", want)
-            client.on("error", () => resume(Effect.void))
-            client.on("end", () => resume(Effect.void))
-          }),
-        ),
-        Effect.scoped,
-      )
-      yield* Effect.forkScoped(
-        Effect.forever(
-          listenUntilDisconnected.pipe(
-            Effect.catchCause((cause) => Effect.logWarning("settings listener failed", cause)),
-            Effect.andThen(Effect.sleep(1_000)),
-          ),
-        ),
-      )
+      yield* keepFresh({
+        databaseUrl: config.databaseUrl,
+        notification: SETTINGS_NOTIFICATION,
+        everyMs: config.settingsRefreshMs,
+        reload,
+        what: "the settings overrides",
+      })
 
       return LiveSettings.of({ current: () => current, reload })
     }),

@@ -7,6 +7,7 @@
 import type { Hono } from "hono"
 import { html, raw } from "hono/html"
 import { sql } from "kysely"
+import { durableConsumers } from "../streams/Topology.ts"
 import type { ConsoleEnv } from "./Auth.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
 import { BASE, page, when } from "./Html.ts"
@@ -147,16 +148,6 @@ export const hourlyChart = (buckets: ReadonlyArray<HourBucket>, windowStart: num
 }
 
 /** Every durable consumer of the engine with its stream, for the lag table. */
-const consumersOf = (services: ConsoleServices) => {
-  const { streams, consumers } = services.topology
-  return [
-    { stream: streams.ticks, consumer: consumers.ticks, what: "ticks (the clock)" },
-    { stream: streams.hubPayments, consumer: consumers.hubResults, what: "hub payment results" },
-    { stream: streams.hubPayments, consumer: consumers.hubCompleted, what: "one-off payments (reminders)" },
-    { stream: streams.providers, consumer: consumers.thresholdEvents, what: "balance readings" },
-    { stream: streams.providers, consumer: consumers.debtResponses, what: "debt answers" },
-  ]
-}
 
 export const registerTodayPage = (app: Hono<ConsoleEnv>, services: ConsoleServices): void => {
   app.get("/today", async (c) => {
@@ -164,7 +155,7 @@ export const registerTodayPage = (app: Hono<ConsoleEnv>, services: ConsoleServic
     const now = await services.engineNow()
     const figures = now === 0 ? undefined : await readFigures(services, now)
     const lags = await Promise.all(
-      consumersOf(services).map(async (entry) => {
+      durableConsumers(services.topology).map(async (entry) => {
         const info = await services.jsm.consumers.info(entry.stream, entry.consumer).catch(() => undefined)
         return { ...entry, info }
       }),

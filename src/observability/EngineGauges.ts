@@ -17,7 +17,7 @@ import { SubscriptionActors } from "../actors/SubscriptionActors.ts"
 import { Database } from "../store/Database.ts"
 import { Nats } from "../streams/Nats.ts"
 import { OutboxPublisher, type OutboxStats } from "../streams/OutboxPublisher.ts"
-import { Topology } from "../streams/Topology.ts"
+import { durableConsumers, Topology } from "../streams/Topology.ts"
 import { checkTimeoutMs, withTimeout } from "./Health.ts"
 import { Metrics } from "./Metrics.ts"
 
@@ -47,7 +47,8 @@ export const registerEngineGauges = Effect.gen(function* () {
   const clock = yield* EngineClock
   const { db } = yield* Database
   const { jsm } = yield* Nats
-  const { streams, consumers } = yield* Topology
+  const topology = yield* Topology
+  const { consumers } = topology
   const outbox = yield* OutboxPublisher
   const registers = [registry]
 
@@ -154,17 +155,11 @@ export const registerEngineGauges = Effect.gen(function* () {
     },
   })
 
-  const durables: ReadonlyArray<readonly [string, string]> = [
-    [streams.ticks, consumers.ticks],
-    [streams.hubPayments, consumers.hubResults],
-    [streams.providers, consumers.thresholdEvents],
-    [streams.providers, consumers.debtResponses],
-    [streams.hubPayments, consumers.hubCompleted],
-  ]
+  const durables = durableConsumers(topology)
   const consumerInfos = sharedReading(
     () =>
       Promise.all(
-        durables.map(([stream, consumer]) =>
+        durables.map(({ stream, consumer }) =>
           withTimeout(jsm.consumers.info(stream, consumer), checkTimeoutMs).then(
             (info): readonly [string, ConsumerInfo | undefined] => [consumer, info],
             (): readonly [string, ConsumerInfo | undefined] => [consumer, undefined],
@@ -180,7 +175,7 @@ export const registerEngineGauges = Effect.gen(function* () {
     registers,
     async collect() {
       const infos = await consumerInfos()
-      for (const [, consumer] of durables)
+      for (const { consumer } of durables)
         this.set({ consumer }, infos.get(consumer)?.num_pending ?? Number.NaN)
     },
   })
@@ -191,7 +186,7 @@ export const registerEngineGauges = Effect.gen(function* () {
     registers,
     async collect() {
       const infos = await consumerInfos()
-      for (const [, consumer] of durables)
+      for (const { consumer } of durables)
         this.set({ consumer }, infos.get(consumer)?.num_ack_pending ?? Number.NaN)
     },
   })

@@ -13,7 +13,7 @@ import { sql } from "kysely"
 import { Database } from "../store/Database.ts"
 import { migrations } from "../store/migrations/index.ts"
 import { Nats } from "../streams/Nats.ts"
-import { Topology } from "../streams/Topology.ts"
+import { durableConsumers, Topology } from "../streams/Topology.ts"
 import { Metrics } from "./Metrics.ts"
 
 /** How long one readiness check may take before it counts as failed. */
@@ -85,14 +85,7 @@ export class Health extends Context.Service<
         }),
       )
 
-      const { streams, consumers } = topology
-      const durables: ReadonlyArray<readonly [string, string]> = [
-        [streams.ticks, consumers.ticks],
-        [streams.hubPayments, consumers.hubResults],
-        [streams.providers, consumers.thresholdEvents],
-        [streams.providers, consumers.debtResponses],
-        [streams.hubPayments, consumers.hubCompleted],
-      ]
+      const durables = durableConsumers(topology)
       const expectedMigrations = Object.keys(migrations)
 
       const checkPostgres = async (): Promise<{ postgres: CheckResult; migrations: CheckResult }> => {
@@ -115,16 +108,18 @@ export class Health extends Context.Service<
 
       const checkStreams = () =>
         verdict(async () => {
-          await Promise.all(Object.values(streams).map((stream) => jsm.streams.info(stream)))
+          await Promise.all(Object.values(topology.streams).map((stream) => jsm.streams.info(stream)))
           return "ok"
         })
 
       const checkConsumers = () =>
         verdict(async () => {
           const running = metrics.runningConsumers()
-          const stopped = durables.filter(([, consumer]) => !running.has(consumer)).map(([, c]) => c)
+          const stopped = durables
+            .filter(({ consumer }) => !running.has(consumer))
+            .map(({ consumer }) => consumer)
           if (stopped.length > 0) return `not consuming: ${stopped.join(", ")}`
-          await Promise.all(durables.map(([stream, consumer]) => jsm.consumers.info(stream, consumer)))
+          await Promise.all(durables.map(({ stream, consumer }) => jsm.consumers.info(stream, consumer)))
           return "ok"
         })
 

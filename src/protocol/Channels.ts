@@ -17,12 +17,12 @@
  * instead, for production installations that must never run open.
  */
 import type { KeyObject } from "node:crypto"
-import { Context, Effect, Layer, Queue, Redacted, Ref } from "effect"
-import pg from "pg"
+import { Context, Effect, Layer, Ref } from "effect"
 import { millisOf } from "../domain/Timestamp.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { type ChannelRow, listChannels } from "../store/ChannelStore.ts"
 import { Database } from "../store/Database.ts"
+import { keepFresh } from "../store/KeptFresh.ts"
 import { checkSignature, fingerprintOf, parsePublicKey, publicKeyObject } from "./ChannelKeys.ts"
 
 /** The channels accepted, unsigned, when no channel is registered. */
@@ -312,53 +312,13 @@ export class Channels extends Context.Service<
 
       yield* reload
 
-      // Reload requests from the trigger and the timer; bursts collapse into one reload.
-      const wanted = yield* Queue.dropping<void>(1)
-      const want = () => void Queue.offerUnsafe(wanted, undefined)
-      yield* Effect.forkScoped(
-        Effect.forever(
-          Queue.take(wanted).pipe(
-            Effect.andThen(reload),
-            Effect.catchCause((cause) =>
-              Effect.logError("could not reload the channel registry; keeping the one in force", cause),
-            ),
-          ),
-        ),
-      )
-      yield* Effect.forkScoped(
-        Effect.forever(Effect.sleep(config.channelsRefreshMs).pipe(Effect.andThen(Effect.sync(want)))),
-      )
-
-      // One connection LISTENs; when it drops, a new one is opened and the registry re-read, since
-      // notifications sent in between are lost.
-      const listenUntilDisconnected = Effect.acquireRelease(
-        Effect.promise(async () => {
-          const client = new pg.Client({ connectionString: Redacted.value(config.databaseUrl) })
-          client.on("error", () => undefined)
-          await client.connect()
-          await client.query(`LISTEN ${REGISTRY_NOTIFICATION}`)
-          return client
-        }),
-        (client) => Effect.promise(() => client.end().catch(() => undefined)),
-      ).pipe(
-        Effect.tap(() => Effect.sync(want)),
-        Effect.flatMap((client) =>
-          Effect.callback<void>((resume) => {
-            client.on("notification", want)
-            client.on("error", () => resume(Effect.void))
-            client.on("end", () => resume(Effect.void))
-          }),
-        ),
-        Effect.scoped,
-      )
-      yield* Effect.forkScoped(
-        Effect.forever(
-          listenUntilDisconnected.pipe(
-            Effect.catchCause((cause) => Effect.logWarning("channel registry listener failed", cause)),
-            Effect.andThen(Effect.sleep(1_000)),
-          ),
-        ),
-      )
+      yield* keepFresh({
+        databaseUrl: config.databaseUrl,
+        notification: REGISTRY_NOTIFICATION,
+        everyMs: config.channelsRefreshMs,
+        reload,
+        what: "the channel registry",
+      })
 
       return Channels.of({
         authorize: (request) =>

@@ -56,18 +56,19 @@ export const checkLimits = (limits: LimitSettings): string | undefined => {
     : `${limits.clientTimeZone} is not an IANA time zone`
 }
 
+/** Nothing overridden: the environment's settings are in force. */
+export const noOverrides: Overrides = {
+  limits: null,
+  retryScheduleMs: null,
+  retrySchedule: null,
+  updatedAt: null,
+  updatedBy: null,
+  problems: [],
+}
+
 export const readOverrides = async (db: Kysely<Tables>): Promise<Overrides> => {
   const row = await db.selectFrom("engine_settings").selectAll().where("id", "=", 1).executeTakeFirst()
-  if (row === undefined) {
-    return {
-      limits: null,
-      retryScheduleMs: null,
-      retrySchedule: null,
-      updatedAt: null,
-      updatedBy: null,
-      problems: [],
-    }
-  }
+  if (row === undefined) return noOverrides
   const problems: Array<string> = []
   let limits: LimitSettings | null = null
   if (row.limits !== null) {

@@ -39,6 +39,22 @@ export interface ConsumerNames {
   readonly hubCompleted: string
 }
 
+/** Every durable consumer of the engine with its stream, and what it reads (for probes, gauges, pages). */
+export const durableConsumers = ({
+  streams,
+  consumers,
+}: TopologyService): ReadonlyArray<{
+  readonly stream: string
+  readonly consumer: string
+  readonly what: string
+}> => [
+  { stream: streams.ticks, consumer: consumers.ticks, what: "ticks (the clock)" },
+  { stream: streams.hubPayments, consumer: consumers.hubResults, what: "hub payment results" },
+  { stream: streams.hubPayments, consumer: consumers.hubCompleted, what: "one-off payments (reminders)" },
+  { stream: streams.providers, consumer: consumers.thresholdEvents, what: "balance readings" },
+  { stream: streams.providers, consumer: consumers.debtResponses, what: "debt answers" },
+]
+
 /** Names the instance that announced a new engine time on `rp.internal.clock` (it sweeps its own partitions itself). */
 export const ANNOUNCER_HEADER = "Rp-Instance"
 

@@ -24,6 +24,9 @@ const fastLeases = { partitions: 8, leaseTtlMs: 1_500, leaseRenewMs: 100, actorI
 const ownedBy = (engine: RunningEngine) =>
   engine.runtime.runPromise(Effect.map(Partitions, (partitions) => [...partitions.epochs().keys()]))
 
+const liveOn = (engine: RunningEngine) =>
+  engine.runtime.runPromise(Effect.flatMap(SubscriptionActors, (actors) => actors.live))
+
 describe("several engine instances", () => {
   let env: World
   beforeEach(async () => {
@@ -42,6 +45,25 @@ describe("several engine instances", () => {
     })
     return { first, second }
   }
+
+  /** Creates a few subscriptions and returns one in `engine`'s partitions. */
+  const subscriptionOwnedBy = async (engine: RunningEngine) => {
+    const created = await createMany(env.channel(), 30)
+    const owned = new Set(await ownedBy(engine))
+    const target = created.find((s) => owned.has(partitionOf(s.subscriptionId, fastLeases.partitions)))
+    if (target === undefined) throw new Error("no subscription in the instance's partitions")
+    return target
+  }
+
+  const everyPaymentSucceeded = (count: number) =>
+    env.waitFor("every payment to succeed", async () => {
+      const row = await env.db
+        .selectFrom("payments")
+        .select((eb) => eb.fn.countAll<string>().as("count"))
+        .where("status", "=", "succeeded")
+        .executeTakeFirstOrThrow()
+      return Number(row.count) === count
+    })
 
   it("computes a subscription's partition the same way in TypeScript and in Postgres", async () => {
     const ids = Array.from({ length: 200 }, newId)
@@ -76,14 +98,7 @@ describe("several engine instances", () => {
 
     await env.tick("2027-01-01T06:00:00Z")
     await hub.waitForCommands(120)
-    await env.waitFor("every payment to succeed", async () => {
-      const row = await env.db
-        .selectFrom("payments")
-        .select((eb) => eb.fn.countAll<string>().as("count"))
-        .where("status", "=", "succeeded")
-        .executeTakeFirstOrThrow()
-      return Number(row.count) === 120
-    })
+    await everyPaymentSucceeded(120)
     await env.settled()
     const commands = await commandsInStream(env)
     expect(commands).toHaveLength(120)
@@ -94,12 +109,7 @@ describe("several engine instances", () => {
 
   it("forwards a message for another instance's partition to its owner, whose actor handles it", async () => {
     const { first, second } = await twoInstances()
-    const created = await createMany(env.channel(), 30)
-    const ownedBySecond = new Set(await ownedBy(second))
-    const target = created.find((s) =>
-      ownedBySecond.has(partitionOf(s.subscriptionId, fastLeases.partitions)),
-    )
-    if (target === undefined) throw new Error("no subscription in the second instance's partitions")
+    const target = await subscriptionOwnedBy(second)
 
     // The first instance is asked to pause it on the engine's behalf (no protocol request to keep local).
     const outcome = await first.runtime.runPromise(
@@ -118,22 +128,12 @@ describe("several engine instances", () => {
       .executeTakeFirstOrThrow()
     expect(row.status).toBe("paused")
     // The owner's actor did it.
-    const liveOnSecond = await second.runtime.runPromise(
-      Effect.flatMap(SubscriptionActors, (actors) => actors.live),
-    )
-    expect(liveOnSecond).toBeGreaterThan(0)
+    expect(await liveOn(second)).toBeGreaterThan(0)
   })
 
   it("sends a channel's change to a subscription in another instance's partition to that instance", async () => {
     const { first, second } = await twoInstances()
-    const created = await createMany(env.channel(), 30)
-    const ownedBySecond = new Set(await ownedBy(second))
-    const target = created.find((s) =>
-      ownedBySecond.has(partitionOf(s.subscriptionId, fastLeases.partitions)),
-    )
-    if (target === undefined) throw new Error("no subscription in the second instance's partitions")
-    const liveOn = (engine: RunningEngine) =>
-      engine.runtime.runPromise(Effect.flatMap(SubscriptionActors, (actors) => actors.live))
+    const target = await subscriptionOwnedBy(second)
     const [firstBefore, secondBefore] = [await liveOn(first), await liveOn(second)]
 
     // The request reaches the first instance (handed to its handler directly, as its NATS server would).
@@ -166,14 +166,7 @@ describe("several engine instances", () => {
 
   it("runs an operator's console change on the instance that owns the subscription", async () => {
     const { first, second } = await twoInstances()
-    const created = await createMany(env.channel(), 30)
-    const ownedBySecond = new Set(await ownedBy(second))
-    const target = created.find((s) =>
-      ownedBySecond.has(partitionOf(s.subscriptionId, fastLeases.partitions)),
-    )
-    if (target === undefined) throw new Error("no subscription in the second instance's partitions")
-    const liveOn = (engine: RunningEngine) =>
-      engine.runtime.runPromise(Effect.flatMap(SubscriptionActors, (actors) => actors.live))
+    const target = await subscriptionOwnedBy(second)
     const [firstBefore, secondBefore] = [await liveOn(first), await liveOn(second)]
 
     const outcome = await first.runtime.runPromise(
@@ -239,14 +232,7 @@ describe("several engine instances", () => {
         at: "2027-01-01T06:00:05Z",
       })
     }
-    await env.waitFor("every payment to succeed", async () => {
-      const row = await env.db
-        .selectFrom("payments")
-        .select((eb) => eb.fn.countAll<string>().as("count"))
-        .where("status", "=", "succeeded")
-        .executeTakeFirstOrThrow()
-      return Number(row.count) === due
-    })
+    await everyPaymentSucceeded(due)
     await env.settled()
     const stored = await commandsInStream(env)
     expect(stored).toHaveLength(due)
