@@ -34,6 +34,7 @@ import {
   secondsSince,
   sleep,
 } from "./common.ts"
+import { type CpuBudget, cpuBudget, cpuSnapshot } from "./cpu-budget.ts"
 import { startTsProcess } from "./processes.ts"
 import { burstAt, openBenchPool } from "./seed.ts"
 
@@ -44,6 +45,8 @@ export interface CeilingReport {
   readonly perSec: number
   /** When the last command had been acknowledged by JetStream, from the start. */
   readonly commandsPublishedSeconds: number
+  /** Every process's CPU for the run, per payment: the dispatcher (this process), hub, Postgres, NATS. */
+  readonly cpuBudget: CpuBudget
 }
 
 /** Where and how much to run. */
@@ -268,6 +271,9 @@ export const runCeiling = async (options: CeilingOptions): Promise<CeilingReport
     })
 
     const started = performance.now()
+    // The dispatcher is this very process.
+    const budgetProcesses = { dispatcher: process.pid, hub: hub.pid }
+    const budgetAtStart = cpuSnapshot(budgetProcesses)
     const writeResults = async () => {
       while (written < options.expected) {
         if (pending.length === 0) {
@@ -373,11 +379,18 @@ export const runCeiling = async (options: CeilingOptions): Promise<CeilingReport
       }
     }
     const [commandsPublishedSeconds] = await done
+    const budget = cpuBudget(budgetAtStart, cpuSnapshot(budgetProcesses), options.expected)
     await resultMessages.close()
     jetStreamPublisher.close()
     if (undecodable > 0) progress("ceiling", `${undecodable} undecodable results were terminated`)
     const seconds = (lastWriteAt - started) / 1_000
-    return { payments: written, seconds, perSec: written / seconds, commandsPublishedSeconds }
+    return {
+      payments: written,
+      seconds,
+      perSec: written / seconds,
+      commandsPublishedSeconds,
+      cpuBudget: budget,
+    }
   } finally {
     await hub.stop(10_000)
     await deleteStreamsOf(jsm, options.naming)

@@ -18,6 +18,7 @@ import {
   secondsSince,
   sleep,
 } from "./common.ts"
+import { type CpuBudget, cpuBudget, cpuSnapshot } from "./cpu-budget.ts"
 import { type BenchProcess, cpuSeconds, memoryMb, startTsProcess } from "./processes.ts"
 import { burstAt, databaseUrlFor, openBenchPool } from "./seed.ts"
 
@@ -32,6 +33,8 @@ export interface EngineReport {
   readonly peakRssMb: number | null
   /** CPU time the engine processes used together from the tick until the drain, per payment, in µs. */
   readonly cpuUsPerPayment: number | null
+  /** Every process's CPU from the tick until the drain, per payment: engine, hub, Postgres, NATS. */
+  readonly cpuBudget: CpuBudget
   readonly startupSeconds: number
   /** Payment rows and how many succeeded: one per subscription when the engine is right. */
   readonly paymentRows: number
@@ -218,6 +221,16 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
     }
 
     const js = jetstream(connection)
+    const budgetProcesses = {
+      ...Object.fromEntries(
+        engines.map((running, index) => [
+          engines.length === 1 ? "engine" : `engine ${index + 1}`,
+          running.pid,
+        ]),
+      ),
+      hub: processes.hub.pid,
+    }
+    const budgetAtTick = cpuSnapshot(budgetProcesses)
     const cpuAtTick = totalCpuSeconds()
     const tickAt = performance.now()
     await js.publish(makeTopology(options.naming).subjects.tick, JSON.stringify({ at: burstAt }), {
@@ -262,6 +275,7 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
     const seconds = recordedSeconds ?? drainSeconds
     const peakRssMb = largestMemoryMb("VmHWM") ?? null
     const cpuAtDrain = totalCpuSeconds()
+    const budget = cpuBudget(budgetAtTick, cpuSnapshot(budgetProcesses), options.expected)
     const cpuUsPerPayment =
       cpuAtTick === undefined || cpuAtDrain === undefined
         ? null
@@ -277,6 +291,7 @@ export const runEngine = async (options: EngineRunOptions): Promise<EngineReport
       drainSeconds,
       peakRssMb,
       cpuUsPerPayment,
+      cpuBudget: budget,
       startupSeconds,
       paymentRows: rows[0]?.payments ?? 0,
       succeeded: rows[0]?.succeeded ?? 0,

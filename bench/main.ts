@@ -34,6 +34,7 @@ import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { type CeilingReport, runCeiling } from "./ceiling.ts"
 import { count, deleteStreamsOf, namingFor, natsUrl, progress, rounded } from "./common.ts"
+import { describeBudget } from "./cpu-budget.ts"
 import { type EngineReport, runEngine } from "./engine-run.ts"
 import { type RawReport, runRawJetStream } from "./jetstream-raw.ts"
 import { killStartedProcesses } from "./processes.ts"
@@ -152,6 +153,7 @@ try {
         "engine",
         `${count(engine.paymentsPerSec)} payments/s (${engine.seconds.toFixed(2)}s to the last result), drained in ${engine.drainSeconds.toFixed(2)}s, peak RSS ${engine.peakRssMb?.toFixed(0) ?? "?"} MB, ${engine.cpuUsPerPayment?.toFixed(0) ?? "?"} µs engine CPU per payment, ${count(engine.paymentRows)} payment rows, hub saw ${engine.hubCommands ?? "?"} commands`,
       )
+      progress("engine", `CPU per payment: ${describeBudget(engine.cpuBudget)}`)
     } catch (error) {
       engineError = errorText(error)
       progress("engine", `FAILED: ${engineError}`)
@@ -172,6 +174,7 @@ try {
         "engine x2",
         `${count(twoInstances.paymentsPerSec)} payments/s with 2 instances (${twoInstances.seconds.toFixed(2)}s to the last result), drained in ${twoInstances.drainSeconds.toFixed(2)}s, largest peak RSS ${twoInstances.peakRssMb?.toFixed(0) ?? "?"} MB, ${twoInstances.cpuUsPerPayment?.toFixed(0) ?? "?"} µs engine CPU per payment (both), ${count(twoInstances.paymentRows)} payment rows, hub saw ${twoInstances.hubCommands ?? "?"} commands`,
       )
+      progress("engine x2", `CPU per payment: ${describeBudget(twoInstances.cpuBudget)}`)
     } catch (error) {
       twoInstancesError = errorText(error)
       progress("engine x2", `FAILED: ${twoInstancesError}`)
@@ -192,6 +195,7 @@ try {
         "ceiling",
         `${count(ceiling.perSec)} payments/s (${ceiling.seconds.toFixed(2)}s; commands all acknowledged after ${ceiling.commandsPublishedSeconds.toFixed(2)}s)`,
       )
+      progress("ceiling", `CPU per payment: ${describeBudget(ceiling.cpuBudget)}`)
     } catch (error) {
       ceilingError = errorText(error)
       progress("ceiling", `FAILED: ${ceilingError}`)
@@ -295,6 +299,7 @@ const twoInstancesSummary = !runs("engine2")
       largestPeakRssMb: roundedOrNull(twoInstances?.peakRssMb, 1),
       cpuUsPerPayment:
         twoInstances?.cpuUsPerPayment == null ? null : Math.round(twoInstances.cpuUsPerPayment),
+      cpuBudget: twoInstances?.cpuBudget ?? null,
       paymentRows: twoInstances?.paymentRows ?? null,
       succeeded: twoInstances?.succeeded ?? null,
       hubCommands: twoInstances?.hubCommands ?? null,
@@ -321,6 +326,11 @@ const summary = {
   hubCommands: engine?.hubCommands ?? null,
   engineExit: engine?.engineExit ?? null,
   ceilingSeconds: ceiling === undefined ? null : rounded(ceiling.seconds, 2),
+  // CPU µs per payment of every process in each phase: on a machine they all share, the rate is set by the sum.
+  cpuUsPerPayment: {
+    engine: engine?.cpuBudget ?? null,
+    ceiling: ceiling?.cpuBudget ?? null,
+  },
   seedSeconds: seedSeconds === undefined ? null : rounded(seedSeconds, 2),
   ...(engineError === undefined ? {} : { engineError }),
   ...(ceilingError === undefined ? {} : { ceilingError }),
