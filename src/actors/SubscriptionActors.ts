@@ -1,6 +1,6 @@
 /**
- * One actor per subscription: a bounded mailbox and one fiber that handles
- * the subscription's messages one at a time, in the order they arrived.
+ * One actor per subscription: a bounded mailbox and, while it holds messages,
+ * one fiber that handles them one at a time, in the order they arrived.
  *
  * An actor is created on demand when a message for its subscription arrives,
  * loads its state from Postgres (or takes the row the sender just read), and
@@ -13,9 +13,9 @@
  * more than deciding and writing the payment. Here the registry is a plain
  * map; a sender's message is put into the mailbox synchronously when there is
  * room, and completion is a callback, so the only fiber switch per message is
- * the actor's own. Passivation cannot race a sender: the idle check, removal
- * from the map and closing of the mailbox happen in one synchronous step, and
- * a sender that finds a closed mailbox starts a new actor.
+ * the actor's own. Passivation cannot race a sender: a sender puts its message
+ * into the mailbox in the same synchronous step that finds the actor in the
+ * map, and passivation removes only actors with an empty mailbox and no fiber.
  *
  * The actor keeps its state in memory only as a cache of the row it last
  * wrote. Every change goes through the group committer fenced by the
@@ -31,7 +31,6 @@ import {
   Exit,
   FiberSet,
   Layer,
-  Queue,
   Result,
   Schedule,
   Tracer,
@@ -131,9 +130,13 @@ interface Envelope {
 
 interface Actor {
   readonly id: string
-  readonly mailbox: Queue.Queue<Envelope, Cause.Done>
+  /** Messages not yet taken, oldest first; at most `mailboxCapacity`. */
+  readonly mailbox: Array<Envelope>
+  /** Senders waiting for room in a full mailbox, resumed one per message taken. */
+  readonly waitingForRoom: Array<() => void>
   /** The row as this actor last wrote or read it; dropped whenever something went wrong. */
   cached: Subscription | undefined
+  /** A fiber is draining the mailbox: set when the first message arrives, cleared when it is empty. */
   busy: boolean
   lastActive: number
 }
@@ -370,26 +373,30 @@ export class SubscriptionActors extends Context.Service<
           Effect.annotateLogs({ subscriptionId: actor.id }),
         )
 
-      // The actor's one fiber: a message at a time, until its mailbox is closed by passivation.
+      // While an actor has messages, one fiber takes them a message at a time and ends when the
+      // mailbox is empty; the next message starts another. An idle actor is then a plain object (no
+      // parked fiber, no queue), which matters in a burst: tens of thousands are live at once and
+      // every young-generation collection would copy what they hold.
       // Its log lines are annotated with the subscription where they are logged (the status
-      // queries, traced requests), not by annotating the fiber: that copies the fiber's context,
-      // about 1 KB kept per live actor, 100 MB more in a 100k burst.
-      const run = (actor: Actor) =>
-        Effect.gen(function* () {
-          for (;;) {
-            const next = yield* Effect.result(Queue.take(actor.mailbox))
-            if (next._tag === "Failure") return
-            actor.busy = true
-            const { span } = next.success
-            const exit = yield* Effect.exit(
-              span === undefined ? handle(actor, next.success) : handleTraced(actor, next.success, span),
-            )
-            // After a defect the cache may not match the row any more.
-            if (Exit.isFailure(exit) && !Exit.hasFails(exit)) actor.cached = undefined
+      // queries, traced requests), not by annotating the fiber: that copies the fiber's context.
+      const drain = (actor: Actor): Effect.Effect<void> =>
+        Effect.suspend(() => {
+          const next = actor.mailbox.shift()
+          if (next === undefined) {
             actor.busy = false
             actor.lastActive = Date.now()
-            next.success.complete(exit)
+            return Effect.void
           }
+          actor.waitingForRoom.shift()?.()
+          const { span } = next
+          return Effect.exit(span === undefined ? handle(actor, next) : handleTraced(actor, next, span)).pipe(
+            Effect.flatMap((exit) => {
+              // After a defect the cache may not match the row any more.
+              if (Exit.isFailure(exit) && !Exit.hasFails(exit)) actor.cached = undefined
+              next.complete(exit)
+              return drain(actor)
+            }),
+          )
         })
 
       const actors = new Map<string, Actor>()
@@ -399,13 +406,13 @@ export class SubscriptionActors extends Context.Service<
       const spawn = (id: string): Actor => {
         const actor: Actor = {
           id,
-          mailbox: Effect.runSync(Queue.bounded<Envelope, Cause.Done>(config.mailboxCapacity)),
+          mailbox: [],
+          waitingForRoom: [],
           cached: undefined,
           busy: false,
           lastActive: Date.now(),
         }
         actors.set(id, actor)
-        fork(run(actor))
         return actor
       }
 
@@ -415,13 +422,25 @@ export class SubscriptionActors extends Context.Service<
           // A message on its way counts as activity, so passivation never picks an actor
           // between the sender's offer and the moment its fiber marks itself busy.
           actor.lastActive = Date.now()
-          if (Queue.offerUnsafe(actor.mailbox, envelope)) return Effect.void
-          // Closed by passivation a moment ago: a new actor takes the message.
-          if (actors.get(id) !== actor) return enqueue(id, envelope)
-          // Full: wait for room (backpressure on the sender).
-          return Queue.offer(actor.mailbox, envelope).pipe(
-            Effect.flatMap((accepted) => (accepted ? Effect.void : enqueue(id, envelope))),
-          )
+          if (actor.mailbox.length < config.mailboxCapacity) {
+            actor.mailbox.push(envelope)
+            if (!actor.busy) {
+              actor.busy = true
+              fork(drain(actor))
+            }
+            return Effect.void
+          }
+          // Full: wait for room (backpressure on the sender). The actor is busy, so it is not
+          // passivated meanwhile; the retry finds it (or its successor) through the map.
+          return Effect.callback<void>((resume) => {
+            const retry = () => resume(enqueue(id, envelope))
+            actor.waitingForRoom.push(retry)
+            // An interrupted sender gives its turn back, so the next one is woken instead.
+            return Effect.sync(() => {
+              const index = actor.waitingForRoom.indexOf(retry)
+              if (index >= 0) actor.waitingForRoom.splice(index, 1)
+            })
+          })
         })
 
       /**
@@ -537,12 +556,11 @@ export class SubscriptionActors extends Context.Service<
           let busy = 0
           for (const actor of actors.values()) {
             if (!leaving.has(partitionOf(actor.id, partitions.count))) continue
-            if (actor.busy || Queue.sizeUnsafe(actor.mailbox) > 0) {
+            if (actor.busy || actor.mailbox.length > 0) {
               busy += 1
               continue
             }
             actors.delete(actor.id)
-            Queue.endUnsafe(actor.mailbox)
           }
           return busy
         })
@@ -560,9 +578,8 @@ export class SubscriptionActors extends Context.Service<
       const passivateIdle = Effect.sync(() => {
         const cutoff = Date.now() - config.actorIdleMs
         for (const actor of actors.values()) {
-          if (actor.busy || actor.lastActive > cutoff || Queue.sizeUnsafe(actor.mailbox) > 0) continue
+          if (actor.busy || actor.lastActive > cutoff || actor.mailbox.length > 0) continue
           actors.delete(actor.id)
-          Queue.endUnsafe(actor.mailbox)
         }
       })
       yield* Effect.forkScoped(
@@ -594,7 +611,7 @@ export class SubscriptionActors extends Context.Service<
         evict,
         mailboxDepth: Effect.sync(() => {
           let depth = 0
-          for (const actor of actors.values()) depth += Queue.sizeUnsafe(actor.mailbox)
+          for (const actor of actors.values()) depth += actor.mailbox.length
           return depth
         }),
       })

@@ -77,4 +77,38 @@ describe("subscription actors", () => {
     )
     expect(outcomes.every((exit) => Exit.isSuccess(exit))).toBe(true)
   })
+
+  it("make a sender wait while a mailbox is full, then handle every message once, in the order sent", async () => {
+    const mailboxCapacity = 3
+    const engine = await env.startEngine({ mailboxCapacity })
+    const [subscription] = await createMany(env.channel(), 1)
+    if (subscription === undefined) throw new Error("no subscription created")
+    const handledInOrder: Array<number> = []
+    const exits: Array<ActorExit> = []
+    const sent = 40
+    const depthsAfterEachSend = await engine.runtime.runPromise(
+      Effect.gen(function* () {
+        const actors = yield* SubscriptionActors
+        const depths: Array<number> = []
+        for (let index = 0; index < sent; index++) {
+          yield* actors.tell(
+            subscription.subscriptionId,
+            { _tag: "Wake", statusReplies: new Map() },
+            {},
+            (exit) => {
+              handledInOrder.push(index)
+              exits.push(exit)
+            },
+          )
+          depths.push(yield* actors.mailboxDepth)
+        }
+        return depths
+      }),
+    )
+    // Every send returned with the message inside a mailbox that never grew past its capacity.
+    expect(Math.max(...depthsAfterEachSend)).toBeLessThanOrEqual(mailboxCapacity)
+    await env.waitFor("every message to be handled", async () => handledInOrder.length === sent)
+    expect(handledInOrder).toEqual(Array.from({ length: sent }, (_, index) => index))
+    expect(exits.every((exit) => Exit.isSuccess(exit))).toBe(true)
+  })
 })
