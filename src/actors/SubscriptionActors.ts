@@ -416,11 +416,10 @@ export class SubscriptionActors extends Context.Service<
         return actor
       }
 
-      const enqueue = (id: string, envelope: Envelope): Effect.Effect<void> =>
+      /** Puts the message into the actor's mailbox; a sender woken from a full one keeps its place in line. */
+      const enqueue = (id: string, envelope: Envelope, woken = false): Effect.Effect<void> =>
         Effect.suspend(() => {
           const actor = actors.get(id) ?? spawn(id)
-          // A message on its way counts as activity, so passivation never picks an actor
-          // between the sender's offer and the moment its fiber marks itself busy.
           actor.lastActive = Date.now()
           if (actor.mailbox.length < config.mailboxCapacity) {
             actor.mailbox.push(envelope)
@@ -431,10 +430,12 @@ export class SubscriptionActors extends Context.Service<
             return Effect.void
           }
           // Full: wait for room (backpressure on the sender). The actor is busy, so it is not
-          // passivated meanwhile; the retry finds it (or its successor) through the map.
+          // passivated meanwhile; the retry finds it (or its successor) through the map. A sender
+          // that was woken but lost the room to a newcomer goes back to the head of the line.
           return Effect.callback<void>((resume) => {
-            const retry = () => resume(enqueue(id, envelope))
-            actor.waitingForRoom.push(retry)
+            const retry = () => resume(enqueue(id, envelope, true))
+            if (woken) actor.waitingForRoom.unshift(retry)
+            else actor.waitingForRoom.push(retry)
             // An interrupted sender gives its turn back, so the next one is woken instead.
             return Effect.sync(() => {
               const index = actor.waitingForRoom.indexOf(retry)

@@ -111,4 +111,40 @@ describe("subscription actors", () => {
     expect(handledInOrder).toEqual(Array.from({ length: sent }, (_, index) => index))
     expect(exits.every((exit) => Exit.isSuccess(exit))).toBe(true)
   })
+
+  it("keep each sender's order when several senders wait on one full mailbox", async () => {
+    const engine = await env.startEngine({ mailboxCapacity: 2 })
+    const [subscription] = await createMany(env.channel(), 1)
+    if (subscription === undefined) throw new Error("no subscription created")
+    const handled: Array<string> = []
+    const senders = ["a", "b", "c", "d"]
+    const perSender = 15
+    await engine.runtime.runPromise(
+      Effect.gen(function* () {
+        const actors = yield* SubscriptionActors
+        const sendAll = (sender: string) =>
+          Effect.gen(function* () {
+            for (let index = 0; index < perSender; index++) {
+              yield* actors.tell(
+                subscription.subscriptionId,
+                { _tag: "Wake", statusReplies: new Map() },
+                {},
+                () => {
+                  handled.push(`${sender}${index}`)
+                },
+              )
+            }
+          })
+        yield* Effect.forEach(senders, sendAll, { concurrency: "unbounded", discard: true })
+      }),
+    )
+    await env.waitFor(
+      "every message to be handled",
+      async () => handled.length === senders.length * perSender,
+    )
+    for (const sender of senders) {
+      const own = handled.filter((label) => label.startsWith(sender))
+      expect(own).toEqual(Array.from({ length: perSender }, (_, index) => `${sender}${index}`))
+    }
+  })
 })
