@@ -13,7 +13,16 @@
  * It is built the way a fast hand-written dispatcher would be: batch
  * transactions side by side (BENCH_CEILING_WRITERS, default 3 like the
  * engine's commit workers), commands published while the next batch is
- * written, JetStream acks collected on one inbox (fakes/JetStreamPublisher.ts).
+ * written, JetStream acks collected on one inbox (src/streams/JetStreamPublisher.ts).
+ *
+ * With `contract`, the same dispatcher also does what the contract asks of
+ * every payment beyond the command, still without actors or an engine: the
+ * `payment.requested` event with the command; at the result, the
+ * subscription row updated beside the payment, `payment.succeeded` and the
+ * customer's notification; and every batch's messages written to the outbox
+ * in the same transaction as its rows, and the outbox row deleted once they
+ * are acknowledged. That is the engine-free cost of the contract's work on
+ * this machine: what the engine adds beyond it is its own.
  */
 import { randomUUID } from "node:crypto"
 import { join } from "node:path"
@@ -24,6 +33,7 @@ import type pg from "pg"
 import { defaultSettings, type Naming } from "../src/EngineConfig.ts"
 import { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
 import { type PaymentCommand, PaymentResult } from "../src/streams/Messages.ts"
+import { outboxText, type PublishableMessage } from "../src/streams/OutboxPublisher.ts"
 import { makeTopology, streamDefinitions } from "../src/streams/Topology.ts"
 import {
   count,
@@ -47,6 +57,8 @@ export interface CeilingReport {
   readonly commandsPublishedSeconds: number
   /** Every process's CPU for the run, per payment: the dispatcher (this process), hub, Postgres, NATS. */
   readonly cpuBudget: CpuBudget
+  /** Messages JetStream acknowledged: 1 per payment, or 4 with the contract (command, event, event, notification). */
+  readonly messagesPublished: number
 }
 
 /** Where and how much to run. */
@@ -56,6 +68,8 @@ export interface CeilingOptions {
   readonly naming: Naming
   readonly cwd: string
   readonly logDirectory: string
+  /** Also the contract's events, notification, outbox and subscription update (see the top). */
+  readonly contract?: boolean
 }
 
 const selectBatchSize = 1_000
@@ -94,8 +108,11 @@ const selectDue = (pool: pg.Pool, now: Date, after: DueRow | undefined) =>
   )
 
 // One statement, so one transaction: the payments and the subscriptions' new due times commit together.
+/** A pool or one checked-out client (for statements that share a transaction). */
+type Queryable = Pick<pg.PoolClient, "query">
+
 const recordAttempts = (
-  pool: pg.Pool,
+  pool: Queryable,
   rows: ReadonlyArray<DueRow>,
   paymentIds: ReadonlyArray<string>,
   now: Date,
@@ -149,43 +166,199 @@ const recordResults = async (pool: pg.Pool, results: ReadonlyArray<PaymentResult
   return outcome.rowCount ?? 0
 }
 
+interface SettledPayment {
+  readonly payment_id: string
+  readonly subscription_id: string
+  readonly client_id: string
+  readonly occurrence: string
+  readonly amount: string
+  readonly currency: string
+  readonly provider_id: string
+  readonly account: string
+  readonly status: string
+  readonly hub_reference: string | null
+}
+
+// The contract's form: the result recorded, and the subscription row moved on (its paid count, its next
+// wake at the next month's notice) in the same statement.
+const settleResults = async (client: Queryable, results: ReadonlyArray<PaymentResult>, now: Date) => {
+  const settled = await client.query<SettledPayment>(
+    `WITH settled AS (
+       UPDATE payments AS p
+       SET status = r.status, retryable = r.retryable, reason = r.reason, hub_reference = r.hub_reference,
+         outcome = r.status, result_at = $6
+       FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[])
+         AS r(payment_id, status, retryable, reason, hub_reference)
+       WHERE p.payment_id = r.payment_id AND p.status = 'pending'
+       RETURNING p.payment_id, p.subscription_id, p.client_id, p.occurrence, p.amount::text AS amount,
+         p.currency, p.provider_id, p.account, p.status, p.hub_reference
+     ), moved AS (
+       UPDATE subscriptions AS s
+       SET next_due_at = $7, revision = s.revision + 1, updated_at = now(),
+         state = jsonb_set(s.state, '{paid}', to_jsonb(COALESCE((s.state->>'paid')::int, 0) + 1))
+       FROM settled WHERE s.id = settled.subscription_id
+     )
+     SELECT * FROM settled`,
+    [
+      results.map((result) => result.paymentId),
+      results.map((result) => result.status),
+      results.map((result) => result.retryable),
+      results.map((result) => result.reason ?? null),
+      results.map((result) => result.hubReference ?? null),
+      now,
+      new Date(now.getTime() + 29 * 24 * 3_600_000),
+    ],
+  )
+  return settled.rows
+}
+
+/** Runs `work` in one transaction on a client of its own. */
+const inTransaction = async <A>(pool: pg.Pool, work: (client: Queryable) => Promise<A>): Promise<A> => {
+  const client = await pool.connect()
+  try {
+    await client.query("BEGIN")
+    const result = await work(client)
+    await client.query("COMMIT")
+    return result
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => undefined)
+    throw error
+  } finally {
+    client.release()
+  }
+}
+
+const insertOutbox = (client: Queryable, id: string, messages: ReadonlyArray<PublishableMessage>) =>
+  client.query("INSERT INTO outbox (id, messages, message_count) VALUES ($1, $2, $3)", [
+    id,
+    outboxText(messages),
+    messages.length,
+  ])
+
+const requestedEvent = (command: PaymentCommand, eventId: string) =>
+  JSON.stringify({
+    eventId,
+    type: "payment.requested",
+    at: burstAt,
+    subscriptionId: command.subscriptionId,
+    clientId: command.clientId,
+    kind: "scheduled",
+    data: {
+      paymentId: command.paymentId,
+      occurrence: command.occurrence,
+      attempt: 1,
+      amount: command.amount,
+      providerId: command.providerId,
+      account: command.account,
+      source: command.source,
+      rule: { rule: "schedule", occurrence: command.occurrence, dueAt: burstAt, lateByMs: 0 },
+    },
+  })
+
+const outcomeData = (payment: SettledPayment) => ({
+  paymentId: payment.payment_id,
+  occurrence: payment.occurrence,
+  attempt: 1,
+  amount: { value: Number(payment.amount), currency: payment.currency },
+  providerId: payment.provider_id,
+  account: payment.account,
+  hubReference: payment.hub_reference,
+})
+
+/** The outcome's event and the customer's notification, as the contract has them. */
+const outcomeMessages = (
+  payment: SettledPayment,
+  topology: ReturnType<typeof makeTopology>,
+): Array<PublishableMessage> => {
+  const type = payment.status === "succeeded" ? "payment.succeeded" : "payment.failed"
+  const eventId = randomUUID()
+  const notificationId = randomUUID()
+  const data = outcomeData(payment)
+  return [
+    {
+      subject: topology.subjects.event(type),
+      msgId: eventId,
+      payload: JSON.stringify({
+        eventId,
+        type,
+        at: burstAt,
+        subscriptionId: payment.subscription_id,
+        clientId: payment.client_id,
+        kind: "scheduled",
+        data,
+      }),
+    },
+    {
+      subject: topology.subjects.notify(payment.client_id),
+      msgId: notificationId,
+      payload: JSON.stringify({
+        notificationId,
+        clientId: payment.client_id,
+        type,
+        subscriptionId: payment.subscription_id,
+        paymentId: payment.payment_id,
+        at: burstAt,
+        data,
+      }),
+    },
+  ]
+}
+
+/** Messages committed together: `acknowledged` runs once JetStream has acknowledged all of them. */
+interface CommittedBatch {
+  remaining: number
+  readonly acknowledged: () => Promise<unknown>
+}
+
+interface Queued {
+  readonly message: PublishableMessage
+  readonly batch: CommittedBatch | undefined
+}
+
 /**
- * Publishes committed commands in the background, a bounded number awaiting
+ * Publishes committed messages in the background, a bounded number awaiting
  * their JetStream ack, so the next batch is written while this one goes out.
  */
-class CommandPublisher {
-  private queue: Array<PaymentCommand> = []
+class MessagePublisher {
+  private queue: Array<Queued> = []
   private head = 0
   private inFlight = 0
-  private roomFreed: (() => void) | undefined
+  // Every writer waiting for room: the dispatch's writers side by side and, with the contract, the results.
+  private readonly roomWaiters: Array<() => void> = []
   private idle: (() => void) | undefined
   private failure: unknown
+  private readonly afterAcks = new Set<Promise<unknown>>()
   published = 0
 
-  constructor(
-    private readonly publisher: JetStreamPublisher,
-    private readonly subject: string,
-  ) {}
+  constructor(private readonly publisher: JetStreamPublisher) {}
 
-  /** Queues a committed batch; waits while too many commands are queued or unacknowledged. */
-  async add(commands: ReadonlyArray<PaymentCommand>): Promise<void> {
-    this.queue.push(...commands)
+  /**
+   * Queues a committed batch; waits while too many messages are queued or unacknowledged.
+   * `acknowledged` (the outbox row's delete) runs once every message of the batch is acknowledged.
+   */
+  async add(
+    messages: ReadonlyArray<PublishableMessage>,
+    acknowledged?: () => Promise<unknown>,
+  ): Promise<void> {
+    const batch = acknowledged === undefined ? undefined : { remaining: messages.length, acknowledged }
+    for (const message of messages) this.queue.push({ message, batch })
     this.pump()
     while (this.waiting() + this.inFlight > commandsQueued && this.failure === undefined) {
       await new Promise<void>((resolve) => {
-        this.roomFreed = resolve
+        this.roomWaiters.push(resolve)
       })
     }
     if (this.failure !== undefined) throw this.failure
   }
 
-  /** Resolves once every queued command has been acknowledged. */
+  /** Resolves once every queued message has been acknowledged and every batch's follow-up has run. */
   async flushed(): Promise<void> {
     if (this.waiting() + this.inFlight > 0 && this.failure === undefined) {
       await new Promise<void>((resolve) => {
         this.idle = resolve
       })
     }
+    await Promise.all(this.afterAcks)
     if (this.failure !== undefined) throw this.failure
   }
 
@@ -193,29 +366,35 @@ class CommandPublisher {
     return this.queue.length - this.head
   }
 
+  private acknowledged(batch: CommittedBatch | undefined): void {
+    if (batch === undefined) return
+    batch.remaining -= 1
+    if (batch.remaining > 0) return
+    const followUp: Promise<unknown> = batch
+      .acknowledged()
+      .catch((error: unknown) => {
+        this.failure ??= error
+      })
+      .finally(() => this.afterAcks.delete(followUp))
+    this.afterAcks.add(followUp)
+  }
+
   private pump(): void {
     while (this.inFlight < commandsInFlight && this.head < this.queue.length) {
-      const command = this.queue[this.head] as PaymentCommand
+      const { message, batch } = this.queue[this.head] as Queued
       this.head += 1
       this.inFlight += 1
-      this.publisher
-        .publish(this.subject, JSON.stringify(command), `command:${command.paymentId}`)
-        .then(
-          () => {
-            this.published += 1
-          },
-          (error: unknown) => {
-            this.failure ??= error
-          },
-        )
-        .finally(() => {
-          this.inFlight -= 1
-          this.pump()
-          const wake = this.roomFreed
-          this.roomFreed = undefined
-          wake?.()
-          if ((this.inFlight === 0 && this.waiting() === 0) || this.failure !== undefined) this.idle?.()
-        })
+      this.publisher.send(message.subject, message.payload, message.msgId, (error) => {
+        if (error === undefined) {
+          this.published += 1
+          this.acknowledged(batch)
+        } else this.failure ??= error
+        this.inFlight -= 1
+        this.pump()
+        // Each re-checks whether there is room now.
+        for (const wake of this.roomWaiters.splice(0)) wake()
+        if ((this.inFlight === 0 && this.waiting() === 0) || this.failure !== undefined) this.idle?.()
+      })
     }
     // Drop the published prefix now and then instead of shifting one element at a time.
     if (this.head > 10_000) {
@@ -228,6 +407,8 @@ class CommandPublisher {
 /** Runs the ceiling against a seeded database; creates and deletes its own stream and fake hub. */
 export const runCeiling = async (options: CeilingOptions): Promise<CeilingReport> => {
   const topology = makeTopology(options.naming)
+  const contract = options.contract === true
+  const phase = contract ? "contract ceiling" : "ceiling"
   // noAsyncTraces: otherwise every request (pulls included) builds Error objects just for stack traces.
   const connection = await connect({ servers: natsUrl, name: "bench-ceiling", noAsyncTraces: true })
   const jsm = await jetstreamManager(connection)
@@ -239,8 +420,11 @@ export const runCeiling = async (options: CeilingOptions): Promise<CeilingReport
     logPath: join(options.logDirectory, "ceiling-fake-hub.log"),
   })
   try {
+    const streamsNeeded = contract
+      ? [topology.streams.hubPayments, topology.streams.events]
+      : [topology.streams.hubPayments]
     for (const definition of streamDefinitions(topology, defaultSettings.duplicateWindowMs, 1)) {
-      if (definition.name === topology.streams.hubPayments) await jsm.streams.add(definition)
+      if (streamsNeeded.includes(definition.name)) await jsm.streams.add(definition)
     }
     await jsm.consumers.add(topology.streams.hubPayments, {
       durable_name: resultsConsumer,
@@ -292,33 +476,71 @@ export const runCeiling = async (options: CeilingOptions): Promise<CeilingReport
             message.term()
           }
         }
+        if (contract) {
+          const outboxId = randomUUID()
+          const { settledCount, outgoing } = await inTransaction(pool, async (client) => {
+            const settled = await settleResults(client, decoded, now)
+            const outcomes = settled.flatMap((payment) => outcomeMessages(payment, topology))
+            if (outcomes.length > 0) await insertOutbox(client, outboxId, outcomes)
+            return { settledCount: settled.length, outgoing: outcomes }
+          })
+          written += settledCount
+          lastWriteAt = performance.now()
+          for (const message of messages) message.ack()
+          await publisher.add(outgoing, () => pool.query("DELETE FROM outbox WHERE id = $1", [outboxId]))
+          continue
+        }
         written += await recordResults(pool, decoded, now)
         lastWriteAt = performance.now()
         for (const message of messages) message.ack()
       }
     }
+    const jetStreamPublisher = new JetStreamPublisher(connection)
+    const publisher = new MessagePublisher(jetStreamPublisher)
     const writing = writeResults()
 
-    const jetStreamPublisher = new JetStreamPublisher(connection)
-    const publisher = new CommandPublisher(jetStreamPublisher, topology.subjects.hubCommand)
     const writeAndPublish = async (rows: ReadonlyArray<DueRow>) => {
       const paymentIds = rows.map(() => randomUUID())
-      await recordAttempts(pool, rows, paymentIds, now)
-      await publisher.add(
-        rows.map((row, index) => ({
-          paymentId: paymentIds[index] ?? randomUUID(),
-          subscriptionId: row.id,
-          clientId: row.client_id,
-          kind: "scheduled",
-          occurrence: row.occurrence,
-          attempt: 1,
-          providerId: row.provider_id,
-          account: row.account,
-          source: row.source,
-          amount: { value: Number(row.amount), currency: row.currency },
-          requestedAt: burstAt,
-        })),
-      )
+      const commands: Array<PaymentCommand> = rows.map((row, index) => ({
+        paymentId: paymentIds[index] ?? randomUUID(),
+        subscriptionId: row.id,
+        clientId: row.client_id,
+        kind: "scheduled",
+        occurrence: row.occurrence,
+        attempt: 1,
+        providerId: row.provider_id,
+        account: row.account,
+        source: row.source,
+        amount: { value: Number(row.amount), currency: row.currency },
+        requestedAt: burstAt,
+      }))
+      const commandMessage = (command: PaymentCommand): PublishableMessage => ({
+        subject: topology.subjects.hubCommand,
+        msgId: `command:${command.paymentId}`,
+        payload: JSON.stringify(command),
+      })
+      if (!contract) {
+        await recordAttempts(pool, rows, paymentIds, now)
+        await publisher.add(commands.map(commandMessage))
+        return
+      }
+      const messages = commands.flatMap((command): Array<PublishableMessage> => {
+        const eventId = randomUUID()
+        return [
+          commandMessage(command),
+          {
+            subject: topology.subjects.event("payment.requested"),
+            msgId: eventId,
+            payload: requestedEvent(command, eventId),
+          },
+        ]
+      })
+      const outboxId = randomUUID()
+      await inTransaction(pool, async (client) => {
+        await recordAttempts(client, rows, paymentIds, now)
+        await insertOutbox(client, outboxId, messages)
+      })
+      await publisher.add(messages, () => pool.query("DELETE FROM outbox WHERE id = $1", [outboxId]))
     }
     const dispatch = async () => {
       // Pages are read in keyset order, one at a time; their transactions run side by side.
@@ -366,23 +588,25 @@ export const runCeiling = async (options: CeilingOptions): Promise<CeilingReport
         lastChange = performance.now()
       } else if (!finished && performance.now() - lastChange > stallLimitMs) {
         throw new Error(
-          `ceiling stalled: ${written} of ${options.expected} results written, ${publisher.published} commands published, no progress for ${stallLimitMs / 1_000} s; fake hub output:\n${hub.tail(20)}`,
+          `${phase} stalled: ${written} of ${options.expected} results written, ${publisher.published} messages published, no progress for ${stallLimitMs / 1_000} s; fake hub output:\n${hub.tail(20)}`,
         )
       }
       if (performance.now() - lastProgress >= progressEveryMs) {
         lastProgress = performance.now()
         const elapsed = secondsSince(started)
         progress(
-          "ceiling",
-          `${elapsed.toFixed(1)}s  commands ${count(publisher.published)}  results ${count(written)}/${count(options.expected)}  ${count(written / elapsed)}/s`,
+          phase,
+          `${elapsed.toFixed(1)}s  published ${count(publisher.published)}  results ${count(written)}/${count(options.expected)}  ${count(written / elapsed)}/s`,
         )
       }
     }
     const [commandsPublishedSeconds] = await done
+    // The last results' events and notifications, in the contract's form, are part of the work.
+    await publisher.flushed()
     const budget = cpuBudget(budgetAtStart, cpuSnapshot(budgetProcesses), options.expected)
     await resultMessages.close()
     jetStreamPublisher.close()
-    if (undecodable > 0) progress("ceiling", `${undecodable} undecodable results were terminated`)
+    if (undecodable > 0) progress(phase, `${undecodable} undecodable results were terminated`)
     const seconds = (lastWriteAt - started) / 1_000
     return {
       payments: written,
@@ -390,6 +614,7 @@ export const runCeiling = async (options: CeilingOptions): Promise<CeilingReport
       perSec: written / seconds,
       commandsPublishedSeconds,
       cpuBudget: budget,
+      messagesPublished: publisher.published,
     }
   } finally {
     await hub.stop(10_000)

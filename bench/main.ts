@@ -6,7 +6,9 @@
  * then the same burst again with two engine processes sharing the partitions,
  * for the speed-up of a second instance on this machine.
  * The engine's rate is compared, in the same run, with the raw ceiling of
- * this machine for the same work without the engine (bench/ceiling.ts).
+ * this machine for the same work without the engine (bench/ceiling.ts), and
+ * with the same dispatcher doing everything the contract asks per payment
+ * (the contract ceiling: events, notification, outbox, subscription update).
  *
  * Threshold events: BENCH_THRESHOLD_N (default 100,000) threshold
  * subscriptions over 10 providers and as many balance events, half below the
@@ -15,7 +17,7 @@
  * rate of the same events (bench/threshold.ts, bench/jetstream-raw.ts).
  *
  * Environment: BENCH_N; BENCH_THRESHOLD_N; BENCH_THRESHOLD_RATE (events/s of
- * the steady half); BENCH_ONLY=engine|engine2|ceiling|threshold to run one phase;
+ * the steady half); BENCH_ONLY=engine|engine2|ceiling|contract|threshold to run one phase;
  * BENCH_KEEP=1 to keep the databases; NATS_URL; BENCH_POSTGRES_URL (server
  * only, default postgres://postgres@127.0.0.1:5432); BENCH_NODE_ARGS, node
  * flags for the child processes (profiling); BENCH_CEILING_WRITERS, batch
@@ -62,7 +64,7 @@ const parseCount = (name: string, fallback: number): number => {
 const n = parseCount("BENCH_N", 100_000)
 const thresholdN = parseCount("BENCH_THRESHOLD_N", 100_000)
 const thresholdRate = parseCount("BENCH_THRESHOLD_RATE", 2_000)
-const phases = ["engine", "engine2", "ceiling", "threshold"] as const
+const phases = ["engine", "engine2", "ceiling", "contract", "threshold"] as const
 const only = process.env.BENCH_ONLY ?? ""
 if (only !== "" && !phases.some((phase) => phase === only)) {
   throw new Error(`BENCH_ONLY must be one of ${phases.join(", ")}, got ${only}`)
@@ -81,6 +83,8 @@ const twoInstancesDatabase = `${engineDatabase}_two`
 const twoInstancesNaming = namingFor(`${runTag}e`)
 const engineNaming = namingFor(runTag)
 const ceilingNaming = namingFor(`${runTag}c`)
+const contractDatabase = `${engineDatabase}_contract`
+const contractNaming = namingFor(`${runTag}k`)
 const thresholdDatabase = `${engineDatabase}_threshold`
 const thresholdNaming = namingFor(`${runTag}t`)
 const rawNaming = namingFor(`${runTag}r`)
@@ -101,6 +105,7 @@ process.on("SIGINT", () => {
     const jsm = await jetstreamManager(connection)
     await deleteStreamsOf(jsm, engineNaming)
     await deleteStreamsOf(jsm, ceilingNaming)
+    await deleteStreamsOf(jsm, contractNaming)
     await deleteStreamsOf(jsm, twoInstancesNaming)
     await deleteStreamsOf(jsm, thresholdNaming)
     await deleteStreamsOf(jsm, rawNaming)
@@ -134,6 +139,8 @@ let twoInstances: EngineReport | undefined
 let twoInstancesError: string | undefined
 let ceiling: CeilingReport | undefined
 let ceilingError: string | undefined
+let contractCeiling: CeilingReport | undefined
+let contractError: string | undefined
 let raw: RawReport | undefined
 let threshold: ThresholdReport | undefined
 let thresholdError: string | undefined
@@ -201,6 +208,27 @@ try {
       progress("ceiling", `FAILED: ${ceilingError}`)
     }
   }
+  if (runs("contract")) {
+    try {
+      await seed(contractDatabase)
+      contractCeiling = await runCeiling({
+        database: contractDatabase,
+        expected: n,
+        naming: contractNaming,
+        cwd: projectRoot,
+        logDirectory,
+        contract: true,
+      })
+      progress(
+        "contract ceiling",
+        `${count(contractCeiling.perSec)} payments/s with the contract's events, notification, outbox and subscription update (${contractCeiling.seconds.toFixed(2)}s; ${count(contractCeiling.messagesPublished)} messages acknowledged)`,
+      )
+      progress("contract ceiling", `CPU per payment: ${describeBudget(contractCeiling.cpuBudget)}`)
+    } catch (error) {
+      contractError = errorText(error)
+      progress("contract ceiling", `FAILED: ${contractError}`)
+    }
+  }
   if (runs("threshold")) {
     try {
       // The raw rate first, on a machine with nothing else running.
@@ -242,6 +270,11 @@ const ceilingPerSec = ceiling === undefined ? null : Math.round(ceiling.perSec)
 const shareOfCeiling =
   paymentsPerSec === null || ceilingPerSec === null ? null : rounded(paymentsPerSec / ceilingPerSec, 3)
 const peakRssMb = engine?.peakRssMb == null ? null : rounded(engine.peakRssMb, 1)
+const contractCeilingPerSec = contractCeiling === undefined ? null : Math.round(contractCeiling.perSec)
+const shareOfContractCeiling =
+  paymentsPerSec === null || contractCeilingPerSec === null
+    ? null
+    : rounded(paymentsPerSec / contractCeilingPerSec, 3)
 const thresholdPerSec = threshold === undefined ? null : Math.round(threshold.flatOutPerSec)
 const rawPerSec = raw === undefined ? null : Math.round(raw.perSec)
 const thresholdShareOfRaw =
@@ -326,14 +359,21 @@ const summary = {
   hubCommands: engine?.hubCommands ?? null,
   engineExit: engine?.engineExit ?? null,
   ceilingSeconds: ceiling === undefined ? null : rounded(ceiling.seconds, 2),
+  // The same dispatcher doing all the contract asks per payment (events, notification, outbox,
+  // subscription update): the engine-free cost of the contract's work; not a target, a yardstick.
+  contractCeilingPerSec,
+  shareOfContractCeiling,
+  contractCeilingMessages: contractCeiling?.messagesPublished ?? null,
   // CPU µs per payment of every process in each phase: on a machine they all share, the rate is set by the sum.
   cpuUsPerPayment: {
     engine: engine?.cpuBudget ?? null,
     ceiling: ceiling?.cpuBudget ?? null,
+    contractCeiling: contractCeiling?.cpuBudget ?? null,
   },
   seedSeconds: seedSeconds === undefined ? null : rounded(seedSeconds, 2),
   ...(engineError === undefined ? {} : { engineError }),
   ...(ceilingError === undefined ? {} : { ceilingError }),
+  ...(contractError === undefined ? {} : { contractError }),
   twoInstances: twoInstancesSummary,
   threshold: thresholdSummary,
   machine: {
@@ -400,6 +440,7 @@ process.exit(
   engineError === undefined &&
     twoInstancesError === undefined &&
     ceilingError === undefined &&
+    contractError === undefined &&
     thresholdError === undefined
     ? 0
     : 1,
