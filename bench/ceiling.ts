@@ -45,7 +45,7 @@ import {
   sleep,
 } from "./common.ts"
 import { type CpuBudget, cpuBudget, cpuSnapshot } from "./cpu-budget.ts"
-import { startTsProcess } from "./processes.ts"
+import { startNodeProcess } from "./processes.ts"
 import { burstAt, openBenchPool } from "./seed.ts"
 
 /** What the ceiling run measured. */
@@ -414,7 +414,7 @@ export const runCeiling = async (options: CeilingOptions): Promise<CeilingReport
   const jsm = await jetstreamManager(connection)
   const js = jetstream(connection, { timeout: 30_000 })
   const pool = openBenchPool(options.database, 6)
-  const hub = startTsProcess("ceiling fake hub", "fakes/run-fake-hub.ts", {
+  const hub = startNodeProcess("ceiling fake hub", "fakes/run-fake-hub.ts", {
     cwd: options.cwd,
     env: { ...process.env, ...namingEnvironment(options.naming) },
     logPath: join(options.logDirectory, "ceiling-fake-hub.log"),

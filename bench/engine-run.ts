@@ -19,7 +19,7 @@ import {
   sleep,
 } from "./common.ts"
 import { type CpuBudget, cpuBudget, cpuSnapshot } from "./cpu-budget.ts"
-import { type BenchProcess, cpuSeconds, memoryMb, startTsProcess } from "./processes.ts"
+import { type BenchProcess, cpuSeconds, memoryMb, startNodeProcess } from "./processes.ts"
 import { burstAt, databaseUrlFor, openBenchPool } from "./seed.ts"
 
 /** What the engine run measured. */
@@ -56,8 +56,9 @@ export interface EngineRunOptions {
   readonly instances?: number
 }
 
-// BENCH_ENGINE_ENTRY runs another build of the engine (e.g. a bundle, for readable CPU profiles).
-const engineEntry = process.env.BENCH_ENGINE_ENTRY ?? "src/main.ts"
+// The engine as `npm start` runs it: the bundle `npm run build` writes (bench/main.ts builds it first).
+// BENCH_ENGINE_ENTRY runs another build instead (`src/main.ts` runs the sources through tsx).
+export const engineEntry = process.env.BENCH_ENGINE_ENTRY ?? "dist/engine.mjs"
 // The heap settings `npm start` gives the engine (package.json), so the bench measures the engine as it runs.
 const engineNodeArgs = ["--max-old-space-size=384", "--max-semi-space-size=32"]
 const readyTimeoutMs = 120_000
@@ -111,7 +112,7 @@ export const startEngineProcesses = async (options: EngineProcessOptions): Promi
     throw new Error(`${engineEntry} does not exist yet: the engine phase cannot run`)
   }
   const environment = { ...process.env, ...namingEnvironment(options.naming) }
-  const hub = startTsProcess("fake hub", "fakes/run-fake-hub.ts", {
+  const hub = startNodeProcess("fake hub", "fakes/run-fake-hub.ts", {
     cwd: options.cwd,
     env: environment,
     logPath: join(options.logDirectory, `${options.logName}-fake-hub.log`),
@@ -119,7 +120,7 @@ export const startEngineProcesses = async (options: EngineProcessOptions): Promi
   const launched = performance.now()
   const instances = options.instances ?? 1
   const engines = Array.from({ length: instances }, (_, index) =>
-    startTsProcess(instances === 1 ? "engine" : `engine ${index + 1}`, engineEntry, {
+    startNodeProcess(instances === 1 ? "engine" : `engine ${index + 1}`, engineEntry, {
       cwd: options.cwd,
       env: {
         ...environment,

@@ -28,6 +28,7 @@
  * bench/results/latest.json, which keeps the other benchmark's latest figures
  * when a run leaves it out.
  */
+import { execFileSync } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { availableParallelism, totalmem } from "node:os"
 import { dirname, join } from "node:path"
@@ -37,7 +38,7 @@ import { connect } from "@nats-io/transport-node"
 import { type CeilingReport, runCeiling } from "./ceiling.ts"
 import { count, deleteStreamsOf, namingFor, natsUrl, progress, rounded } from "./common.ts"
 import { describeBudget } from "./cpu-budget.ts"
-import { type EngineReport, runEngine } from "./engine-run.ts"
+import { type EngineReport, engineEntry, runEngine } from "./engine-run.ts"
 import { type RawReport, runRawJetStream } from "./jetstream-raw.ts"
 import { killStartedProcesses } from "./processes.ts"
 import { dropBenchDatabase, type SeedReport, seedBenchDatabase, seedThresholdDatabase } from "./seed.ts"
@@ -131,6 +132,11 @@ progress(
   `n=${count(n)}  threshold n=${count(thresholdN)}  run ${runTag}  cpus ${availableParallelism()}  node ${process.version}`,
 )
 progress("bench", `child logs in ${logDirectory}`)
+if (process.env.BENCH_ENGINE_ENTRY === undefined) {
+  // The engine runs from the bundle `npm start` runs, built from the sources as they are now.
+  execFileSync("npm", ["run", "-s", "build"], { cwd: projectRoot, stdio: "inherit" })
+  progress("bench", `engine built: ${engineEntry}`)
+}
 
 let seedSeconds: number | undefined
 let engine: EngineReport | undefined

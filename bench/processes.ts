@@ -1,6 +1,6 @@
 /**
  * Child processes of the benchmark (the engine, the fake hubs): started with
- * `node --import tsx` directly, so the pid we hold is the process doing the
+ * `node` directly (not through npm), so the pid we hold is the process doing the
  * work and its `/proc/<pid>/status` tells the truth about memory. Their
  * output goes to a log file, never to the bench's own stdout, whose last
  * line must stay the JSON summary.
@@ -41,8 +41,11 @@ interface LineWatcher {
   readonly resolve: (line: string) => void
 }
 
-/** Starts `node --import tsx <script>` in `cwd` with `env`, logging its output to `logPath`. */
-export const startTsProcess = (
+/**
+ * Starts `<script>` on node in `cwd` with `env`, logging its output to `logPath`: TypeScript through
+ * tsx (`node --import tsx`), a built `.mjs` bundle as it is.
+ */
+export const startNodeProcess = (
   name: string,
   script: string,
   options: {
@@ -57,7 +60,13 @@ export const startTsProcess = (
   const extraNodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "")
   const child = spawn(
     process.execPath,
-    [...(options.nodeArgs ?? []), ...extraNodeArgs, "--import", "tsx", script],
+    // A built bundle (.mjs) runs on plain node; TypeScript sources through tsx.
+    [
+      ...(options.nodeArgs ?? []),
+      ...extraNodeArgs,
+      ...(script.endsWith(".mjs") ? [] : ["--import", "tsx"]),
+      script,
+    ],
     {
       cwd: options.cwd,
       env: options.env,

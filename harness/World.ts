@@ -128,10 +128,18 @@ export class World {
     return engine
   }
 
-  /** Starts the engine as its own process (`node --import tsx src/main.ts`), for tests that kill it. */
-  async spawnEngine(environment: Record<string, string> = {}): Promise<ChildProcess> {
+  /**
+   * Starts the engine as its own process, for tests that kill it: the sources through tsx
+   * (`node --import tsx src/main.ts`), or with `from: "build"` the bundle `npm run build` wrote
+   * (`node dist/engine.mjs`, as `npm start` runs it).
+   */
+  async spawnEngine(
+    environment: Record<string, string> = {},
+    from: "sources" | "build" = "sources",
+  ): Promise<ChildProcess> {
     const { naming } = this.settings
-    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    const entry = from === "build" ? ["dist/engine.mjs"] : ["--import", "tsx", "src/main.ts"]
+    const child = spawn(process.execPath, entry, {
       env: {
         ...process.env,
         NATS_URL: this.settings.natsUrl,
