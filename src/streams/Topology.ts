@@ -17,7 +17,7 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream"
 import { nanos } from "@nats-io/transport-node"
-import { Context, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer, Schedule } from "effect"
 import { EngineConfig, type Naming } from "../EngineConfig.ts"
 import { Nats } from "./Nats.ts"
 
@@ -279,6 +279,26 @@ export const consumerDefinitions = (topology: TopologyService, ackWaitMs: number
   ]
 }
 
+/**
+ * Runs one stream or consumer set-up step, again after a short pause when JetStream fails it: a
+ * server that is starting, electing a leader, or (seen on 2.9.10) cleaning up the directory of an
+ * account's last deleted stream just as a new one is created ("error creating store for stream")
+ * answers an error that the next attempt does not get. After the last attempt the error stands
+ * and the engine does not start.
+ */
+export const setupAttempts = 6
+
+export const withSetupRetries = <A>(what: string, step: () => Promise<A>): Effect.Effect<A> =>
+  Effect.tryPromise({ try: step, catch: (error) => error }).pipe(
+    Effect.tapError((error) =>
+      Effect.logWarning(`${what} failed; trying again`).pipe(
+        Effect.annotateLogs({ error: error instanceof Error ? error.message : String(error) }),
+      ),
+    ),
+    Effect.retry({ schedule: Schedule.exponential(Duration.millis(100)), times: setupAttempts - 1 }),
+    Effect.orDie,
+  )
+
 /** The engine's names, plus the streams and consumers guaranteed to exist once the layer is built. */
 export class Topology extends Context.Service<Topology, TopologyService>()("rp/streams/Topology") {
   static readonly layer = Layer.effect(
@@ -288,7 +308,9 @@ export class Topology extends Context.Service<Topology, TopologyService>()("rp/s
       const { jsm } = yield* Nats
       const topology = makeTopology(config.naming)
       for (const definition of streamDefinitions(topology, config.duplicateWindowMs, config.streamReplicas)) {
-        const outcome = yield* Effect.promise(() => ensureStream(jsm, definition))
+        const outcome = yield* withSetupRetries(`stream ${definition.name}`, () =>
+          ensureStream(jsm, definition),
+        )
         if (outcome !== "present")
           yield* Effect.logInfo(`stream ${outcome}`).pipe(Effect.annotateLogs({ stream: definition.name }))
       }
@@ -297,7 +319,9 @@ export class Topology extends Context.Service<Topology, TopologyService>()("rp/s
         config.consumerAckWaitMs,
         config.tickAckWaitMs,
       )) {
-        const outcome = yield* Effect.promise(() => ensureConsumer(jsm, stream, consumer))
+        const outcome = yield* withSetupRetries(`consumer ${consumer.durable_name}`, () =>
+          ensureConsumer(jsm, stream, consumer),
+        )
         if (outcome !== "present") {
           yield* Effect.logInfo(`consumer ${outcome}`).pipe(
             Effect.annotateLogs({ stream, consumer: consumer.durable_name }),
