@@ -422,9 +422,12 @@ const carryOver = (
       ]
     }),
   )
-const kept = only === "" ? summary : carryOver(summary, previousResults())
-mkdirSync(dirname(resultsPath), { recursive: true })
-writeFileSync(resultsPath, `${JSON.stringify(kept, null, 2)}\n`)
+// BENCH_NO_RESULTS=1 (set by bench:ab, whose runs compare builds) leaves the file as it is.
+if (process.env.BENCH_NO_RESULTS !== "1") {
+  const kept = only === "" ? summary : carryOver(summary, previousResults())
+  mkdirSync(dirname(resultsPath), { recursive: true })
+  writeFileSync(resultsPath, `${JSON.stringify(kept, null, 2)}\n`)
+}
 progress(
   "bench",
   `engine ${paymentsPerSec ?? "-"}/s vs ceiling ${ceilingPerSec ?? "-"}/s (${shareOfCeiling === null ? "-" : `${Math.round(shareOfCeiling * 100)}%`}; target >= ${targetShareOfCeiling * 100}% and >= ${count(targetPaymentsPerSec)}/s), drain ${summary.drainSeconds ?? "-"}s, engine peak RSS ${peakRssMb ?? "-"} MB (target <= ${targetPeakRssMb})`,
