@@ -34,7 +34,7 @@ import { defaultSettings, type Naming } from "../src/EngineConfig.ts"
 import { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
 import { type PaymentCommand, PaymentResult } from "../src/streams/Messages.ts"
 import { outboxText, type PublishableMessage } from "../src/streams/OutboxPublisher.ts"
-import { makeTopology, streamDefinitions } from "../src/streams/Topology.ts"
+import { makeTopology, streamDefinitions, type TopologyService } from "../src/streams/Topology.ts"
 import {
   count,
   deleteStreamsOf,
@@ -146,23 +146,27 @@ const recordAttempts = (
     ],
   )
 
+// A result is recorded on its payment only while that payment is still pending: a repeated result
+// changes nothing. $1-$6 of both forms below.
+const settlePayments = `
+  UPDATE payments AS p
+  SET status = r.status, retryable = r.retryable, reason = r.reason, hub_reference = r.hub_reference,
+    outcome = r.status, result_at = $6
+  FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[])
+    AS r(payment_id, status, retryable, reason, hub_reference)
+  WHERE p.payment_id = r.payment_id AND p.status = 'pending'`
+
+const resultParameters = (results: ReadonlyArray<PaymentResult>, now: Date) => [
+  results.map((result) => result.paymentId),
+  results.map((result) => result.status),
+  results.map((result) => result.retryable),
+  results.map((result) => result.reason ?? null),
+  results.map((result) => result.hubReference ?? null),
+  now,
+]
+
 const recordResults = async (pool: pg.Pool, results: ReadonlyArray<PaymentResult>, now: Date) => {
-  const outcome = await pool.query(
-    `UPDATE payments AS p
-     SET status = r.status, retryable = r.retryable, reason = r.reason, hub_reference = r.hub_reference,
-       outcome = r.status, result_at = $6
-     FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[])
-       AS r(payment_id, status, retryable, reason, hub_reference)
-     WHERE p.payment_id = r.payment_id AND p.status = 'pending'`,
-    [
-      results.map((result) => result.paymentId),
-      results.map((result) => result.status),
-      results.map((result) => result.retryable),
-      results.map((result) => result.reason ?? null),
-      results.map((result) => result.hubReference ?? null),
-      now,
-    ],
-  )
+  const outcome = await pool.query(settlePayments, resultParameters(results, now))
   return outcome.rowCount ?? 0
 }
 
@@ -183,13 +187,7 @@ interface SettledPayment {
 // wake at the next month's notice) in the same statement.
 const settleResults = async (client: Queryable, results: ReadonlyArray<PaymentResult>, now: Date) => {
   const settled = await client.query<SettledPayment>(
-    `WITH settled AS (
-       UPDATE payments AS p
-       SET status = r.status, retryable = r.retryable, reason = r.reason, hub_reference = r.hub_reference,
-         outcome = r.status, result_at = $6
-       FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[])
-         AS r(payment_id, status, retryable, reason, hub_reference)
-       WHERE p.payment_id = r.payment_id AND p.status = 'pending'
+    `WITH settled AS (${settlePayments}
        RETURNING p.payment_id, p.subscription_id, p.client_id, p.occurrence, p.amount::text AS amount,
          p.currency, p.provider_id, p.account, p.status, p.hub_reference
      ), moved AS (
@@ -199,15 +197,7 @@ const settleResults = async (client: Queryable, results: ReadonlyArray<PaymentRe
        FROM settled WHERE s.id = settled.subscription_id
      )
      SELECT * FROM settled`,
-    [
-      results.map((result) => result.paymentId),
-      results.map((result) => result.status),
-      results.map((result) => result.retryable),
-      results.map((result) => result.reason ?? null),
-      results.map((result) => result.hubReference ?? null),
-      now,
-      new Date(now.getTime() + 29 * 24 * 3_600_000),
-    ],
+    [...resultParameters(results, now), new Date(now.getTime() + 29 * 24 * 3_600_000)],
   )
   return settled.rows
 }
@@ -266,10 +256,7 @@ const outcomeData = (payment: SettledPayment) => ({
 })
 
 /** The outcome's event and the customer's notification, as the contract has them. */
-const outcomeMessages = (
-  payment: SettledPayment,
-  topology: ReturnType<typeof makeTopology>,
-): Array<PublishableMessage> => {
+const outcomeMessages = (payment: SettledPayment, topology: TopologyService): Array<PublishableMessage> => {
   const type = payment.status === "succeeded" ? "payment.succeeded" : "payment.failed"
   const eventId = randomUUID()
   const notificationId = randomUUID()

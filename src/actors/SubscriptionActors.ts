@@ -136,7 +136,10 @@ interface Actor {
   readonly waitingForRoom: Array<() => void>
   /** The row as this actor last wrote or read it; dropped whenever something went wrong. */
   cached: Subscription | undefined
-  /** A fiber is draining the mailbox: set when the first message arrives, cleared when it is empty. */
+  /**
+   * A fiber is draining the mailbox: set when a message arrives at an idle actor, cleared once the
+   * mailbox is empty and the last message handled. A non-empty mailbox always means busy.
+   */
   busy: boolean
   lastActive: number
 }
@@ -557,7 +560,7 @@ export class SubscriptionActors extends Context.Service<
           let busy = 0
           for (const actor of actors.values()) {
             if (!leaving.has(partitionOf(actor.id, partitions.count))) continue
-            if (actor.busy || actor.mailbox.length > 0) {
+            if (actor.busy) {
               busy += 1
               continue
             }
@@ -579,7 +582,7 @@ export class SubscriptionActors extends Context.Service<
       const passivateIdle = Effect.sync(() => {
         const cutoff = Date.now() - config.actorIdleMs
         for (const actor of actors.values()) {
-          if (actor.busy || actor.lastActive > cutoff || actor.mailbox.length > 0) continue
+          if (actor.busy || actor.lastActive > cutoff) continue
           actors.delete(actor.id)
         }
       })

@@ -11,10 +11,11 @@ import type { LimitSettings } from "../actors/Limits.ts"
 import * as IsoDuration from "../domain/IsoDuration.ts"
 import { format as formatMoney } from "../domain/Money.ts"
 import { isTimeZoneName, parseAmountsByCurrency, parseDurationList } from "../EngineConfig.ts"
-import { writeAudit } from "../store/OperatorStore.ts"
+import { type AuditEntry, writeAudit } from "../store/OperatorStore.ts"
 import { checkLimits, writeOverride } from "../store/SettingsOverrides.ts"
 import { type ConsoleEnv, requireRole } from "./Auth.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
+import { type Form, field, noteOf } from "./Forms.ts"
 import { BASE, badge, csrfField, type Flash, page, roleAtLeast, when } from "./Html.ts"
 
 /** `RUB:1500000,USD:100000`, the environment variables' own syntax. */
@@ -40,21 +41,16 @@ const LIMIT_FIELDS = [
   { name: "monthly", label: "A client's month at most", env: "RP_LIMIT_MONTHLY_MAX" },
 ] as const
 
-const fieldText = (form: Readonly<Record<string, unknown>>, name: string, max = 2_000) => {
-  const value = form[name]
-  return typeof value === "string" ? value.trim().slice(0, max) : ""
-}
-
 /** Reads the limits form; a string says what is wrong. */
 export const limitsFromForm = (form: Readonly<Record<string, unknown>>): LimitSettings | string => {
   const amounts: Record<string, Readonly<Record<string, number>>> = {}
-  for (const field of LIMIT_FIELDS) {
-    const parsed = parseAmountsByCurrency(fieldText(form, field.name))
+  for (const limitField of LIMIT_FIELDS) {
+    const parsed = parseAmountsByCurrency(field(form, limitField.name, 2_000))
     if (parsed === undefined)
-      return `"${field.label}" must be a comma-separated list of CURRENCY:minor-units such as RUB:1500000,USD:100000 (empty: no limit)`
-    amounts[field.name] = parsed
+      return `"${limitField.label}" must be a comma-separated list of CURRENCY:minor-units such as RUB:1500000,USD:100000 (empty: no limit)`
+    amounts[limitField.name] = parsed
   }
-  const clientTimeZone = fieldText(form, "clientTimeZone", 100)
+  const clientTimeZone = field(form, "clientTimeZone", 100)
   if (!isTimeZoneName(clientTimeZone))
     return `"${clientTimeZone}" is not an IANA time zone such as Europe/Moscow`
   const limits: LimitSettings = {
@@ -155,6 +151,20 @@ export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
     ),
   )
 
+  /** Writes an override with its audit entry (the admin's note from `form`), then puts it in force here. */
+  const saveOverride = async (
+    login: string,
+    form: Form,
+    change: Parameters<typeof writeOverride>[1],
+    audit: Pick<AuditEntry, "action" | "target" | "details">,
+  ) => {
+    await services.db.transaction().execute(async (trx) => {
+      await writeOverride(trx, change, login)
+      await writeAudit(trx, { operator: login, clientId: null, reason: noteOf(form), ...audit })
+    })
+    await services.reloadSettings()
+  }
+
   app.post("/settings/limits", requireRole("admin"), async (c) => {
     const form = await c.req.parseBody()
     const before = (await services.settingsInForce()).limits
@@ -162,19 +172,16 @@ export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
     const limits = useEnvironment ? null : limitsFromForm(form)
     if (typeof limits === "string")
       return show(c, { kind: "error", text: `Not saved: ${limits}. Nothing was changed.` }, 422)
-    const login = c.get("session").login
-    await services.db.transaction().execute(async (trx) => {
-      await writeOverride(trx, { limits }, login)
-      await writeAudit(trx, {
-        operator: login,
+    await saveOverride(
+      c.get("session").login,
+      form,
+      { limits },
+      {
         action: useEnvironment ? "settings.limits_reset" : "settings.limits_override",
         target: "limits",
-        clientId: null,
-        reason: fieldText(form, "reason", 500) || null,
         details: { before, after: limits ?? environment.limits },
-      })
-    })
-    await services.reloadSettings()
+      },
+    )
     return c.redirect(
       `${BASE}/settings?saved=${useEnvironment ? "limits-environment" : "limits-override"}`,
       303,
@@ -185,7 +192,7 @@ export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
     const form = await c.req.parseBody()
     const before = (await services.settingsInForce()).policy.retryScheduleMs
     const useEnvironment = form.use === "environment"
-    const text = fieldText(form, "retrySchedule", 500).replace(/\s+/g, "")
+    const text = field(form, "retrySchedule", 500).replace(/\s+/g, "")
     const parsed = useEnvironment ? null : parseDurationList(text)
     if (parsed === undefined || (parsed !== null && parsed.length > 20)) {
       return show(
@@ -197,22 +204,19 @@ export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
         422,
       )
     }
-    const login = c.get("session").login
-    await services.db.transaction().execute(async (trx) => {
-      await writeOverride(trx, { retrySchedule: parsed === null ? null : text }, login)
-      await writeAudit(trx, {
-        operator: login,
+    await saveOverride(
+      c.get("session").login,
+      form,
+      { retrySchedule: parsed === null ? null : text },
+      {
         action: useEnvironment ? "settings.retries_reset" : "settings.retries_override",
         target: "retry_schedule",
-        clientId: null,
-        reason: fieldText(form, "reason", 500) || null,
         details: {
           before: durationsText(before),
           after: parsed === null ? durationsText(environment.retryScheduleMs) : text,
         },
-      })
-    })
-    await services.reloadSettings()
+      },
+    )
     return c.redirect(
       `${BASE}/settings?saved=${useEnvironment ? "retries-environment" : "retries-override"}`,
       303,
