@@ -73,6 +73,12 @@ const countSettled = async (world: World): Promise<number> => {
   return Number(row.count)
 }
 
+/** The database server's clock, in epoch milliseconds. */
+const databaseNow = async (world: World): Promise<number> =>
+  (
+    (await sql<{ now: Date }>`SELECT clock_timestamp() AS now`.execute(world.db)).rows[0]?.now ?? new Date()
+  ).getTime()
+
 const count = async (world: World, query: RawBuilder<{ count: string }>): Promise<number> =>
   Number((await query.execute(world.db)).rows[0]?.count ?? 0)
 
@@ -663,6 +669,8 @@ export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promis
     const killAt = Math.max(1, Math.floor(n * killFraction))
     await hub.waitForCommands(killAt, stepTimeoutMs)
     const killedAt = performance.now()
+    // Takeover is judged on the database's clock, so the harness's own polling and the victim's exit do not count.
+    const killedAtDb = await databaseNow(world)
     const signal = await killed(victim, "SIGKILL")
     const sentBeforeKill = hub.commands.length
     const settledBeforeKill = await countSettled(world)
@@ -675,7 +683,15 @@ export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promis
       async () => (await leasesHeldBy(survivorId)) === partitionCount,
       stepTimeoutMs,
     )
-    const leasesTakenMs = performance.now() - killedAt
+    // Every renewal rewrites changed_at for all of an owner's leases in one statement, so their latest
+    // changed_at is the round that took the last of them (or at most one round later).
+    const lastTakenAt = (
+      await sql<{
+        at: Date
+      }>`SELECT max(changed_at) AS at FROM partition_leases WHERE owner = ${survivorId}`.execute(world.db)
+    ).rows[0]?.at
+    const leasesTakenMs =
+      lastTakenAt === undefined ? Number.POSITIVE_INFINITY : lastTakenAt.getTime() - killedAtDb
 
     const { recoveryMs: takeoverMs, mostMs } = await allResultsRecorded(world, due, killedAt, {
       name: "surviving engine",
