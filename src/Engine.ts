@@ -23,6 +23,7 @@ import { ObservabilityRoutes } from "./observability/ObservabilityRoutes.ts"
 import { TracingFromConfig } from "./observability/Tracing.ts"
 import { Channels } from "./protocol/Channels.ts"
 import { ProtocolHandler, ProtocolServer } from "./protocol/ProtocolServer.ts"
+import { ClusterSecretStore } from "./store/ClusterSecret.ts"
 import { Database } from "./store/Database.ts"
 import { HistoryStore } from "./store/HistoryStore.ts"
 import { InboxStore } from "./store/InboxStore.ts"
@@ -37,6 +38,7 @@ import { ClockPublisher } from "./streams/ClockPublisher.ts"
 import { DeadLetters } from "./streams/DeadLetters.ts"
 import { HubStatus } from "./streams/HubStatus.ts"
 import { InboundStreams } from "./streams/InboundStreams.ts"
+import { InternalAuth } from "./streams/InternalAuth.ts"
 import { Nats } from "./streams/Nats.ts"
 import { OutboxPublisher } from "./streams/OutboxPublisher.ts"
 import { Topology } from "./streams/Topology.ts"
@@ -57,6 +59,7 @@ const foundations = Layer.mergeAll(
   Channels.layer,
   LeaseStore.layer,
   LiveSettings.layer,
+  ClusterSecretStore.layer,
 )
 
 /** Every service of the engine, without the parts that start work (for tests that drive pieces directly). */
@@ -70,7 +73,13 @@ export const EngineServices = Layer.mergeAll(
 ).pipe(
   Layer.provideMerge(SubscriptionActors.layer),
   Layer.provideMerge(
-    Layer.mergeAll(TransitionCommitter.layer, HubStatus.layer, DeadLetters.layer, Partitions.layer),
+    Layer.mergeAll(
+      TransitionCommitter.layer,
+      HubStatus.layer,
+      DeadLetters.layer,
+      Partitions.layer,
+      InternalAuth.layer,
+    ),
   ),
   Layer.provideMerge(foundations),
   Layer.provideMerge(connections),

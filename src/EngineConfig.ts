@@ -81,6 +81,13 @@ export interface EngineSettings {
   readonly leaseRenewMs: number
   /** OTLP/HTTP collector the engine's spans are exported to; empty: no export (trace headers still flow). */
   readonly otlpEndpoint: string
+  /**
+   * The key instances sign their messages to each other with (`rp.internal.>`); empty: a random one the
+   * first instance stores in Postgres, shared by every instance on the same database.
+   */
+  readonly clusterSecret: Redacted.Redacted<string>
+  /** During a rotation, a second secret accepted from other instances (the next or the old one), never used to sign. */
+  readonly clusterSecretAccepted: Redacted.Redacted<string>
 }
 
 /** Defaults: what `npm start` uses when the environment says nothing. */
@@ -130,6 +137,8 @@ export const defaultSettings: EngineSettings = {
   leaseTtlMs: 10_000,
   leaseRenewMs: 2_000,
   otlpEndpoint: "",
+  clusterSecret: Redacted.make(""),
+  clusterSecretAccepted: Redacted.make(""),
 }
 
 const duration = (name: string, fallback: number) =>
@@ -208,6 +217,21 @@ const port = (name: string, fallback: number) =>
     Config.withDefault(fallback),
   )
 
+/** Shortest cluster secret accepted: 32 characters (the documented way to make one gives 44). */
+export const MIN_CLUSTER_SECRET_LENGTH = 32
+
+const ClusterSecretText = Schema.String.check(
+  Schema.makeFilter((text: string) =>
+    text === "" || text.length >= MIN_CLUSTER_SECRET_LENGTH
+      ? undefined
+      : `must be at least ${MIN_CLUSTER_SECRET_LENGTH} characters (e.g. openssl rand -base64 32), or empty`,
+  ),
+)
+
+const clusterSecret = (name: string) =>
+  // Read as Redacted at once, so not even a refusal at start prints the value.
+  Config.schema(Schema.Redacted(ClusterSecretText), name).pipe(Config.withDefault(Redacted.make("")))
+
 const text = (name: string, fallback: string) => Config.String(name).pipe(Config.withDefault(fallback))
 
 /** Reads every setting from the environment, falling back to `defaultSettings`. */
@@ -276,6 +300,8 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   leaseTtlMs: duration("RP_LEASE_TTL", defaultSettings.leaseTtlMs),
   leaseRenewMs: duration("RP_LEASE_RENEW", defaultSettings.leaseRenewMs),
   otlpEndpoint: text("RP_OTLP_ENDPOINT", defaultSettings.otlpEndpoint),
+  clusterSecret: clusterSecret("RP_CLUSTER_SECRET"),
+  clusterSecretAccepted: clusterSecret("RP_CLUSTER_SECRET_ACCEPTED"),
 })
 
 /** The settings as a service, so every component reads the same values. */

@@ -60,4 +60,24 @@ describe("configuration from the environment", () => {
       expect([env, result._tag]).toEqual([env, "Failure"])
     }
   })
+
+  it("keeps the cluster secrets redacted, and refuses a short one without printing it", async () => {
+    const secret = "Zm9yIHRlc3RzIG9ubHk6IGEgY2x1c3RlciBzZWNyZXQ="
+    const settings = await settingsOf({
+      RP_CLUSTER_SECRET: secret,
+      RP_CLUSTER_SECRET_ACCEPTED: `${secret}-old`,
+    })
+    expect(Redacted.value(settings.clusterSecret)).toBe(secret)
+    expect(Redacted.value(settings.clusterSecretAccepted)).toBe(`${secret}-old`)
+    expect(String(settings.clusterSecret)).not.toContain(secret)
+    expect(JSON.stringify(settings)).not.toContain(secret)
+    expect(Redacted.value((await settingsOf({})).clusterSecret)).toBe("")
+
+    const short = await read({ RP_CLUSTER_SECRET: "too-short-to-sign-with" })
+    expect(short._tag).toBe("Failure")
+    if (short._tag === "Failure") {
+      expect(String(short.failure)).toMatch(/at least 32 characters/)
+      expect(String(short.failure)).not.toContain("too-short-to-sign-with")
+    }
+  })
 })

@@ -79,9 +79,9 @@ const inputTags = new Set<string>([
 ])
 
 /**
- * Reads a batch of forwarded messages. Only engine instances may publish on the internal subjects (see the NATS
- * permissions in docs/channels.md), so this checks the shape a peer writes rather than distrusting it field
- * by field; anything else is refused as a defect of the sender.
+ * Reads a batch of forwarded messages. Only a batch another instance signed gets here (InternalAuth checks
+ * its MAC first), so this checks the shape a peer writes rather than distrusting it field by field; anything
+ * else is refused as a defect of the sender.
  */
 export const decodeForwardBatch = (bytes: Uint8Array): ReadonlyArray<ForwardedMessage> | undefined => {
   try {

@@ -25,6 +25,7 @@ import { EngineConfig } from "../EngineConfig.ts"
 import { traceparentOf } from "../observability/TraceContext.ts"
 import { FORWARDED_SUBJECT_HEADER, ProtocolHandler, signatureOf } from "../protocol/ProtocolServer.ts"
 import { LeaseStore } from "../store/LeaseStore.ts"
+import { InternalAuth } from "../streams/InternalAuth.ts"
 import { Nats } from "../streams/Nats.ts"
 import { ANNOUNCER_HEADER, Topology } from "../streams/Topology.ts"
 import { EngineClock } from "./EngineClock.ts"
@@ -42,6 +43,7 @@ export const PartitionKeeper = Layer.effectDiscard(
     const clock = yield* EngineClock
     const protocol = yield* ProtocolHandler
     const { connection } = yield* Nats
+    const internal = yield* InternalAuth
     const { subjects } = yield* Topology
     const me = config.instanceId
     const ttl = config.leaseTtlMs
@@ -76,18 +78,20 @@ export const PartitionKeeper = Layer.effectDiscard(
       if (inboxes.has(partition)) return
       const actorMessages = connection.subscribe(subjects.partitionInbox(partition), {
         callback: (error, message) => {
-          if (error === null) actors.receiveForwarded(message.data, (reply) => message.respond(reply))
+          if (error !== null || !internal.accepts(message, "forward")) return
+          actors.receiveForwarded(message.data, (reply) => internal.respond(message, reply))
         },
       })
       const channelRequests = connection.subscribe(subjects.partitionRequests(partition), {
         callback: (error, message) => {
+          if (error !== null || !internal.accepts(message, "request")) return
           const subject = message.headers?.get(FORWARDED_SUBJECT_HEADER)
-          if (error !== null || subject === undefined || subject === "") return
+          if (subject === undefined || subject === "") return
           fork(
             protocol
               .handle(message.data, subject, signatureOf(message), traceparentOf(message.headers), true)
               .pipe(
-                Effect.flatMap((reply) => Effect.sync(() => message.respond(reply))),
+                Effect.flatMap((reply) => Effect.sync(() => internal.respond(message, reply))),
                 Effect.asVoid,
               ),
           )
@@ -181,6 +185,7 @@ export const PartitionKeeper = Layer.effectDiscard(
       callback: (error, message) => {
         // Its own announcement: the tick handler sweeps this instance's partitions itself.
         if (error !== null || message.headers?.get(ANNOUNCER_HEADER) === me) return
+        if (!internal.accepts(message, "clock")) return
         const at = Timestamp.parseTimestamp(message.string())
         if (at === undefined) return
         fork(

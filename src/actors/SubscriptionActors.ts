@@ -44,8 +44,8 @@ import { SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { type InboxRecord, TransitionCommitter } from "../store/TransitionCommitter.ts"
 import { done, type HandlerVerdict } from "../streams/DurableConsumer.ts"
 import { HubStatus } from "../streams/HubStatus.ts"
+import { InternalAuth } from "../streams/InternalAuth.ts"
 import type { PaymentStatusReply } from "../streams/Messages.ts"
-import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { EngineClock } from "./EngineClock.ts"
 import {
@@ -200,8 +200,8 @@ export class SubscriptionActors extends Context.Service<
       const hubStatus = yield* HubStatus
       const payments = yield* PaymentStore
       const partitions = yield* Partitions
-      const { connection } = yield* Nats
       const { subjects } = yield* Topology
+      const internal = yield* InternalAuth
       // A forward unanswered for this long is handled here instead (well within the sender's ack wait).
       const forwardTimeoutMs = Math.max(1_000, Math.floor(config.consumerAckWaitMs / 2))
       // Limits and the retry schedule may be changed by an admin while the engine runs: read per message.
@@ -463,7 +463,7 @@ export class SubscriptionActors extends Context.Service<
         if (batch === undefined) return
         waitingToForward.delete(partition)
         const { items } = batch
-        connection
+        internal
           .request(
             subjects.partitionInbox(partition),
             encodeForwardBatch(items.map((item) => item.encoded)),

@@ -7,6 +7,9 @@
  * `rp.internal.partition.<p>.console`), so the subscription's actor runs in
  * one place, as it does for a channel's change. Every instance listens on
  * `rp.internal.partition.*.console` and only the partition's owner answers.
+ * Both the change and the answer are signed with the cluster secret
+ * (src/streams/InternalAuth.ts), so a party that can merely publish on NATS
+ * can neither make a change nor answer one.
  * Without an answer (a handover under way, the owner gone) the change runs
  * here: the revision fence orders it with anything the owner does. Reads run
  * where they are asked.
@@ -18,6 +21,7 @@ import type { Operation } from "../protocol/Operation.ts"
 import { targetOf } from "../protocol/ProtocolServer.ts"
 import { subscriptionOperations } from "../protocol/SubscriptionOperations.ts"
 import { RequestLog } from "../store/RequestLog.ts"
+import { InternalAuth } from "../streams/InternalAuth.ts"
 import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { type OnBehalf, type OperationResult, runOperation } from "./ClientOperations.ts"
@@ -94,6 +98,7 @@ export class ConsoleOperations extends Context.Service<
       const requestLog = yield* RequestLog
       const partitions = yield* Partitions
       const { connection } = yield* Nats
+      const internal = yield* InternalAuth
       const { subjects } = yield* Topology
       const runHere = (name: string, body: unknown, who: OnBehalf) =>
         runOperation(operations, requestLog.find, name, body, who)
@@ -105,7 +110,8 @@ export class ConsoleOperations extends Context.Service<
         Effect.sync(() =>
           connection.subscribe(subjects.partitionConsoleAll, {
             callback: (error, message) => {
-              if (error !== null) return
+              // Only a change another instance signed is run: anyone else may publish here.
+              if (error !== null || !internal.accepts(message, "console")) return
               let change: unknown
               try {
                 change = message.json()
@@ -119,7 +125,9 @@ export class ConsoleOperations extends Context.Service<
               fork(
                 runHere(change.name, change.body, change.who).pipe(
                   Effect.flatMap((result) =>
-                    Effect.sync(() => message.respond(encoder.encode(JSON.stringify(toWire(result))))),
+                    Effect.sync(() =>
+                      internal.respond(message, encoder.encode(JSON.stringify(toWire(result)))),
+                    ),
                   ),
                   Effect.asVoid,
                 ),
@@ -132,7 +140,7 @@ export class ConsoleOperations extends Context.Service<
 
       const onOwner = (target: string, change: ConsoleChange) =>
         Effect.tryPromise(() =>
-          connection.request(
+          internal.request(
             subjects.partitionConsole(partitionOf(target, partitions.count)),
             encoder.encode(JSON.stringify(change)),
             { timeout: OWNER_TIMEOUT_MS },

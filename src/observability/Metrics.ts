@@ -44,6 +44,8 @@ export interface MetricsService {
   readonly consumerRunning: (consumer: string, running: boolean) => void
   /** The consumers consuming in this process right now (readiness reads it). */
   readonly runningConsumers: () => ReadonlySet<string>
+  /** A message on `rp.internal.>` refused as not from an instance; `kind` and `reason` are bounded sets. */
+  readonly internalRejected: (kind: string, reason: string) => void
 }
 
 /** Buckets for protocol requests: most answer in a few milliseconds, a slow Postgres shows up in seconds. */
@@ -95,6 +97,12 @@ export const makeMetrics = (): MetricsService => {
     labelNames: ["consumer"] as const,
     registers: [registry],
   })
+  const internalRejections = new Counter({
+    name: "rp_internal_messages_rejected_total",
+    help: "Messages between instances refused as not signed by an instance with the cluster secret, by kind and reason",
+    labelNames: ["kind", "reason"] as const,
+    registers: [registry],
+  })
   const consumers = new Set<string>()
   const consumerGauge = new Gauge({
     name: "rp_consumer_running",
@@ -119,6 +127,7 @@ export const makeMetrics = (): MetricsService => {
       consumerGauge.set({ consumer }, running ? 1 : 0)
     },
     runningConsumers: () => consumers,
+    internalRejected: (kind, reason) => internalRejections.inc({ kind, reason }),
   }
 }
 

@@ -31,6 +31,7 @@ import {
 } from "../observability/Metrics.ts"
 import { parseTraceparent, TRACEPARENT_HEADER, traceparentOf } from "../observability/TraceContext.ts"
 import { RequestLog } from "../store/RequestLog.ts"
+import { InternalAuth } from "../streams/InternalAuth.ts"
 import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { SIGNATURE_HEADER } from "./ChannelKeys.ts"
@@ -124,7 +125,7 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
       const channels = yield* Channels
       const requestLog = yield* RequestLog
       const partitions = yield* Partitions
-      const { connection } = yield* Nats
+      const internal = yield* InternalAuth
 
       /**
        * A change to a subscription of another instance's partition is handled by that instance, so its
@@ -143,7 +144,7 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
           forwardedHeaders.set(FORWARDED_SUBJECT_HEADER, subject)
           if (signature !== undefined) forwardedHeaders.set(SIGNATURE_HEADER, signature)
           if (traceparent !== undefined) forwardedHeaders.set(TRACEPARENT_HEADER, traceparent)
-          return connection.request(subjects.partitionRequests(partitionOf(target, partitions.count)), data, {
+          return internal.request(subjects.partitionRequests(partitionOf(target, partitions.count)), data, {
             timeout: FORWARD_TIMEOUT_MS,
             headers: forwardedHeaders,
           })

@@ -159,6 +159,13 @@ export interface EngineInstancesTable {
   seen_at: DefaultedTimestamp
 }
 
+/** One row: the secret instances sign their messages to each other with when `RP_CLUSTER_SECRET` is unset. */
+export interface ClusterSecretTable {
+  id: number
+  secret: string
+  created_at: DefaultedTimestamp
+}
+
 export interface PartitionLayoutTable {
   id: number
   partition_count: number
@@ -237,4 +244,5 @@ export interface Tables {
   operator_sessions: OperatorSessionsTable
   audit_log: AuditLogTable
   engine_settings: EngineSettingsTable
+  cluster_secret: ClusterSecretTable
 }

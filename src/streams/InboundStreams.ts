@@ -15,8 +15,8 @@ import { Scheduler } from "../actors/Scheduler.ts"
 import * as Timestamp from "../domain/Timestamp.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { done, runConsumer } from "./DurableConsumer.ts"
+import { InternalAuth } from "./InternalAuth.ts"
 import { DebtResponse, HubPaymentCompleted, PaymentResult, ThresholdEvent, Tick } from "./Messages.ts"
-import { Nats } from "./Nats.ts"
 import { ANNOUNCER_HEADER, Topology } from "./Topology.ts"
 
 /** Starts every consumer; they run until the engine stops. */
@@ -28,7 +28,7 @@ export const InboundStreams = Layer.effectDiscard(
     const router = yield* ResultRouter
     const providers = yield* ProviderRouter
     const reminders = yield* ReminderRouter
-    const { connection } = yield* Nats
+    const internal = yield* InternalAuth
 
     // Work a previous run left half done is due already: finish it, in the background so the
     // engine is ready at once (ticks wait for it: sweeps take turns).
@@ -60,7 +60,7 @@ export const InboundStreams = Layer.effectDiscard(
               Effect.sync(() => {
                 const from = headers()
                 from.set(ANNOUNCER_HEADER, config.instanceId)
-                connection.publish(topology.subjects.clockAdvanced, tick.at, { headers: from })
+                internal.publish(topology.subjects.clockAdvanced, tick.at, from)
               }).pipe(
                 Effect.andThen(scheduler.tick(Timestamp.millisOf(tick.at))),
                 Effect.tap((report) =>

@@ -16,6 +16,7 @@ import { newId } from "../../src/domain/Ids.ts"
 import { partitionOf } from "../../src/domain/Partition.ts"
 import { ProtocolHandler } from "../../src/protocol/ProtocolServer.ts"
 import { partitionSql } from "../../src/store/LeaseStore.ts"
+import { secretBytes, signMessage } from "../../src/streams/InternalAuth.ts"
 import { commandsInStream, countBy, createMany } from "../support/scenarios.ts"
 
 // Short leases so handovers happen within a test; actors stay live long enough to be counted.
@@ -297,11 +298,22 @@ describe("several engine instances", () => {
     expect(Number(lease.epoch)).toBeGreaterThanOrEqual(3)
   })
 
-  it("answers garbage on a partition's internal subject with a failure and keeps serving", async () => {
+  it("answers garbage an instance signed on a partition's internal subject with a failure and keeps serving", async () => {
     await env.startEngine({ instanceId: "instance-a" })
+    await env.waitFor("partition 0 owned", async () =>
+      (await ownedBy(env.engines[0] as RunningEngine)).includes(0),
+    )
     const subject = env.topology.subjects.partitionInbox(0)
+    const { secret } = await env.db
+      .selectFrom("cluster_secret")
+      .select("secret")
+      .where("id", "=", 1)
+      .executeTakeFirstOrThrow()
     for (const garbage of ["not json", "{}", '[{"id":"x","input":{"_tag":"Nope"}}]']) {
-      const answer = await env.connection.request(subject, garbage, { timeout: 5_000 })
+      const answer = await env.connection.request(subject, garbage, {
+        timeout: 5_000,
+        headers: signMessage(secretBytes(secret), subject, garbage),
+      })
       expect(answer.json()).toEqual([{ _tag: "Failed", message: "unreadable forwarded batch" }])
     }
     const created = await createMany(env.channel(), 1)
