@@ -5,6 +5,7 @@
  * developer machine; README.md lists them all. Durations are ISO 8601
  * (`PT1H`, `P1D`) so operators write them the way the contract does.
  */
+import { isIP } from "node:net"
 import { Config, Context, Effect, Layer, Redacted, Schema } from "effect"
 import { type LimitSettings, noLimitSettings } from "./actors/Limits.ts"
 import * as Calendar from "./domain/Calendar.ts"
@@ -73,6 +74,14 @@ export interface EngineSettings {
   /** The HTTP server (console, metrics, health) listens here; port 0 takes any free port (tests). */
   readonly httpHost: string
   readonly httpPort: number
+  /**
+   * Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the console's real client;
+   * empty: the connection's peer is the client, and the header is ignored.
+   */
+  readonly consoleTrustedProxies: ReadonlyArray<string>
+  /** Sign-in attempts one address (IPv4, or IPv6 /64) may make per window; successful ones are not counted. */
+  readonly consoleAddressAttempts: number
+  readonly consoleAddressWindowMs: number
   /** Subscriptions are split into this many partitions; every instance must use the same count. */
   readonly partitions: number
   /** A partition lease (and an instance's heartbeat) lasts this long without renewal. */
@@ -133,6 +142,9 @@ export const defaultSettings: EngineSettings = {
   defaultChannels: "on",
   httpHost: "127.0.0.1",
   httpPort: 8080,
+  consoleTrustedProxies: [],
+  consoleAddressAttempts: 20,
+  consoleAddressWindowMs: 15 * 60_000,
   partitions: 16,
   leaseTtlMs: 10_000,
   leaseRenewMs: 2_000,
@@ -232,6 +244,30 @@ const clusterSecret = (name: string) =>
   // Read as Redacted at once, so not even a refusal at start prints the value.
   Config.schema(Schema.Redacted(ClusterSecretText), name).pipe(Config.withDefault(Redacted.make("")))
 
+/** Why an address or CIDR range cannot be used, or undefined. */
+const addressRangeProblem = (entry: string): string | undefined => {
+  const [address = "", prefix, extra] = entry.split("/")
+  const family = isIP(address)
+  if (family === 0 || extra !== undefined) return `"${entry}" is not an IP address or CIDR range`
+  if (prefix !== undefined && !(/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128)))
+    return `"${entry}" has a bad prefix length`
+  return undefined
+}
+
+const listOf = (text: string) =>
+  text
+    .split(",")
+    .map((part) => part.trim())
+    .filter((part) => part !== "")
+
+const AddressRanges = Schema.String.check(
+  Schema.makeFilter((text: string) =>
+    listOf(text)
+      .map(addressRangeProblem)
+      .find((problem) => problem !== undefined),
+  ),
+)
+
 const text = (name: string, fallback: string) => Config.String(name).pipe(Config.withDefault(fallback))
 
 /** Reads every setting from the environment, falling back to `defaultSettings`. */
@@ -293,6 +329,12 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   ),
   httpHost: text("RP_HTTP_HOST", defaultSettings.httpHost),
   httpPort: port("RP_HTTP_PORT", defaultSettings.httpPort),
+  consoleTrustedProxies: Config.schema(AddressRanges, "RP_CONSOLE_TRUSTED_PROXIES").pipe(
+    Config.map(listOf),
+    Config.withDefault(defaultSettings.consoleTrustedProxies),
+  ),
+  consoleAddressAttempts: positiveInt("RP_CONSOLE_ADDRESS_ATTEMPTS", defaultSettings.consoleAddressAttempts),
+  consoleAddressWindowMs: duration("RP_CONSOLE_ADDRESS_WINDOW", defaultSettings.consoleAddressWindowMs),
   partitions: Config.schema(
     Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 4096 })),
     "RP_PARTITIONS",

@@ -37,6 +37,9 @@ describe("configuration from the environment", () => {
       RP_SUBJECT_PREFIX: "bank1.rp",
       RP_STREAM_PREFIX: "BANK1_",
       RP_COMMIT_BATCH: "250",
+      RP_CONSOLE_TRUSTED_PROXIES: "10.0.4.10, 10.0.5.0/24,fd00::/8",
+      RP_CONSOLE_ADDRESS_ATTEMPTS: "8",
+      RP_CONSOLE_ADDRESS_WINDOW: "PT5M",
     })
     expect(settings).toMatchObject({
       clock: "off",
@@ -45,6 +48,9 @@ describe("configuration from the environment", () => {
       retryScheduleMs: [600_000, 3_600_000],
       naming: { rpPrefix: "bank1.rp", streamPrefix: "BANK1_", hubPrefix: "hub", providerPrefix: "provider" },
       commitBatchSize: 250,
+      consoleTrustedProxies: ["10.0.4.10", "10.0.5.0/24", "fd00::/8"],
+      consoleAddressAttempts: 8,
+      consoleAddressWindowMs: 300_000,
     })
   })
 
@@ -55,6 +61,9 @@ describe("configuration from the environment", () => {
       { RP_RETRY_SCHEDULE: "PT1H,,PT2H" },
       { RP_COMMIT_BATCH: "0" },
       { RP_COMMIT_BATCH: "many" },
+      { RP_CONSOLE_TRUSTED_PROXIES: "proxy.bank.local" },
+      { RP_CONSOLE_TRUSTED_PROXIES: "10.0.0.0/33" },
+      { RP_CONSOLE_ADDRESS_ATTEMPTS: "0" },
     ]) {
       const result = await read(env)
       expect([env, result._tag]).toEqual([env, "Failure"])

@@ -6,6 +6,7 @@
 import { type ParseArgsConfig, parseArgs } from "node:util"
 import { Effect, Redacted } from "effect"
 import type { Kysely } from "kysely"
+import { textProblem } from "../domain/Text.ts"
 import { defaultSettings } from "../EngineConfig.ts"
 import { ensureDatabaseExists, makeKysely, migrateToLatest } from "../store/Database.ts"
 import type { Tables } from "../store/Tables.ts"
@@ -16,6 +17,15 @@ export class UsageError extends Error {}
 /** Stops with a usage error. */
 export const fail = (message: string): never => {
   throw new UsageError(message)
+}
+
+/** `--name`: a display name by the protocol's text rules (not blank, one line, at most 200 characters). */
+export const displayNameOption = (text: string | undefined): string => {
+  const name = text?.trim() ?? ""
+  const problem = textProblem(name, 200)
+  return problem === undefined
+    ? name
+    : fail(`--name ${problem === "must not be empty" ? "is required" : problem}`)
 }
 
 /** The database the engine uses: `DATABASE_URL`, or the engine's default. */

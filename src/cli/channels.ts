@@ -26,7 +26,7 @@ import {
   setChannelDisabled,
   setChannelOperations,
 } from "../store/ChannelStore.ts"
-import { fail, parseCommandLine, printTable, runCommandLine, withDatabase } from "./Cli.ts"
+import { displayNameOption, fail, parseCommandLine, printTable, runCommandLine, withDatabase } from "./Cli.ts"
 
 const USAGE = `usage: npm run channels -- <command>
   list [--json]                                          every registered channel
@@ -139,7 +139,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<void> => {
       case "add": {
         const channel = {
           id: channelId(id),
-          displayName: values.name?.trim() || fail("--name is required"),
+          displayName: displayNameOption(values.name),
           operations: operationsOf(values.operations),
           publicKey: values.key === undefined ? null : keyOf(values.key),
         }

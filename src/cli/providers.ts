@@ -22,7 +22,7 @@ import {
   removeProvider,
   saveProvider,
 } from "../store/ProviderRegistry.ts"
-import { fail, parseCommandLine, printTable, runCommandLine, withDatabase } from "./Cli.ts"
+import { displayNameOption, fail, parseCommandLine, printTable, runCommandLine, withDatabase } from "./Cli.ts"
 
 const USAGE = `usage: npm run providers -- <command>
   list [--json]                                     every registered provider
@@ -86,7 +86,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<void> => {
     }
     provider = {
       providerId: providerId(id),
-      displayName: values.name?.trim() || fail("--name is required"),
+      displayName: displayNameOption(values.name),
       periodic: values.periodic === true,
       remindAfter,
       supportsDebt: values.debt === true,

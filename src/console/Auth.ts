@@ -1,9 +1,10 @@
 /**
  * Signing in and out, sessions and the guards every console request passes.
  *
- * - Passwords are checked against scrypt hashes; an unknown login costs the
- *   same time as a wrong password. Five wrong passwords in a row lock the
- *   account for 15 minutes (on every instance: the count is in Postgres).
+ * - Passwords are checked against scrypt hashes. Five wrong passwords in a
+ *   row lock the account for 15 minutes, and each source address has a
+ *   budget of attempts (on every instance: the counts are in Postgres). Every
+ *   refusal gets the same answer in the same time (SignIn.ts).
  * - The session cookie holds a random token (HttpOnly, SameSite=Strict,
  *   Path=/, Secure behind HTTPS); Postgres holds only its SHA-256, so any
  *   instance serves any operator and a leaked table signs nobody in.
@@ -12,26 +13,26 @@
  *   session yet, is held to the origin check.
  */
 import { timingSafeEqual } from "node:crypto"
+import { getConnInfo } from "@hono/node-server/conninfo"
 import type { Context, Hono, MiddlewareHandler } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import { deleteCookie, getCookie, setCookie } from "hono/cookie"
 import type { Kysely } from "kysely"
+import { hasControlCharacter } from "../domain/Text.ts"
 import {
   closeSession,
-  findOperator,
   LOCK_MINUTES,
   MAX_FAILED_LOGINS,
-  openSession,
   type Role,
-  recordFailedLogin,
   SESSION_HOURS,
   type Session,
   touchSession,
-  writeAudit,
 } from "../store/OperatorStore.ts"
 import type { Tables } from "../store/Tables.ts"
+import { formTextProblem } from "./Forms.ts"
 import { BASE, loginPage, roleAtLeast, when } from "./Html.ts"
-import { decoyHash, verifyPassword } from "./Passwords.ts"
+import { decoyHash } from "./Passwords.ts"
+import { attemptSignIn, type SignInPolicy, sourceAddress, trustedProxyList } from "./SignIn.ts"
 
 /** What the console's handlers find on every request. */
 export interface ConsoleEnv {
@@ -66,11 +67,32 @@ const crossSiteReason = (c: Context): string | undefined => {
   return origin === expected ? undefined : `Origin ${origin} is not this console (${expected})`
 }
 
-/** Only paths inside the console are followed after sign-in, so the form cannot redirect elsewhere. */
-const safeNext = (next: unknown): string =>
-  typeof next === "string" && next.startsWith(`${BASE}/`) && !next.startsWith("//") && !next.includes("\\")
-    ? next
-    : `${BASE}/today`
+const HOME = `${BASE}/today`
+// Resolved against a made-up origin: whatever resolves elsewhere was not a path of this console.
+const PLACEHOLDER_ORIGIN = "http://console.invalid"
+
+/**
+ * Only paths inside the console are followed after sign-in, so the form cannot redirect elsewhere;
+ * anything else (another origin, `..` out of the console, control characters) goes to the home page.
+ * The path comes back as the URL parser writes it, percent-encoded, so it is always a valid header.
+ */
+export const safeNext = (next: unknown): string => {
+  if (typeof next !== "string" || next.length > 2_000 || !next.startsWith(`${BASE}/`)) return HOME
+  if (hasControlCharacter(next) || next.includes("\\")) return HOME
+  let url: URL
+  try {
+    url = new URL(next, PLACEHOLDER_ORIGIN)
+  } catch {
+    return HOME
+  }
+  if (url.origin !== PLACEHOLDER_ORIGIN || !url.pathname.startsWith(`${BASE}/`)) return HOME
+  return `${url.pathname}${url.search}`
+}
+
+/** The one answer to every refused sign-in: it does not say whether the login exists or is locked. */
+export const SIGN_IN_REFUSED =
+  `Wrong login or password, or the account is locked (${MAX_FAILED_LOGINS} wrong passwords in a row lock it for ${LOCK_MINUTES} minutes). ` +
+  "Try again, wait, or ask an admin to reset your password."
 
 const formText = (value: unknown, max: number): string =>
   typeof value === "string" ? value.slice(0, max) : ""
@@ -102,8 +124,26 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "Cache-Control": "no-store",
 }
 
+/** How sign-ins are throttled, and which proxies may name the address they forward for. */
+export interface SignInOptions extends SignInPolicy {
+  /** Addresses or CIDR ranges whose `X-Forwarded-For` is believed; empty: the connection's peer is the source. */
+  readonly trustedProxies: ReadonlyArray<string>
+}
+
+/** The connection's peer address; undefined when the request did not come through node's server. */
+const peerAddress = (c: Context): string | undefined => {
+  try {
+    return getConnInfo(c).remote.address
+  } catch {
+    return undefined
+  }
+}
+
 /** Adds sign-in and sign-out, and guards every other console route. */
-export const registerAuth = (app: Hono<ConsoleEnv>, db: Kysely<Tables>): void => {
+export const registerAuth = (app: Hono<ConsoleEnv>, db: Kysely<Tables>, options: SignInOptions): void => {
+  const trusted = trustedProxyList(options.trustedProxies)
+  // The decoy hash is made once; made now, the first unknown login does not take twice as long.
+  void decoyHash()
   app.use("*", async (c, next) => {
     await next()
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) c.header(name, value)
@@ -125,49 +165,33 @@ export const registerAuth = (app: Hono<ConsoleEnv>, db: Kysely<Tables>): void =>
     const login = formText(form.login, 64).trim().toLowerCase()
     const password = formText(form.password, 256)
     const next = safeNext(form.next)
-    const refuse = (error: string, status: 401 | 403 = 401) =>
-      c.html(loginPage({ error, login, next }), status)
-    const wrong = "Wrong login or password."
-
-    const operator = login === "" ? undefined : await findOperator(db, login)
-    if (operator === undefined || operator.disabledAt !== null) {
-      await verifyPassword(password, await decoyHash())
-      return refuse(wrong)
-    }
-    if (operator.lockedUntil !== null && operator.lockedUntil > new Date()) {
-      return refuse(
-        `This account is locked until ${when(operator.lockedUntil)} after ${MAX_FAILED_LOGINS} wrong passwords in a row. ` +
-          "Wait, or ask an admin to reset your password.",
-        403,
-      )
-    }
-    if (!(await verifyPassword(password, operator.passwordHash))) {
-      const lockedUntil = await recordFailedLogin(db, login)
-      if (lockedUntil !== null && lockedUntil > new Date()) {
-        await writeAudit(db, {
-          operator: login,
-          action: "session.locked_out",
-          target: login,
-          clientId: null,
-          reason: null,
-          details: { failures: MAX_FAILED_LOGINS, lockedUntil: lockedUntil.toISOString() },
-        })
-        return refuse(
-          `Wrong login or password. This account is now locked for ${LOCK_MINUTES} minutes after ${MAX_FAILED_LOGINS} wrong passwords in a row.`,
-          403,
+    const source = sourceAddress(peerAddress(c), c.req.header("x-forwarded-for"), trusted)
+    const outcome = await attemptSignIn(db, options, { login, password, source })
+    switch (outcome._tag) {
+      case "Throttled": {
+        const seconds = Math.max(1, Math.ceil((outcome.until.getTime() - Date.now()) / 1_000))
+        c.header("Retry-After", String(seconds))
+        return c.html(
+          loginPage({
+            error: `Too many failed sign-ins from your address: try again after ${when(outcome.until)}.`,
+            login,
+            next,
+          }),
+          429,
         )
       }
-      return refuse(wrong)
+      case "Refused":
+        return c.html(loginPage({ error: SIGN_IN_REFUSED, login, next }), 401)
+      case "SignedIn":
+        setCookie(c, SESSION_COOKIE, outcome.session.token, {
+          httpOnly: true,
+          sameSite: "Strict",
+          path: "/",
+          secure: isHttps(c),
+          maxAge: SESSION_HOURS * 3_600,
+        })
+        return c.redirect(next, 303)
     }
-    const session = await openSession(db, login)
-    setCookie(c, SESSION_COOKIE, session.token, {
-      httpOnly: true,
-      sameSite: "Strict",
-      path: "/",
-      secure: isHttps(c),
-      maxAge: SESSION_HOURS * 3_600,
-    })
-    return c.redirect(next, 303)
   })
 
   // Every route below needs a live session; every POST also the CSRF token and a same-origin request.
@@ -192,6 +216,9 @@ export const registerAuth = (app: Hono<ConsoleEnv>, db: Kysely<Tables>): void =>
           "The form's security token is missing or wrong (reload the page and try again).",
         )
       }
+      // Text is stored by the protocol's rules, whichever page takes it: refused, never cleaned up.
+      const textProblem = formTextProblem(form)
+      if (textProblem !== undefined) return refusal(c, 422, `Not done: ${textProblem}.`)
     }
     c.set("session", session)
     await next()

@@ -6,6 +6,7 @@
  */
 import type { Context, Hono } from "hono"
 import { html } from "hono/html"
+import { isBlank } from "../domain/Text.ts"
 import { fingerprintOf, parsePublicKey } from "../protocol/ChannelKeys.ts"
 import {
   CHANNEL_ID,
@@ -169,7 +170,7 @@ export const registerChannelsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
         ? `channel id "${CONSOLE_CHANNEL}" is reserved for the operator console`
         : !CHANNEL_ID.test(id)
           ? `channel id "${id}" must be 1-64 letters, digits, '-' or '_' (one NATS subject token)`
-          : displayName === ""
+          : isBlank(displayName)
             ? "the name is required"
             : typeof operations === "string"
               ? operations

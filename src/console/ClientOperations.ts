@@ -9,11 +9,15 @@
  */
 import { createHash } from "node:crypto"
 import { Effect } from "effect"
-import { conflict, type DomainError } from "../domain/Errors.ts"
+import { conflict, type DomainError, invalidField } from "../domain/Errors.ts"
+import { textProblem } from "../domain/Text.ts"
 import { CONSOLE_CHANNEL } from "../protocol/Channels.ts"
 import type { Operation, RequestContext } from "../protocol/Operation.ts"
 
 export { CONSOLE_CHANNEL }
+
+/** The longest reason an operator can give (the console's forms allow as much). */
+const REASON_MAX = 500
 
 /** Who acts and why; `reason` is required for changes. */
 export interface OnBehalf {
@@ -49,6 +53,10 @@ export const runOperation = (
 ): Effect.Effect<OperationResult> => {
   const operation = operations[name]
   if (operation === undefined) return Effect.die(new Error(`the console asked for unknown operation ${name}`))
+  // The reason goes into the history channels read: it follows the protocol's text rules like their own text.
+  const reasonProblem = textProblem(who.reason, REASON_MAX, { optional: true })
+  if (reasonProblem !== undefined)
+    return Effect.succeed({ _tag: "Refused", error: invalidField("reason", reasonProblem) })
   const context: RequestContext = {
     channel: CONSOLE_CHANNEL,
     terminal: null,

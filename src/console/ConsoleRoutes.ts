@@ -55,7 +55,11 @@ export const ConsoleRoutes = Layer.effectDiscard(
     }
 
     const studio = new Hono<ConsoleEnv>()
-    registerAuth(studio, db)
+    registerAuth(studio, db, {
+      trustedProxies: settings.consoleTrustedProxies,
+      addressAttempts: settings.consoleAddressAttempts,
+      addressWindowMs: settings.consoleAddressWindowMs,
+    })
     registerTodayPage(studio, services)
     registerClients(studio, services)
     registerSubscriptionPage(studio, services)
@@ -69,7 +73,11 @@ export const ConsoleRoutes = Layer.effectDiscard(
       void run(
         Effect.logError("console request failed", error).pipe(Effect.annotateLogs({ path: c.req.path })),
       )
-      return c.text("The console failed to handle this request; the engine's log has the details.", 500)
+      // A fresh response: nothing the handler had prepared (a session cookie above all) goes out with a failure.
+      return new Response("The console failed to handle this request; the engine's log has the details.", {
+        status: 500,
+        headers: { "content-type": "text/plain; charset=UTF-8" },
+      })
     })
     app.route(BASE, studio)
   }),

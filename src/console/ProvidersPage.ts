@@ -8,6 +8,7 @@ import type { Context, Hono } from "hono"
 import { html } from "hono/html"
 import * as IsoDuration from "../domain/IsoDuration.ts"
 import { ProviderId } from "../domain/Template.ts"
+import { isBlank } from "../domain/Text.ts"
 import { writeAudit } from "../store/OperatorStore.ts"
 import {
   listProviders,
@@ -28,7 +29,7 @@ export const providerFromForm = (form: Form): ProviderConfig | string => {
   if (!isProviderId(providerId))
     return `provider id "${providerId}" must be 1-64 letters, digits, '-' or '_', starting with a letter or digit`
   const displayName = field(form, "displayName", 200)
-  if (displayName === "") return "the display name is required"
+  if (isBlank(displayName)) return "the display name is required"
   const remindAfter = field(form, "remindAfter", 40) || "P30D"
   if ((IsoDuration.parseMillis(remindAfter) ?? 0) <= 0)
     return `remind after must be a positive ISO 8601 duration such as P30D, got "${remindAfter}"`

@@ -11,6 +11,7 @@ import { html } from "hono/html"
 import { isUuid, newId } from "../domain/Ids.ts"
 import { format as formatMoney, type Money } from "../domain/Money.ts"
 import type { SubscriptionView } from "../domain/SubscriptionView.ts"
+import { isBlank, textProblem } from "../domain/Text.ts"
 import type { HistoryEntry, HistoryPage } from "../store/HistoryStore.ts"
 import { writeAudit } from "../store/OperatorStore.ts"
 import { type ConsoleEnv, refusal, requireRole } from "./Auth.ts"
@@ -42,14 +43,12 @@ const isAction = (text: string): text is ActionName => Object.hasOwn(ACTIONS, te
 const REASON_MIN = 5
 const REASON_MAX = 500
 
-/** Why a reason cannot be recorded, or undefined. */
+/** Why a reason cannot be recorded, or undefined: the protocol's text rules, and long enough to say something. */
 export const checkReason = (reason: string): string | undefined => {
-  if (reason.length < REASON_MIN)
+  if (isBlank(reason) || reason.length < REASON_MIN)
     return `a reason of at least ${REASON_MIN} characters is required (what the client asked, a ticket number)`
-  if (reason.length > REASON_MAX) return `the reason is at most ${REASON_MAX} characters`
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
-  if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(reason)) return "the reason has control characters"
-  return undefined
+  const problem = textProblem(reason, REASON_MAX)
+  return problem === undefined ? undefined : `the reason ${problem}`
 }
 
 const money = (value: Money | undefined | null) =>
@@ -119,7 +118,7 @@ const possibleActions = (view: SubscriptionView): ReadonlyArray<ActionName> => {
 
 const reasonInput = (id: string) =>
   html`<label for="${id}">Reason (recorded in the history and the audit log)</label>
-    <textarea id="${id}" name="reason" required minlength="${REASON_MIN}" maxlength="${REASON_MAX}" style="min-height:60px" placeholder="client called, ticket #..."></textarea>`
+    <input type="text" id="${id}" name="reason" required minlength="${REASON_MIN}" maxlength="${REASON_MAX}" placeholder="client called, ticket #..." />`
 
 /** One form per payment a limit holds: the operator releases it once the client approves. */
 const releaseForms = (view: SubscriptionView, session: Parameters<typeof csrfField>[0]) =>

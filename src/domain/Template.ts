@@ -4,7 +4,7 @@
  * client and reused by their autopayments.
  */
 import { Schema } from "effect"
-import { hasControlCharacter, hasUnpairedSurrogate, Text } from "./Text.ts"
+import { Text, textProblem } from "./Text.ts"
 
 /** Provider ids appear in subjects (`provider.<providerId>.…`), so they are subject-safe tokens. */
 export const ProviderId = Schema.String.check(
@@ -29,17 +29,8 @@ export const TemplateInput = Schema.Struct({
         const keys = Object.keys(fields)
         if (keys.length > 32) return "must have at most 32 entries"
         return keys.flatMap((key): Array<Schema.FilterIssue> => {
-          const problem =
-            key.trim().length === 0
-              ? "field names must not be empty"
-              : key.length > 64
-                ? "field names must be at most 64 characters"
-                : hasControlCharacter(key)
-                  ? "field names must not contain control characters"
-                  : hasUnpairedSurrogate(key)
-                    ? "field names must be well-formed Unicode (no unpaired surrogates)"
-                    : undefined
-          return problem === undefined ? [] : [{ path: [key], issue: problem }]
+          const problem = textProblem(key, 64)
+          return problem === undefined ? [] : [{ path: [key], issue: `field names ${problem}` }]
         })
       }),
     ),

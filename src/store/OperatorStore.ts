@@ -116,16 +116,19 @@ export const resetOperatorPassword = (
 /**
  * Counts a wrong password; the `MAX_FAILED_LOGINS`th in a row locks the account for `LOCK_MINUTES`.
  * One statement, so concurrent attempts on several instances cannot each see a count below the limit.
+ * While the account is locked nothing is counted (the lock is not prolonged). Returns the lock's end
+ * when this very failure locked the account, else null.
  */
 export const recordFailedLogin = async (db: Kysely<Tables>, login: string): Promise<Date | null> => {
-  const row = await sql<{ locked_until: Date | null }>`
+  const row = await sql<{ locked_until: Date | null; locked_now: boolean }>`
     UPDATE operators SET
       failed_attempts = CASE WHEN failed_attempts + 1 >= ${MAX_FAILED_LOGINS} THEN 0 ELSE failed_attempts + 1 END,
       locked_until = CASE WHEN failed_attempts + 1 >= ${MAX_FAILED_LOGINS}
         THEN now() + make_interval(mins => ${LOCK_MINUTES}) ELSE locked_until END
-    WHERE login = ${login}
-    RETURNING locked_until`.execute(db)
-  return row.rows[0]?.locked_until ?? null
+    WHERE login = ${login} AND (locked_until IS NULL OR locked_until <= now())
+    RETURNING locked_until, locked_until IS NOT NULL AND locked_until > now() AS locked_now`.execute(db)
+  const result = row.rows[0]
+  return result?.locked_now === true ? result.locked_until : null
 }
 
 /** A new session's secrets: the cookie's token (given to the browser only) and the CSRF token. */
@@ -136,16 +139,21 @@ export interface NewSession {
 
 export const tokenHash = (token: string): string => createHash("sha256").update(token).digest("base64url")
 
-/** Signs the operator in: clears the failure count and opens a session. */
-export const openSession = (db: Kysely<Tables>, login: string): Promise<NewSession> =>
+/**
+ * Signs the operator in: clears the failure count and opens a session; undefined (nothing written)
+ * when the operator is locked out or disabled. The lock is read in the same statement that clears
+ * the count, after the password was checked, so a lock-out that a parallel wrong guess has just set
+ * holds even against the right password.
+ */
+export const openSession = (db: Kysely<Tables>, login: string): Promise<NewSession | undefined> =>
   db.transaction().execute(async (trx) => {
+    const signedIn = await sql<{ login: string }>`
+      UPDATE operators SET failed_attempts = 0, locked_until = NULL, last_login_at = now()
+      WHERE login = ${login} AND disabled_at IS NULL AND (locked_until IS NULL OR locked_until <= now())
+      RETURNING login`.execute(trx)
+    if (signedIn.rows.length === 0) return undefined
     const token = randomBytes(32).toString("base64url")
     const csrfToken = randomBytes(32).toString("base64url")
-    await trx
-      .updateTable("operators")
-      .set({ failed_attempts: 0, locked_until: null, last_login_at: new Date() })
-      .where("login", "=", login)
-      .execute()
     await trx
       .insertInto("operator_sessions")
       .values({
@@ -157,6 +165,46 @@ export const openSession = (db: Kysely<Tables>, login: string): Promise<NewSessi
       .execute()
     return { token, csrfToken }
   })
+
+/** Where sign-in attempts stand for one source address. */
+export interface SourceAttempts {
+  /** Attempts in the current window, this one included (successful sign-ins are taken back off). */
+  readonly attempts: number
+  readonly windowEndsAt: Date
+}
+
+/**
+ * Counts a sign-in attempt from `source` before its password is checked, in one statement, so that
+ * parallel attempts from one address cannot all pass the throttle. A window starts at an address's
+ * first attempt and lasts `windowMs`; the next attempt after it starts a new one.
+ */
+export const chargeSignInAttempt = async (
+  db: Kysely<Tables>,
+  source: string,
+  windowMs: number,
+): Promise<SourceAttempts> => {
+  const window = sql`make_interval(secs => ${windowMs / 1_000})`
+  const result = await sql<{ attempts: number; window_ends_at: Date }>`
+    INSERT INTO console_sign_in_throttle AS t (source, window_started_at, attempts)
+    VALUES (${source}, now(), 1)
+    ON CONFLICT (source) DO UPDATE SET
+      window_started_at = CASE WHEN t.window_started_at <= now() - ${window} THEN now() ELSE t.window_started_at END,
+      attempts = CASE WHEN t.window_started_at <= now() - ${window} THEN 1 ELSE t.attempts + 1 END
+    RETURNING attempts, window_started_at + ${window} AS window_ends_at`.execute(db)
+  const row = result.rows[0]
+  if (row === undefined) throw new Error("the sign-in throttle returned no row")
+  // A new window: the rows of addresses whose windows are over are of no use any more.
+  if (row.attempts === 1)
+    await sql`DELETE FROM console_sign_in_throttle WHERE window_started_at < now() - ${window}`.execute(db)
+  return { attempts: row.attempts, windowEndsAt: row.window_ends_at }
+}
+
+/** Takes a successful sign-in back off its address's count: the throttle is for failures. */
+export const refundSignInAttempt = async (db: Kysely<Tables>, source: string): Promise<void> => {
+  await sql`UPDATE console_sign_in_throttle SET attempts = greatest(attempts - 1, 0) WHERE source = ${source}`.execute(
+    db,
+  )
+}
 
 /** A signed-in operator, as a request sees them. */
 export interface Session {

@@ -213,6 +213,13 @@ export interface AuditLogTable {
   details: Json
 }
 
+/** Sign-in attempts per source address (an IPv4 address or an IPv6 /64) in its current window. */
+export interface ConsoleSignInThrottleTable {
+  source: string
+  window_started_at: Timestamp
+  attempts: number
+}
+
 export interface EngineSettingsTable {
   id: number
   /** An override of the spending limits (LimitSettings as JSON); null: the environment's. */
@@ -245,4 +252,5 @@ export interface Tables {
   audit_log: AuditLogTable
   engine_settings: EngineSettingsTable
   cluster_secret: ClusterSecretTable
+  console_sign_in_throttle: ConsoleSignInThrottleTable
 }

@@ -8,6 +8,7 @@ import * as providersAndReminders from "./0005_providers_and_reminders.ts"
 import * as partitions from "./0006_partitions.ts"
 import * as console from "./0007_console.ts"
 import * as traceContext from "./0008_trace_context.ts"
+import * as consoleLockout from "./0009_console_lockout.ts"
 import * as clusterSecret from "./0012_cluster_secret.ts"
 
 export const migrations: Record<string, Migration> = {
@@ -19,5 +20,6 @@ export const migrations: Record<string, Migration> = {
   "0006_partitions": partitions,
   "0007_console": console,
   "0008_trace_context": traceContext,
+  "0009_console_lockout": consoleLockout,
   "0012_cluster_secret": clusterSecret,
 }
