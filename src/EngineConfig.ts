@@ -11,6 +11,7 @@ import { type LimitSettings, noLimitSettings } from "./actors/Limits.ts"
 import * as Calendar from "./domain/Calendar.ts"
 import * as IsoDuration from "./domain/IsoDuration.ts"
 import { isKnownCurrency } from "./domain/Money.ts"
+import * as Ranges from "./domain/Ranges.ts"
 
 /** Subject prefixes and stream names; each is configurable so several engines or tests can share a server. */
 export interface Naming {
@@ -181,6 +182,23 @@ const durations = (name: string, fallback: ReadonlyArray<number>) =>
     Config.withDefault(fallback),
   )
 
+const RetrySchedule = Schema.String.check(
+  Schema.makeFilter((text: string) => {
+    const parsed = Ranges.parseRetrySchedule(text)
+    return typeof parsed === "string" ? parsed : undefined
+  }),
+)
+
+/** The retry schedule: 1-20 delays, each within `Ranges.retryDelay`. */
+const retrySchedule = (name: string, fallback: ReadonlyArray<number>) =>
+  Config.schema(RetrySchedule, name).pipe(
+    Config.map((text): ReadonlyArray<number> => {
+      const parsed = Ranges.parseRetrySchedule(text)
+      return typeof parsed === "string" ? fallback : parsed
+    }),
+    Config.withDefault(fallback),
+  )
+
 const positiveInt = (name: string, fallback: number) =>
   Config.schema(Schema.Int.check(Schema.isGreaterThan(0)), name).pipe(Config.withDefault(fallback))
 
@@ -285,7 +303,7 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   tickIntervalMs: duration("RP_TICK_INTERVAL", defaultSettings.tickIntervalMs),
   catchUpWindowMs: duration("RP_CATCH_UP_WINDOW", defaultSettings.catchUpWindowMs),
   noticeLeadMs: duration("RP_NOTICE_LEAD", defaultSettings.noticeLeadMs),
-  retryScheduleMs: durations("RP_RETRY_SCHEDULE", defaultSettings.retryScheduleMs),
+  retryScheduleMs: retrySchedule("RP_RETRY_SCHEDULE", defaultSettings.retryScheduleMs),
   resultTimeoutMs: duration("RP_RESULT_TIMEOUT", defaultSettings.resultTimeoutMs),
   statusQueryBackoffMs: durations("RP_STATUS_QUERY_BACKOFF", defaultSettings.statusQueryBackoffMs),
   statusQueryTimeoutMs: duration("RP_STATUS_QUERY_TIMEOUT", defaultSettings.statusQueryTimeoutMs),

@@ -54,11 +54,23 @@ describe("configuration from the environment", () => {
     })
   })
 
+  it("takes a retry schedule of 1 to 20 delays from PT1M to P30D", async () => {
+    expect((await settingsOf({ RP_RETRY_SCHEDULE: "PT1M,P30D" })).retryScheduleMs).toEqual([
+      60_000,
+      30 * 86_400_000,
+    ])
+    const twenty = await settingsOf({ RP_RETRY_SCHEDULE: Array.from({ length: 20 }, () => "PT1H").join(",") })
+    expect(twenty.retryScheduleMs).toHaveLength(20)
+  })
+
   it("refuses values that are not what they claim to be", async () => {
     for (const env of [
       { RP_CLOCK: "sometimes" },
       { RP_TICK_INTERVAL: "1 minute" },
       { RP_RETRY_SCHEDULE: "PT1H,,PT2H" },
+      { RP_RETRY_SCHEDULE: "PT59S" },
+      { RP_RETRY_SCHEDULE: "PT1H,P31D" },
+      { RP_RETRY_SCHEDULE: Array.from({ length: 21 }, () => "PT1H").join(",") },
       { RP_COMMIT_BATCH: "0" },
       { RP_COMMIT_BATCH: "many" },
       { RP_CONSOLE_TRUSTED_PROXIES: "proxy.bank.local" },

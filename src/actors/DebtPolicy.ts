@@ -100,7 +100,7 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
     const queryId = newId()
     this.query = { queryId, sentAt: this.now, timeoutAt: this.now + this.settings.debtQueryTimeoutMs }
     // After downtime the missed polls are not made up: one query now, the next a period later.
-    this.nextPollAt = this.now + IsoDuration.millisOf(this.terms.pollEvery)
+    this.nextPollAt = Timestamp.after(this.now, IsoDuration.millisOf(this.terms.pollEvery))
     this.builder.queryDebts(queryId)
     this.builder.decide("queried", {
       details: {
@@ -338,7 +338,7 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
       changes.pollEvery = { from: this.terms.pollEvery, to: command.pollEvery }
       this.terms = { ...this.terms, pollEvery: command.pollEvery }
       // A shorter period takes effect now, not after the poll planned under the old one.
-      const soonest = this.now + IsoDuration.millisOf(command.pollEvery)
+      const soonest = Timestamp.after(this.now, IsoDuration.millisOf(command.pollEvery))
       if (this.query === null && soonest < this.nextPollAt) this.nextPollAt = soonest
     }
     if (changes.limit !== undefined && this.status === "active") this.releaseBillsWithinLimit()

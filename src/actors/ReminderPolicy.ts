@@ -109,7 +109,7 @@ class ReminderRun {
     if (this.status !== "active" || nextOfferAt === null || nextOfferAt > this.now) return
     const offers = this.state.offers + 1
     const last = offers >= MAX_REMINDER_OFFERS
-    this.state = { ...this.state, offers, nextOfferAt: last ? null : this.now + this.period }
+    this.state = { ...this.state, offers, nextOfferAt: last ? null : Timestamp.after(this.now, this.period) }
     const data = { ...offerData(this.base, this.state), offer: offers, of: MAX_REMINDER_OFFERS }
     this.builder.notify("reminder.offer", data)
     this.builder.event("reminder.offered", this.base, data)
@@ -157,14 +157,14 @@ class ReminderRun {
         at,
       },
       offers: 0,
-      nextOfferAt: at + this.period,
+      nextOfferAt: Timestamp.after(at, this.period),
     }
     this.builder.decide("restarted", {
       reason: restarted ? "new_payment_after_stop" : "new_payment",
       details: {
         paymentId: payment.paymentId,
         amount: payment.amount,
-        nextOfferAt: Timestamp.format(at + this.period),
+        nextOfferAt: Timestamp.format(Timestamp.after(at, this.period)),
       },
     })
   }
@@ -281,7 +281,7 @@ export interface NewReminder extends Omit<NewSubscription<ReminderTerms>, "templ
 /** A hidden reminder for a one-off payment, due one period after it. */
 export const create = (input: NewReminder, now: number): Transition<ReminderSubscription> => {
   const at = Timestamp.millisOf(input.payment.at)
-  const nextOfferAt = at + IsoDuration.millisOf(input.terms.remindAfter)
+  const nextOfferAt = Timestamp.after(at, IsoDuration.millisOf(input.terms.remindAfter))
   const reminder: ReminderSubscription = {
     ...firstRow({ ...input, templateId: "" }, input.payment.amount.currency, nextOfferAt),
     templateId: null,

@@ -167,7 +167,7 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
     if (result.status === "succeeded") {
       this.recordSuccess(attempt, result)
       this.paid += 1
-      this.cooldownUntil = this.now + IsoDuration.millisOf(this.terms.cooldown)
+      this.cooldownUntil = Timestamp.after(this.now, IsoDuration.millisOf(this.terms.cooldown))
       return
     }
     this.recordFinalFailure(

@@ -13,7 +13,7 @@
  * unset); it is created and migrated if needed.
  */
 import { Redacted, Schema } from "effect"
-import * as IsoDuration from "../domain/IsoDuration.ts"
+import * as Ranges from "../domain/Ranges.ts"
 import { ProviderId } from "../domain/Template.ts"
 import { defaultSettings } from "../EngineConfig.ts"
 import {
@@ -29,7 +29,8 @@ const USAGE = `usage: npm run providers -- <command>
   set <id> --name <name> [--periodic] [--remind-after <P30D>] [--debt] [--threshold]
                                                     add a provider or replace its configuration
   remove <id>                                       forget a provider (its autopayments keep working)
---periodic: its bills recur, so a one-off payment to it earns a reminder after --remind-after (default P30D)
+--periodic: its bills recur, so a one-off payment to it earns a reminder after --remind-after
+  (default P30D, from ${Ranges.remindAfter.min} to ${Ranges.remindAfter.max})
 --debt: it answers debt queries; --threshold: it reports balances
 environment: DATABASE_URL (default ${Redacted.value(defaultSettings.databaseUrl)})`
 
@@ -81,9 +82,8 @@ const run = async (argv: ReadonlyArray<string>): Promise<void> => {
   let provider: ProviderConfig | undefined
   if (command === "set") {
     const remindAfter = values["remind-after"] ?? "P30D"
-    if (IsoDuration.parseMillis(remindAfter) === undefined || IsoDuration.parseMillis(remindAfter) === 0) {
-      fail(`--remind-after must be a positive ISO 8601 duration such as P30D, got "${remindAfter}"`)
-    }
+    const remindAfterProblem = Ranges.durationProblem(remindAfter, Ranges.remindAfter)
+    if (remindAfterProblem !== undefined) fail(`--remind-after ${remindAfterProblem}`)
     provider = {
       providerId: providerId(id),
       displayName: displayNameOption(values.name),

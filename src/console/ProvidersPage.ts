@@ -6,7 +6,7 @@
 import { Schema } from "effect"
 import type { Context, Hono } from "hono"
 import { html } from "hono/html"
-import * as IsoDuration from "../domain/IsoDuration.ts"
+import * as Ranges from "../domain/Ranges.ts"
 import { ProviderId } from "../domain/Template.ts"
 import { isBlank } from "../domain/Text.ts"
 import { writeAudit } from "../store/OperatorStore.ts"
@@ -31,8 +31,8 @@ export const providerFromForm = (form: Form): ProviderConfig | string => {
   const displayName = field(form, "displayName", 200)
   if (isBlank(displayName)) return "the display name is required"
   const remindAfter = field(form, "remindAfter", 40) || "P30D"
-  if ((IsoDuration.parseMillis(remindAfter) ?? 0) <= 0)
-    return `remind after must be a positive ISO 8601 duration such as P30D, got "${remindAfter}"`
+  const remindAfterProblem = Ranges.durationProblem(remindAfter, Ranges.remindAfter)
+  if (remindAfterProblem !== undefined) return `remind after ${remindAfterProblem}`
   return {
     providerId,
     displayName,

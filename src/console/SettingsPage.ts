@@ -10,7 +10,8 @@ import { html } from "hono/html"
 import type { LimitSettings } from "../actors/Limits.ts"
 import * as IsoDuration from "../domain/IsoDuration.ts"
 import { format as formatMoney } from "../domain/Money.ts"
-import { isTimeZoneName, parseAmountsByCurrency, parseDurationList } from "../EngineConfig.ts"
+import * as Ranges from "../domain/Ranges.ts"
+import { isTimeZoneName, parseAmountsByCurrency } from "../EngineConfig.ts"
 import { type AuditEntry, writeAudit } from "../store/OperatorStore.ts"
 import { checkLimits, writeOverride } from "../store/SettingsOverrides.ts"
 import { type ConsoleEnv, requireRole } from "./Auth.ts"
@@ -193,13 +194,13 @@ export const registerSettingsPage = (app: Hono<ConsoleEnv>, services: ConsoleSer
     const before = (await services.settingsInForce()).policy.retryScheduleMs
     const useEnvironment = form.use === "environment"
     const text = field(form, "retrySchedule", 500).replace(/\s+/g, "")
-    const parsed = useEnvironment ? null : parseDurationList(text)
-    if (parsed === undefined || (parsed !== null && parsed.length > 20)) {
+    const parsed = useEnvironment ? null : Ranges.parseRetrySchedule(text)
+    if (typeof parsed === "string") {
       return show(
         c,
         {
           kind: "error",
-          text: `Not saved: the retry schedule must be 1 to 20 comma-separated ISO 8601 durations such as PT1H,PT6H,PT24H. Nothing was changed.`,
+          text: `Not saved: the retry schedule ${parsed}; it takes 1 to ${Ranges.RETRY_SCHEDULE_MAX_STEPS} comma-separated ISO 8601 durations from ${Ranges.retryDelay.min} to ${Ranges.retryDelay.max} each, such as PT1H,PT6H,PT24H. Nothing was changed.`,
         },
         422,
       )

@@ -11,6 +11,7 @@ import { Schema } from "effect"
 import * as Calendar from "./Calendar.ts"
 import * as IsoDuration from "./IsoDuration.ts"
 import { Money, NonNegativeMoney, PositiveMoney } from "./Money.ts"
+import * as Ranges from "./Ranges.ts"
 
 /** What kind of autopayment a subscription is. */
 export const Kind = Schema.Literals(["scheduled", "threshold", "debt", "reminder"])
@@ -36,6 +37,13 @@ export const LocalDate = Schema.String.check(
     (text) => `must be a real calendar date YYYY-MM-DD, got ${JSON.stringify(text)}`,
   ),
 )
+/** A schedule's start or end date: a real date, not before `Ranges.FIRST_SCHEDULE_DATE`. */
+const ScheduleDate = LocalDate.check(
+  checked(
+    (text: string) => text >= Ranges.FIRST_SCHEDULE_DATE,
+    (text) => `must not be before ${Ranges.FIRST_SCHEDULE_DATE}, got ${text}`,
+  ),
+)
 const LocalTime = Schema.String.check(
   checked(
     Calendar.isValidLocalTime,
@@ -51,20 +59,33 @@ const TimeZone = Schema.String.check(
 const intBetween = (min: number, max: number) =>
   Schema.Int.check(Schema.isBetween({ minimum: min, maximum: max }))
 
-/** A schedule as a channel sends it; optional fields take the contract's defaults. */
+const largestInterval = Math.max(...Object.values(Ranges.SCHEDULE_INTERVAL_MAX))
+
+/**
+ * A schedule as a channel sends it; optional fields take the contract's defaults. Dates are
+ * also measured against the engine's current date (`Ranges.scheduleDateIssues`), which a
+ * schema cannot know.
+ */
 export const ScheduleInput = Schema.Struct({
   every: Schema.Literals(["day", "week", "month", "quarter", "year"]),
-  interval: Schema.optionalKey(intBetween(1, 1_000)),
+  interval: Schema.optionalKey(intBetween(1, largestInterval)),
   dayOfMonth: Schema.optionalKey(intBetween(1, 31)),
   dayOfWeek: Schema.optionalKey(intBetween(1, 7)),
   time: LocalTime,
   timezone: Schema.optionalKey(TimeZone),
-  startDate: LocalDate,
-  endDate: Schema.optionalKey(LocalDate),
-  maxPayments: Schema.optionalKey(intBetween(1, 100_000)),
+  startDate: ScheduleDate,
+  endDate: Schema.optionalKey(ScheduleDate),
+  maxPayments: Schema.optionalKey(intBetween(1, Ranges.MAX_PAYMENTS_MAX)),
 }).check(
   Schema.makeFilter((schedule) => {
     const issues: Array<Schema.FilterIssue> = []
+    const intervalMax = Ranges.SCHEDULE_INTERVAL_MAX[schedule.every]
+    if (schedule.interval !== undefined && schedule.interval > intervalMax) {
+      issues.push({
+        path: ["interval"],
+        issue: `must be at most ${intervalMax} when every is ${schedule.every} (at most five years between payments), got ${schedule.interval}`,
+      })
+    }
     const monthly = schedule.every === "month" || schedule.every === "quarter" || schedule.every === "year"
     if (schedule.dayOfMonth !== undefined && !monthly) {
       issues.push({

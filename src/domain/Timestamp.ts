@@ -43,6 +43,17 @@ export const Timestamp = Schema.String.check(
   ),
 )
 
+/** The first instant RFC 3339 can write: 0000-01-01T00:00:00.000Z. */
+export const FIRST_INSTANT = -62_167_219_200_000
+/** The last instant RFC 3339 can write (a four-digit year): 9999-12-31T23:59:59.999Z. */
+export const LAST_INSTANT = 253_402_300_799_999
+
+/**
+ * `millis` after `at`, but never past `LAST_INSTANT`: a time that far out means "never", and
+ * beyond it neither RFC 3339, JavaScript dates nor Postgres can hold it.
+ */
+export const after = (at: number, millis: number): number => Math.min(at + millis, LAST_INSTANT)
+
 /** Milliseconds of a timestamp already validated by `Timestamp`. */
 export const millisOf = (text: string): number => {
   const millis = parseTimestamp(text)
@@ -57,9 +68,16 @@ let recentText = ""
 let olderMillis = Number.NaN
 let olderText = ""
 
-/** The engine's own timestamps: UTC, millisecond precision, `Z` offset. */
+/**
+ * The engine's own timestamps: UTC, millisecond precision, `Z` offset. Total: a time outside what
+ * RFC 3339 can write (a row stored by an older version may hold one) is written as the nearest
+ * end, `0000-01-01T00:00:00.000Z` or `9999-12-31T23:59:59.999Z`.
+ */
 export const format = (millis: number): string => {
   if (millis === recentMillis) return recentText
+  if (!(millis >= FIRST_INSTANT && millis <= LAST_INSTANT)) {
+    return new Date(millis < FIRST_INSTANT ? FIRST_INSTANT : LAST_INSTANT).toISOString()
+  }
   if (millis === olderMillis) {
     olderMillis = recentMillis
     recentMillis = millis
@@ -68,7 +86,6 @@ export const format = (millis: number): string => {
     recentText = text
     return text
   }
-  // Throws for a time outside the Date range, as before; nothing is cached then.
   const text = new Date(millis).toISOString()
   olderMillis = recentMillis
   olderText = recentText

@@ -13,14 +13,16 @@ import * as ScheduledPolicy from "../actors/ScheduledPolicy.ts"
 import { type ActorOutcome, SubscriptionActors } from "../actors/SubscriptionActors.ts"
 import * as ThresholdPolicy from "../actors/ThresholdPolicy.ts"
 import type { Transition } from "../actors/Transition.ts"
+import * as Calendar from "../domain/Calendar.ts"
 import { invalidField, LimitExceeded, NotFound, ValidationFailed } from "../domain/Errors.ts"
 import { isUuid, newId } from "../domain/Ids.ts"
-import { IsoDuration } from "../domain/IsoDuration.ts"
 import * as Money from "../domain/Money.ts"
 import { NonNegativeMoney, PositiveMoney } from "../domain/Money.ts"
+import * as Ranges from "../domain/Ranges.ts"
 import {
   DEFAULT_COOLDOWN,
   DEFAULT_POLL_EVERY,
+  DEFAULT_TIMEZONE,
   normalizeSchedule,
   ScheduleInput,
   type Subscription,
@@ -78,7 +80,7 @@ const ThresholdCreate = Schema.Struct({
   ...TemplateChoice,
   amount: PositiveMoney,
   threshold: NonNegativeMoney,
-  cooldown: Schema.optionalKey(IsoDuration),
+  cooldown: Schema.optionalKey(Ranges.durationWithin(Ranges.cooldown)),
 }).check(
   exactlyOneTemplate,
   Schema.makeFilter((body) =>
@@ -95,7 +97,7 @@ const DebtCreate = Schema.Struct({
   kind: Schema.Literal("debt"),
   ...TemplateChoice,
   limit: PositiveMoney,
-  pollEvery: Schema.optionalKey(IsoDuration),
+  pollEvery: Schema.optionalKey(Ranges.durationWithin(Ranges.pollEvery)),
 }).check(exactlyOneTemplate)
 
 const decodeCreate = {
@@ -129,9 +131,9 @@ const UpdateBody = Schema.Struct({
   amount: Schema.optionalKey(PositiveMoney),
   schedule: Schema.optionalKey(ScheduleInput),
   threshold: Schema.optionalKey(NonNegativeMoney),
-  cooldown: Schema.optionalKey(IsoDuration),
+  cooldown: Schema.optionalKey(Ranges.durationWithin(Ranges.cooldown)),
   limit: Schema.optionalKey(PositiveMoney),
-  pollEvery: Schema.optionalKey(IsoDuration),
+  pollEvery: Schema.optionalKey(Ranges.durationWithin(Ranges.pollEvery)),
 }).check(
   Schema.makeFilter((body) =>
     [body.amount, body.schedule, body.threshold, body.cooldown, body.limit, body.pollEvery].every(
@@ -212,6 +214,26 @@ export const subscriptionOperations = Effect.gen(function* () {
       return outcome._tag === "Applied" && outcome.reply !== null
         ? ({ _tag: "Reply", text: outcome.reply } satisfies OperationOutcome)
         : ({ _tag: "AlreadyAnswered" } satisfies OperationOutcome)
+    })
+
+  /**
+   * Refuses schedule dates too far after the engine's current date, which the body's schema cannot
+   * know; before the first tick ever the wall clock stands in for it.
+   */
+  const checkScheduleDates = (schedule: ScheduleInput | undefined) =>
+    Effect.gen(function* () {
+      if (schedule === undefined) return
+      const now = yield* clock.now
+      const today = Calendar.instantToLocalDate(
+        now > 0 ? now : Date.now(),
+        schedule.timezone ?? DEFAULT_TIMEZONE,
+      )
+      const details = Ranges.scheduleDateIssues(schedule, today, "body.schedule")
+      if (details.length === 0) return
+      return yield* new ValidationFailed({
+        message: `the request body is invalid: ${details.map((issue) => `${issue.path} ${issue.message}`).join("; ")}`,
+        details,
+      })
     })
 
   const lifecycle = (tag: "Pause" | "Resume" | "Cancel") =>
@@ -301,6 +323,7 @@ export const subscriptionOperations = Effect.gen(function* () {
       let transition: Transition
       switch (body.kind) {
         case "scheduled": {
+          yield* checkScheduleDates(body.schedule)
           yield* checkPaymentCap("scheduled", body.amount)
           const scheduled = ScheduledPolicy.create(
             { ...common, terms: { amount: body.amount, schedule: normalizeSchedule(body.schedule) } },
@@ -414,7 +437,7 @@ export const subscriptionOperations = Effect.gen(function* () {
     body: UpdateBody,
     run: (body, context) =>
       Effect.andThen(
-        checkUpdateFits(body, context),
+        Effect.andThen(checkScheduleDates(body.schedule), checkUpdateFits(body, context)),
         change(
           body.subscriptionId,
           {
@@ -438,25 +461,28 @@ export const subscriptionOperations = Effect.gen(function* () {
     mutating: true,
     body: AcceptBody,
     run: (body, context) =>
-      change(
-        body.reminderId,
-        {
-          _tag: "AcceptReminder",
-          by: context.by,
-          schedule: body.schedule,
-          amount: body.amount,
-          template: {
-            id: newId(),
-            clientId: context.clientId,
-            name: body.templateName ?? "",
-            fields: {},
-            createdAt: Date.now(),
-            createdChannel: context.channel,
-            createdTerminal: context.terminal,
+      Effect.andThen(
+        checkScheduleDates(body.schedule),
+        change(
+          body.reminderId,
+          {
+            _tag: "AcceptReminder",
+            by: context.by,
+            schedule: body.schedule,
+            amount: body.amount,
+            template: {
+              id: newId(),
+              clientId: context.clientId,
+              name: body.templateName ?? "",
+              fields: {},
+              createdAt: Date.now(),
+              createdChannel: context.channel,
+              createdTerminal: context.terminal,
+            },
           },
-        },
-        context,
-        subscriptionReply(context.requestId),
+          context,
+          subscriptionReply(context.requestId),
+        ),
       ),
   })
 

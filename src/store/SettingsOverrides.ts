@@ -9,7 +9,8 @@ import { Schema } from "effect"
 import { type Kysely, sql } from "kysely"
 import type { LimitSettings } from "../actors/Limits.ts"
 import { isKnownCurrency } from "../domain/Money.ts"
-import { isTimeZoneName, parseDurationList } from "../EngineConfig.ts"
+import * as Ranges from "../domain/Ranges.ts"
+import { isTimeZoneName } from "../EngineConfig.ts"
 import type { Tables } from "./Tables.ts"
 
 /** The Postgres channel the table's trigger notifies. */
@@ -80,11 +81,10 @@ export const readOverrides = async (db: Kysely<Tables>): Promise<Overrides> => {
   }
   let retryScheduleMs: ReadonlyArray<number> | null = null
   if (row.retry_schedule !== null) {
-    retryScheduleMs = parseDurationList(row.retry_schedule) ?? null
-    if (retryScheduleMs === null)
-      problems.push(
-        `the stored retry schedule "${row.retry_schedule}" is ignored: not a list of ISO 8601 durations`,
-      )
+    const parsed = Ranges.parseRetrySchedule(row.retry_schedule)
+    if (typeof parsed === "string")
+      problems.push(`the stored retry schedule "${row.retry_schedule}" is ignored: ${parsed}`)
+    else retryScheduleMs = parsed
   }
   return {
     limits,

@@ -67,6 +67,11 @@ describe("npm run providers", () => {
 
     const badDuration = await providers("set", "isp-2", "--name", "X", "--periodic", "--remind-after", "P1M")
     expect(badDuration).toMatchObject({ code: 2, stderr: expect.stringContaining("--remind-after") })
+    const outOfRange = await providers("set", "isp-2", "--name", "X", "--periodic", "--remind-after", "P367D")
+    expect(outOfRange).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("must be between P1D and P366D"),
+    })
     const badId = await providers("set", "isp.2", "--name", "X")
     expect(badId).toMatchObject({ code: 2, stderr: expect.stringContaining("provider id") })
     expect((await env.db.selectFrom("providers").select("provider_id").execute()).length).toBe(2)
