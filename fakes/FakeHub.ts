@@ -32,9 +32,20 @@ import { JetStreamPublisher } from "../src/streams/JetStreamPublisher.ts"
 import { PaymentCommand, type PaymentResult } from "../src/streams/Messages.ts"
 import { makeTopology } from "../src/streams/Topology.ts"
 
+/** What a result may repeat of its command (a hub that echoes the command it answers). */
+export type EchoedCommand = Partial<
+  Pick<PaymentResult, "subscriptionId" | "occurrence" | "attempt" | "amount">
+>
+
 /** What the hub does with a command: answer with a result, or stay silent (an unknown outcome). */
 export type HubVerdict =
-  | { status: "succeeded" | "failed" | "declined"; retryable: boolean; reason?: string }
+  | {
+      status: "succeeded" | "failed" | "declined"
+      retryable: boolean
+      reason?: string
+      /** A misbehaving hub: the result repeats these instead of the command's (say, another amount). */
+      misreport?: EchoedCommand
+    }
   | "silent"
 
 /** How to start a fake hub. */
@@ -47,6 +58,8 @@ export interface FakeHubOptions {
   ackWaitMs?: number
   /** The verdict for a payment id seen for the first time; default: always succeeded. */
   decide?: (command: PaymentCommand) => HubVerdict
+  /** Results repeat their command's subscription, occurrence, attempt and amount; default false (the contract's bare result). */
+  echoCommand?: boolean
 }
 
 /** A running fake hub. */
@@ -120,13 +133,26 @@ const ensureCommandConsumer = async (
   }
 }
 
-const resultFor = (paymentId: string, verdict: Exclude<HubVerdict, "silent">): PaymentResult => ({
+const resultFor = (
+  paymentId: string,
+  verdict: Exclude<HubVerdict, "silent">,
+  echoed: EchoedCommand = {},
+): PaymentResult => ({
   paymentId,
   status: verdict.status,
   retryable: verdict.retryable,
   ...(verdict.reason === undefined ? {} : { reason: verdict.reason }),
   ...(verdict.status === "succeeded" ? { hubReference: `hub-${paymentId.slice(0, 8)}` } : {}),
+  ...echoed,
+  ...verdict.misreport,
   at: new Date().toISOString(),
+})
+
+const echoOf = (command: PaymentCommand): EchoedCommand => ({
+  subscriptionId: command.subscriptionId,
+  occurrence: command.occurrence,
+  attempt: command.attempt,
+  amount: command.amount,
 })
 
 interface CommandWaiter {
@@ -161,7 +187,11 @@ class RunningFakeHub implements FakeHub {
     private readonly resultSubject: string,
     private readonly decide: (command: PaymentCommand) => HubVerdict,
     readonly consumerName: string,
+    private readonly echoCommand: boolean,
   ) {}
+
+  /** What results repeat of each command, when the hub echoes commands. */
+  private readonly echoes = new Map<string, EchoedCommand>()
 
   start(messages: ConsumerMessages, statusSubject: string): void {
     this.messages = messages
@@ -246,6 +276,7 @@ class RunningFakeHub implements FakeHub {
       return
     }
     this.commands.push(command)
+    if (this.echoCommand) this.echoes.set(command.paymentId, echoOf(command))
     this.notifyWaiters()
     let verdict: HubVerdict
     try {
@@ -281,7 +312,7 @@ class RunningFakeHub implements FakeHub {
     try {
       await this.publisher.publish(
         this.resultSubject,
-        JSON.stringify(resultFor(command.paymentId, verdict)),
+        JSON.stringify(resultFor(command.paymentId, verdict, this.echoes.get(command.paymentId))),
         `result:${command.paymentId}`,
       )
       this.answered += 1
@@ -326,7 +357,7 @@ class RunningFakeHub implements FakeHub {
     const verdict = this.verdicts.get(paymentId)
     return verdict === undefined || verdict === "silent"
       ? { status: "unknown" }
-      : resultFor(paymentId, verdict)
+      : resultFor(paymentId, verdict, this.echoes.get(paymentId))
   }
 }
 
@@ -361,6 +392,7 @@ export const startFakeHub = async (options: FakeHubOptions): Promise<FakeHub> =>
       topology.subjects.hubResult,
       options.decide ?? (() => ({ status: "succeeded", retryable: false })),
       durable,
+      options.echoCommand ?? false,
     )
     // A callback, not the async iterator: a whole pull batch is handled in one go, so its
     // publishes and acks leave in a few socket writes instead of one write per message.

@@ -24,10 +24,13 @@ import type { Naming } from "../src/EngineConfig.ts"
 import type { Bill, DebtQuery } from "../src/streams/Messages.ts"
 import { makeTopology } from "../src/streams/Topology.ts"
 
-/** What the provider says when asked about an account. */
+/**
+ * What the provider says when asked about an account. `account` makes it misbehave: the answer names
+ * that account instead of the one asked about.
+ */
 export type DebtAnswer =
-  | { readonly debts: ReadonlyArray<Bill> }
-  | { readonly error: { readonly code: string; readonly message: string } }
+  | { readonly debts: ReadonlyArray<Bill>; readonly account?: string }
+  | { readonly error: { readonly code: string; readonly message: string }; readonly account?: string }
   /** No answer at all: the engine's query times out. */
   | "silent"
 
@@ -138,7 +141,10 @@ export class FakeProvider {
     })
   }
 
-  /** Answers a query (also usable to send a late or duplicate answer by hand). */
+  /**
+   * Answers a query (also usable to send a late or duplicate answer by hand, or, with another
+   * provider's `queryId`, an answer to a query this provider was never sent).
+   */
   async respond(
     query: Pick<DebtQuery, "queryId" | "account">,
     answer: Exclude<DebtAnswer, "silent">,

@@ -11,7 +11,10 @@
  * - a bill already paid (or being paid) is never paid again; one whose last
  *   attempt failed as retryable is paid again when the provider still reports
  *   it at a later poll; one declined or failed for good is left to the client;
- * - an error answer is recorded and nothing is paid.
+ * - an error answer is recorded and nothing is paid;
+ * - an answer naming another provider or account than the query's, or a bill
+ *   in another currency than the limit's, is refused whole: nothing is paid
+ *   and the query stays open for the right answer.
  */
 import type { Result } from "effect"
 import { conflict } from "../domain/Errors.ts"
@@ -40,6 +43,7 @@ import type {
   UpdateCommand,
 } from "./Inputs.ts"
 import { type LimitCheck, unlimited } from "./Limits.ts"
+import { type Check, compare, type Mismatch, reasonOf } from "./Matching.ts"
 import { EventDrivenRun, earliest, type PolicyRefusal } from "./PaymentRun.ts"
 import type { Transition } from "./Transition.ts"
 
@@ -51,6 +55,32 @@ export const decide = (
   settings: PolicySettings,
   limits: LimitCheck = unlimited(subscription),
 ): Result.Result<Transition, PolicyRefusal> => new DebtRun(subscription, now, settings, limits).run(input)
+
+/** What a debt answer must agree with: the query as sent, and the currency its subscription pays in. */
+export interface AnsweredQuery {
+  readonly providerId: string
+  readonly account: string
+  /** The limit's currency: every bill must be in it. */
+  readonly currency: string
+}
+
+/**
+ * A debt answer against the query it answers: the same provider and account, and every bill in the
+ * limit's currency (a bill in another currency would be compared with the limit, and paid, as if it
+ * were in the limit's).
+ */
+export const answerMismatch = (query: AnsweredQuery, response: DebtResponse): Mismatch | undefined =>
+  compare(`the debt query it answers (queryId ${response.queryId})`, [
+    ["providerId", query.providerId, response.providerId],
+    ["account", query.account, response.account],
+    ...(response.debts ?? []).map(
+      (bill): Check => [
+        `bill ${JSON.stringify(bill.billId)} amount.currency`,
+        query.currency,
+        bill.amount.currency,
+      ],
+    ),
+  ])
 
 /** When a live debt subscription next needs its actor. */
 export const nextDueAt = (status: Status, state: DebtState): number | null => {
@@ -212,10 +242,6 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
         reportedAmount: bill.amount,
       })
     }
-    if (bill.amount.currency !== this.terms.limit.currency) {
-      skip("currency_mismatch", { limit: this.terms.limit })
-      return
-    }
     if (bill.amount.value <= 0) {
       skip("nothing_to_pay")
       return
@@ -361,6 +387,15 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
 
   protected own(input: BalanceReading | DebtAnswer): PolicyRefusal | undefined {
     if (input._tag !== "DebtResponse") return conflict("a debt subscription does not take balance events")
+    // The router checked the answer against its query; this is the second line, against the terms.
+    const { payee } = this.base
+    const query = {
+      providerId: payee.providerId,
+      account: payee.account,
+      currency: this.terms.limit.currency,
+    }
+    const mismatch = answerMismatch(query, input.response)
+    if (mismatch !== undefined) return conflict(reasonOf("debt answer", mismatch))
     this.answer(input.response, input.bills)
     return undefined
   }

@@ -9,14 +9,25 @@
  * - A debt answer goes to the one subscription that sent the query, found by
  *   `queryId`. An answer processed before (its acknowledgement lost) stops
  *   here; an answer to a query the engine never sent is dead-lettered.
+ *
+ * Only the subject token, the `queryId` or the `(provider, account)` pair
+ * decide where a message goes, so everything else it says about what it
+ * answers is checked first (Matching.ts): a message whose subject and body
+ * name different providers, an answer about another provider, account or
+ * currency than its query's, a reading in another currency than a watcher's
+ * threshold, is dead-lettered with the fields that disagree, and moves
+ * nothing (a reading still reaches the watchers it does match).
  */
 import { Context, Effect, Exit, Layer } from "effect"
 import { InboxStore } from "../store/InboxStore.ts"
 import { SubscriptionStore, watchKey } from "../store/SubscriptionStore.ts"
 import { type Delivery, done, type HandlerVerdict } from "../streams/DurableConsumer.ts"
 import type { DebtResponse, ThresholdEvent } from "../streams/Messages.ts"
+import { answerMismatch } from "./DebtPolicy.ts"
 import { InFlightWindow } from "./InFlightWindow.ts"
+import { deadLetterOf, type Mismatch, reasonOf } from "./Matching.ts"
 import { SubscriptionActors, verdictOf } from "./SubscriptionActors.ts"
+import { readingMismatch, watchedBy } from "./ThresholdPolicy.ts"
 
 /** The `<providerId>` token of a provider subject (`<prefix>.<providerId>.<kind>.<what>`). */
 const providerOfSubject = (subject: string): string | undefined => subject.split(".").at(-3)
@@ -63,10 +74,29 @@ export class ProviderRouter extends Context.Service<
               delivery.settle(Exit.succeed(mismatch))
               continue
             }
-            const watching = watchers.get(watchKey(event.providerId, event.account)) ?? []
-            // Nobody watches this account (any more): nothing to do.
+            const found = watchers.get(watchKey(event.providerId, event.account)) ?? []
+            // A watcher the reading does not match (say, a balance in another currency) is not told;
+            // the others are, so one subscription's terms never keep readings from another's.
+            const mismatches: Array<Mismatch> = []
+            const watching = found.filter(({ subscription }) => {
+              const mismatch =
+                subscription?.kind === "threshold"
+                  ? readingMismatch(watchedBy(subscription), event)
+                  : undefined
+              if (mismatch !== undefined) mismatches.push(mismatch)
+              return mismatch === undefined
+            })
+            const mismatched: Exit.Exit<HandlerVerdict, unknown> = Exit.succeed(
+              mismatches.length === 0
+                ? done
+                : {
+                    _tag: "DeadLetter",
+                    reason: mismatches.map((mismatch) => reasonOf("balance reading", mismatch)).join(" | "),
+                  },
+            )
+            // Nobody (else) watches this account: nothing to do.
             if (watching.length === 0) {
-              delivery.settle(Exit.succeed(done))
+              delivery.settle(mismatched)
               continue
             }
             // Settled once every watcher has handled it; the first failure decides the verdict.
@@ -80,7 +110,7 @@ export class ProviderRouter extends Context.Service<
                 if (failure === undefined && !(Exit.isSuccess(verdict) && verdict.value._tag === "Done"))
                   failure = verdict
                 remaining -= 1
-                if (remaining === 0) delivery.settle(failure ?? Exit.succeed(done))
+                if (remaining === 0) delivery.settle(failure ?? mismatched)
                 window.finished()
               })
             }
@@ -112,8 +142,8 @@ export class ProviderRouter extends Context.Service<
               delivery.settle(Exit.succeed(mismatch))
               continue
             }
-            const owner = owners.get(response.queryId.toLowerCase())
-            if (owner === undefined) {
+            const query = owners.get(response.queryId.toLowerCase())
+            if (query === undefined) {
               delivery.settle(
                 Exit.succeed({
                   _tag: "DeadLetter",
@@ -122,9 +152,15 @@ export class ProviderRouter extends Context.Service<
               )
               continue
             }
+            // The queryId alone names the subscription: the rest of the answer must be about its query.
+            const disagreement = answerMismatch(query, response)
+            if (disagreement !== undefined) {
+              delivery.settle(Exit.succeed(deadLetterOf("debt answer", disagreement)))
+              continue
+            }
             window.started()
             yield* actors.tell(
-              owner,
+              query.subscriptionId,
               {
                 _tag: "DebtResponse",
                 response: { ...response, queryId: response.queryId.toLowerCase() },

@@ -29,6 +29,7 @@ import * as Timestamp from "../domain/Timestamp.ts"
 import type { HubPaymentCompleted } from "../streams/Messages.ts"
 import { creation, firstRow, type NewSubscription } from "./Creation.ts"
 import { type AcceptReminder, type ActorInput, notForKind, type PolicySettings } from "./Inputs.ts"
+import { compare, reasonOf } from "./Matching.ts"
 import type { PolicyRefusal } from "./PaymentRun.ts"
 import * as ScheduledPolicy from "./ScheduledPolicy.ts"
 import { type Transition, TransitionBuilder } from "./Transition.ts"
@@ -46,9 +47,12 @@ export const decide = (
       if (input.autopaymentToPayee === true) run.stop("autopayment_exists")
       else run.wake()
       return Result.succeed(run.finish())
-    case "PaymentCompleted":
+    case "PaymentCompleted": {
+      const mismatch = paymentMismatch(subscription, input.payment)
+      if (mismatch !== undefined) return Result.fail(conflict(reasonOf("one-off payment", mismatch)))
       run.paymentCompleted(input.payment)
       return Result.succeed(run.finish())
+    }
     case "DeclineReminder": {
       const refusal = run.decline(input.by)
       return refusal === undefined ? Result.succeed(run.finish()) : Result.fail(refusal)
@@ -69,6 +73,17 @@ export const decide = (
       )
   }
 }
+
+/**
+ * A one-off payment handed to a reminder must be the client's payment to the reminder's payee: the
+ * router finds the reminder by exactly these, so a disagreement means it went astray.
+ */
+export const paymentMismatch = (reminder: ReminderSubscription, payment: HubPaymentCompleted) =>
+  compare(`the reminder it was handed to (${reminder.id})`, [
+    ["clientId", reminder.clientId, payment.clientId],
+    ["providerId", reminder.payee.providerId, payment.providerId],
+    ["account", reminder.payee.account, payment.account],
+  ])
 
 /** The payee and payment a reminder offers to repeat: what an offer and its event carry. */
 const offerData = (reminder: ReminderSubscription, state: ReminderState) => ({

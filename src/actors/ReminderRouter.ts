@@ -13,7 +13,7 @@
  * on reminders per client and payee settles it: the loser's insert fails, its
  * message is redelivered, and then it finds the reminder.
  */
-import { Context, Effect, Exit, Layer } from "effect"
+import { Cause, Context, Effect, Exit, Layer } from "effect"
 import { ProviderRegistry } from "../store/ProviderRegistry.ts"
 import { SubscriptionStore } from "../store/SubscriptionStore.ts"
 import { TransitionCommitter } from "../store/TransitionCommitter.ts"
@@ -27,6 +27,20 @@ import { engineActor } from "./Transition.ts"
 
 /** Why a payment made no reminder, for the log. */
 type Skip = "provider not periodic" | "client has an autopayment to this payee"
+
+/**
+ * A refusal by the reminder (a payment that is not its payee's) can never apply: dead-lettered.
+ * Anything else is retried by redelivery.
+ */
+const verdictOf = <E extends { readonly message: string }>(
+  exit: Exit.Exit<HandlerVerdict, E>,
+): Exit.Exit<HandlerVerdict, unknown> => {
+  if (Exit.isSuccess(exit)) return exit
+  const refusal = Cause.findErrorOption(exit.cause)
+  return refusal._tag === "Some"
+    ? Exit.succeed({ _tag: "DeadLetter", reason: `payment could not be applied: ${refusal.value.message}` })
+    : Exit.failCause(exit.cause)
+}
 
 /** The reminder router. */
 export class ReminderRouter extends Context.Service<
@@ -92,11 +106,8 @@ export class ReminderRouter extends Context.Service<
                       ),
                 ),
                 Effect.as(done as HandlerVerdict),
-                // A refusal cannot happen for these messages; anything else is retried by redelivery.
                 Effect.exit,
-                Effect.map((exit) =>
-                  delivery.settle(Exit.isSuccess(exit) ? exit : Exit.failCause(exit.cause)),
-                ),
+                Effect.map((exit) => delivery.settle(verdictOf(exit))),
               ),
             { discard: true },
           ),

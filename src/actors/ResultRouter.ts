@@ -8,7 +8,9 @@
  * rare and has no payment change to show it was handled, so for those alone
  * the processed-message record is consulted (and written with the conflict
  * the actor records). A result for a payment the engine never sent is
- * dead-lettered; anything else goes to the actor, which alone decides what a
+ * dead-lettered, and so is one that repeats its payment's subscription,
+ * occurrence, attempt or amount differently from what was sent (nothing of
+ * it is applied); anything else goes to the actor, which alone decides what a
  * result means (paid, retry, final failure, or a contradiction to record).
  */
 import { Context, Effect, Exit, Layer } from "effect"
@@ -18,6 +20,7 @@ import { PaymentStore } from "../store/PaymentStore.ts"
 import { type Delivery, done } from "../streams/DurableConsumer.ts"
 import type { PaymentResult } from "../streams/Messages.ts"
 import { InFlightWindow } from "./InFlightWindow.ts"
+import { deadLetterOf, resultMismatch } from "./Matching.ts"
 import { SubscriptionActors, verdictOf } from "./SubscriptionActors.ts"
 
 const isSettled = (status: string) => status === "succeeded" || status === "failed" || status === "declined"
@@ -67,6 +70,13 @@ export class ResultRouter extends Context.Service<
                     reason: `result for unknown paymentId ${JSON.stringify(result.paymentId)}`,
                   }),
                 )
+                continue
+              }
+              // A result that repeats its payment's details must repeat them as sent, or it is not used.
+              const mismatch = resultMismatch(payment, result)
+              if (mismatch !== undefined) {
+                metrics.hubResult(result.status, "mismatch")
+                delivery.settle(Exit.succeed(deadLetterOf("result", mismatch)))
                 continue
               }
               // Settled as this result says: applied before (the payment row is the record).

@@ -61,6 +61,7 @@ import {
 import type { ActorInput } from "./Inputs.ts"
 import { LimitCheck, monthOf, tracksMonthlySpend } from "./Limits.ts"
 import { LiveSettings } from "./LiveSettings.ts"
+import { reasonOf, resultMismatch } from "./Matching.ts"
 import { Partitions, partitionOf } from "./Partitions.ts"
 import type { PolicyRefusal } from "./PaymentRun.ts"
 import * as Policy from "./Policy.ts"
@@ -283,14 +284,24 @@ export class SubscriptionActors extends Context.Service<
         return Effect.forEach(
           waiting,
           (attempt) =>
-            hubStatus
-              .query(attempt.paymentId)
-              .pipe(
-                Effect.map((reply): readonly [string, PaymentStatusReply | "unreachable"] => [
-                  attempt.paymentId,
-                  reply,
-                ]),
-              ),
+            hubStatus.query(attempt.paymentId).pipe(
+              Effect.flatMap((reply) => {
+                // An answer that repeats the payment's details differently is as good as none.
+                const mismatch =
+                  reply !== "unreachable" && reply.status !== "unknown"
+                    ? resultMismatch({ ...attempt, subscriptionId: subscription.id }, reply)
+                    : undefined
+                return mismatch === undefined
+                  ? Effect.succeed(reply)
+                  : Effect.logWarning(reasonOf("hub status answer", mismatch)).pipe(
+                      Effect.as("unreachable" as const),
+                    )
+              }),
+              Effect.map((reply): readonly [string, PaymentStatusReply | "unreachable"] => [
+                attempt.paymentId,
+                reply,
+              ]),
+            ),
           { concurrency: 4 },
         ).pipe(
           Effect.map((replies) => ({ ...input, statusReplies: new Map(replies) })),

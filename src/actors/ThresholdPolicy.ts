@@ -10,7 +10,9 @@
  *   cooldown (tick time) has passed; a failed top-up is not retried on its
  *   own: the next event that still reports a low balance pays again;
  * - the provider is asked to watch the account while the subscription is
- *   active, and to stop when it is paused or cancelled.
+ *   active, and to stop when it is paused or cancelled;
+ * - a reading for another provider or account, or with a balance in another
+ *   currency than the threshold's, is refused whole: nothing is recorded.
  */
 import type { Result } from "effect"
 import { conflict } from "../domain/Errors.ts"
@@ -30,6 +32,7 @@ import type { PaymentResult, ThresholdEvent } from "../streams/Messages.ts"
 import { creationBuilder, firstRow, type NewSubscription } from "./Creation.ts"
 import type { ActorInput, BalanceReading, DebtAnswer, PolicySettings, UpdateCommand } from "./Inputs.ts"
 import { type LimitCheck, unlimited } from "./Limits.ts"
+import { compare, type Mismatch, reasonOf } from "./Matching.ts"
 import { EventDrivenRun, earliest, type PolicyRefusal } from "./PaymentRun.ts"
 import type { Transition } from "./Transition.ts"
 
@@ -45,6 +48,33 @@ export const decide = (
   limits: LimitCheck = unlimited(subscription),
 ): Result.Result<Transition, PolicyRefusal> =>
   new ThresholdRun(subscription, now, settings, limits).run(input)
+
+/** What a balance reading must agree with: the watched account, and the currency of the threshold. */
+export interface WatchedAccount {
+  readonly subscriptionId: string
+  readonly providerId: string
+  readonly account: string
+  readonly currency: string
+}
+
+/** The account a threshold subscription watches. */
+export const watchedBy = (subscription: ThresholdSubscription): WatchedAccount => ({
+  subscriptionId: subscription.id,
+  providerId: subscription.payee.providerId,
+  account: subscription.payee.account,
+  currency: subscription.terms.threshold.currency,
+})
+
+/**
+ * A balance reading against a subscription watching the account: the same provider and account, and
+ * the balance in the threshold's currency (a balance in another currency cannot be compared with it).
+ */
+export const readingMismatch = (watched: WatchedAccount, event: ThresholdEvent): Mismatch | undefined =>
+  compare(`the subscription watching the account (${watched.subscriptionId})`, [
+    ["providerId", watched.providerId, event.providerId],
+    ["account", watched.account, event.account],
+    ["balance.currency", watched.currency, event.balance.currency],
+  ])
 
 class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
   terms: ThresholdTerms
@@ -81,14 +111,6 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
         reason: "stale_event",
         occurrence: event.eventId,
         details: { ...inputs, newestSeenAt: Timestamp.format(this.newestEventAt) },
-      })
-      return
-    }
-    if (event.balance.currency !== this.terms.threshold.currency) {
-      this.builder.decide("ignored", {
-        reason: "currency_mismatch",
-        occurrence: event.eventId,
-        details: inputs,
       })
       return
     }
@@ -223,6 +245,9 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
   protected own(input: BalanceReading | DebtAnswer): PolicyRefusal | undefined {
     if (input._tag !== "ThresholdEvent")
       return conflict("a threshold subscription does not take debt answers")
+    // The router checked the reading against every watcher; this is the second line.
+    const mismatch = readingMismatch(watchedBy(this.base), input.event)
+    if (mismatch !== undefined) return conflict(reasonOf("balance reading", mismatch))
     this.reading(input.event)
     return undefined
   }

@@ -12,13 +12,20 @@ import { Context, Layer } from "effect"
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client"
 
 /** What became of a hub result the engine received. */
-export type HubResultOutcome = "applied" | "contradiction" | "duplicate" | "unknown_payment" | "refused"
+export type HubResultOutcome =
+  | "applied"
+  | "contradiction"
+  | "duplicate"
+  | "unknown_payment"
+  | "mismatch"
+  | "refused"
 
 const resultOutcomes: ReadonlyArray<HubResultOutcome> = [
   "applied",
   "contradiction",
   "duplicate",
   "unknown_payment",
+  "mismatch",
   "refused",
 ]
 // Statuses come decoded from the contract's three, but a label must never grow with input.

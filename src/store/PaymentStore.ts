@@ -5,6 +5,7 @@
 import { Context, Effect, Exit, Layer, Request, RequestResolver } from "effect"
 import { sql } from "kysely"
 import { isUuid } from "../domain/Ids.ts"
+import type { Money } from "../domain/Money.ts"
 import { Database } from "./Database.ts"
 
 /** What routing a hub result needs to know about its payment. */
@@ -12,6 +13,10 @@ export interface PaymentRoute {
   readonly paymentId: string
   readonly subscriptionId: string
   readonly status: string
+  /** What was sent, for checking a result that repeats it. */
+  readonly occurrence: string
+  readonly attempt: number
+  readonly amount: Money
 }
 
 /** The latest attempt recorded for one debt bill. */
@@ -83,7 +88,15 @@ export class PaymentStore extends Context.Service<
           return use((db) =>
             db
               .selectFrom("payments")
-              .select(["payment_id", "subscription_id", "status"])
+              .select([
+                "payment_id",
+                "subscription_id",
+                "status",
+                "occurrence",
+                "attempt",
+                "amount",
+                "currency",
+              ])
               .where("payment_id", "in", ids)
               .execute(),
           ).pipe(
@@ -92,7 +105,14 @@ export class PaymentStore extends Context.Service<
                 new Map(
                   rows.map((row) => [
                     row.payment_id,
-                    { paymentId: row.payment_id, subscriptionId: row.subscription_id, status: row.status },
+                    {
+                      paymentId: row.payment_id,
+                      subscriptionId: row.subscription_id,
+                      status: row.status,
+                      occurrence: row.occurrence,
+                      attempt: row.attempt,
+                      amount: { value: Number(row.amount), currency: row.currency },
+                    },
                   ]),
                 ),
             ),

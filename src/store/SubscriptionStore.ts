@@ -161,6 +161,14 @@ export const insertSubscription = async (
 /** The key `thresholdWatchers` files a payee's watchers under. */
 export const watchKey = (providerId: string, account: string): string => `${providerId}\u0000${account}`
 
+/** A debt query as the engine sent it, and the currency its subscription pays in (the limit's). */
+export interface SentDebtQuery {
+  readonly subscriptionId: string
+  readonly providerId: string
+  readonly account: string
+  readonly currency: string
+}
+
 /** A page of a client's subscriptions, newest first. */
 export interface SubscriptionPage {
   readonly items: ReadonlyArray<Subscription>
@@ -215,8 +223,10 @@ export class SubscriptionStore extends Context.Service<
     readonly thresholdWatchers: (
       payees: ReadonlyArray<{ readonly providerId: string; readonly account: string }>,
     ) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<DueSubscription>>>
-    /** The subscription that sent each debt query, keyed by query id (lower case). */
-    readonly debtQueryOwners: (queryIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, string>>
+    /** Each debt query as sent, keyed by query id (lower case). */
+    readonly debtQueryOwners: (
+      queryIds: ReadonlyArray<string>,
+    ) => Effect.Effect<ReadonlyMap<string, SentDebtQuery>>
     /** Every subscription of a client to one payee, of any kind and status (through the client index). */
     readonly forPayee: (
       clientId: string,
@@ -317,11 +327,27 @@ export class SubscriptionStore extends Context.Service<
           if (ids.length === 0) return Effect.succeed(new Map())
           return use((runner) =>
             runner
-              .selectFrom("debt_queries")
-              .select(["query_id", "subscription_id"])
-              .where("query_id", "in", ids)
+              .selectFrom("debt_queries as q")
+              .innerJoin("subscriptions as s", "s.id", "q.subscription_id")
+              .select(["q.query_id", "q.subscription_id", "q.provider_id", "q.account", "s.currency"])
+              .where("q.query_id", "in", ids)
               .execute(),
-          ).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.query_id, row.subscription_id]))))
+          ).pipe(
+            Effect.map(
+              (rows) =>
+                new Map(
+                  rows.map((row) => [
+                    row.query_id,
+                    {
+                      subscriptionId: row.subscription_id,
+                      providerId: row.provider_id,
+                      account: row.account,
+                      currency: row.currency,
+                    },
+                  ]),
+                ),
+            ),
+          )
         },
         forPayee: (clientId, providerId, account) =>
           use((runner) =>

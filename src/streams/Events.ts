@@ -198,10 +198,7 @@ const ThresholdSkip = withOthers(
 const DebtSkip = withOthers(
   {
     occurrence: occurrenceField,
-    reason: field(
-      Schema.String,
-      "`paused`, `cancelled`, `completed`, `failed_before`, `nothing_to_pay` or `currency_mismatch`.",
-    ),
+    reason: field(Schema.String, "`paused`, `cancelled`, `completed`, `failed_before` or `nothing_to_pay`."),
     bill: field(
       Schema.Struct({
         billId: field(Schema.String, "The provider's bill id."),

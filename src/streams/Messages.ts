@@ -38,13 +38,21 @@ export type PaymentCommand = typeof PaymentCommand.Type
 export const PaymentStatus = Schema.Literals(["succeeded", "failed", "declined"])
 export type PaymentStatus = typeof PaymentStatus.Type
 
-/** `hub.payment.result`: the outcome of a command. */
+/**
+ * `hub.payment.result`: the outcome of a command. The contract's result names its payment by
+ * `paymentId` alone; a hub may also repeat the command's subscription, occurrence, attempt and
+ * amount, and those must then be the command's (checked before the result is used).
+ */
 export const PaymentResult = Schema.Struct({
   paymentId: Id,
   status: PaymentStatus,
   retryable: Schema.Boolean,
   reason: Schema.optionalKey(OptionalText(2_000)),
   hubReference: Schema.optionalKey(OptionalText(200)),
+  subscriptionId: Schema.optionalKey(Id),
+  occurrence: Schema.optionalKey(Id),
+  attempt: Schema.optionalKey(Schema.Int),
+  amount: Schema.optionalKey(Money),
   at: Timestamp,
 })
 export type PaymentResult = typeof PaymentResult.Type

@@ -1,14 +1,20 @@
 import { Result } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { nextDueAt } from "../../src/actors/DebtPolicy.ts"
+import { answerMismatch, nextDueAt } from "../../src/actors/DebtPolicy.ts"
 import type { ActorInput, BillRecord } from "../../src/actors/Inputs.ts"
 import { type LimitSettings, noLimitSettings } from "../../src/actors/Limits.ts"
 import { attemptsAwaitingStatus } from "../../src/actors/Policy.ts"
 import { paymentIdFor } from "../../src/domain/Ids.ts"
 import type { DebtSubscription } from "../../src/domain/Subscription.ts"
 import * as Timestamp from "../../src/domain/Timestamp.ts"
-import type { Bill, DebtQuery, PaymentStatus, PaymentStatusReply } from "../../src/streams/Messages.ts"
+import type {
+  Bill,
+  DebtQuery,
+  DebtResponse,
+  PaymentStatus,
+  PaymentStatusReply,
+} from "../../src/streams/Messages.ts"
 import {
   bill,
   DEBT_ID,
@@ -232,6 +238,96 @@ describe("polling", () => {
   })
 })
 
+describe("answers that do not match their query", () => {
+  it("an answer naming another provider and account is refused whole; the right answer is then paid once", () => {
+    const harness = polled()
+    const open = harness.openQueryId
+    const before = harness.subscription
+    const refused = refusal(
+      harness.sendAnswer([bill("b-1", 1_000)], { providerId: "util-1", account: "acct-other" }),
+    )
+    expect(refused.message).toBe(
+      `debt answer does not match the debt query it answers (queryId ${open}): ` +
+        `providerId is "util-1", expected "${DEBT_PAYEE.providerId}"; ` +
+        `account is "acct-other", expected "${DEBT_PAYEE.account}"`,
+    )
+    // Nothing moved: the row is the one before, and the query is still open for the right answer.
+    expect(harness.subscription).toBe(before)
+    expect(harness.openQueryId).toBe(open)
+    expect(onlyCommand(harness.answer([bill("b-1", 1_000)]))).toMatchObject({
+      occurrence: "b-1",
+      amount: rub(1_000),
+    })
+  })
+
+  it("an answer with a bill in another currency than the limit's is refused whole, the other bills too", () => {
+    const harness = polled()
+    const before = harness.subscription
+    const refused = refusal(harness.sendAnswer([bill("b-rub", 1_000), bill("b-usd", 1_000, "USD")]))
+    expect(refused.message).toContain(`bill "b-usd" amount.currency is "USD", expected "RUB"`)
+    expect(refused.message).not.toContain("b-rub")
+    expect(harness.subscription).toBe(before)
+    expect(commands(harness.answer([bill("b-rub", 1_000)])).map((c) => c.occurrence)).toEqual(["b-rub"])
+  })
+
+  it("a mismatched answer to a query no longer open is refused too, not recorded as ignored", () => {
+    const harness = polled()
+    const lost = harness.openQueryId
+    harness.wake(T0 + HOUR)
+    const before = harness.subscription
+    refusal(harness.sendAnswer([], { queryId: lost, account: "acct-other" }))
+    expect(harness.subscription).toBe(before)
+  })
+})
+
+describe("answerMismatch", () => {
+  const query = { providerId: "isp-1", account: "acct-fast", currency: "RUB" }
+  const response = (overrides: Partial<DebtResponse> = {}): DebtResponse => ({
+    queryId: "q-1",
+    providerId: "isp-1",
+    account: "acct-fast",
+    debts: [bill("b-1", 1_000)],
+    at: "2027-01-10T00:00:00Z",
+    ...overrides,
+  })
+
+  it("finds nothing in an answer about the query's provider and account, in the limit's currency", () => {
+    expect(answerMismatch(query, response())).toBeUndefined()
+    expect(answerMismatch(query, response({ debts: [] }))).toBeUndefined()
+    const { debts: _, ...bare } = response()
+    expect(answerMismatch(query, { ...bare, error: { code: "DOWN", message: "" } })).toBeUndefined()
+  })
+
+  it("names each field that disagrees, each bill by its id", () => {
+    expect(
+      answerMismatch(
+        query,
+        response({ providerId: "util-1", debts: [bill("b-1", 1_000), bill("b-2", 5, "EUR")] }),
+      ),
+    ).toEqual({
+      _tag: "Mismatch",
+      against: "the debt query it answers (queryId q-1)",
+      disagreements: [
+        { field: "providerId", expected: "isp-1", received: "util-1" },
+        { field: 'bill "b-2" amount.currency', expected: "RUB", received: "EUR" },
+      ],
+    })
+  })
+
+  it("agrees exactly when provider, account and every bill's currency are the query's", () => {
+    const value = fc.constantFrom("isp-1", "util-1", "acct-fast", "acct-other")
+    const currency = fc.constantFrom("RUB", "USD")
+    fc.assert(
+      fc.property(value, value, fc.array(currency, { maxLength: 4 }), (providerId, account, currencies) => {
+        const debts = currencies.map((c, index) => bill(`b-${index}`, 100, c))
+        const agrees =
+          providerId === "isp-1" && account === "acct-fast" && currencies.every((c) => c === "RUB")
+        expect(answerMismatch(query, response({ providerId, account, debts })) === undefined).toBe(agrees)
+      }),
+    )
+  })
+})
+
 describe("answers", () => {
   it("an answer to another query is recorded as ignored and pays nothing", () => {
     const harness = polled()
@@ -347,13 +443,12 @@ describe("answers", () => {
     expect(commands(answered).map((c) => c.occurrence)).toEqual(["b-1", "b-2"])
   })
 
-  it("a bill in another currency, or for nothing, is recorded as skipped", () => {
+  it("a bill for nothing is recorded as skipped", () => {
     const harness = polled()
-    const answered = harness.answer([bill("b-usd", 1_000, "USD"), bill("b-zero", 0), bill("b-credit", -500)])
+    const answered = harness.answer([bill("b-zero", 0), bill("b-credit", -500)])
     expect(commands(answered)).toEqual([])
     expect(decisionsOf(answered)).toEqual([
       ["answered", null, null],
-      ["skipped", "currency_mismatch", "b-usd"],
       ["skipped", "nothing_to_pay", "b-zero"],
       ["skipped", "nothing_to_pay", "b-credit"],
     ])

@@ -350,6 +350,23 @@ describe("offers", () => {
 // ---- a new one-off payment ------------------------------------------------------
 
 describe("PaymentCompleted", () => {
+  it("a payment of another client or to another payee is refused and writes nothing", () => {
+    const harness = ReminderHarness.create()
+    const before = harness.subscription
+    const astray = {
+      ...oneOff("one-off-2", "2027-01-05T10:00:00Z"),
+      clientId: "client-8",
+      account: "contract-78",
+    }
+    const refused = refusal(harness.send({ _tag: "PaymentCompleted", payment: astray }))
+    expect(refused.message).toBe(
+      `one-off payment does not match the reminder it was handed to (${REMINDER_ID}): ` +
+        `clientId is "client-8", expected "client-7"; account is "contract-78", expected "contract-77"`,
+    )
+    expect(harness.subscription).toBe(before)
+    expect(ReminderPolicy.paymentMismatch(harness.reminder, FIRST_PAYMENT)).toBeUndefined()
+  })
+
   it("the same payment again changes nothing and writes nothing", () => {
     const harness = ReminderHarness.create()
     harness.wakeWhenDue()

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest"
 import type { ActorInput } from "../../src/actors/Inputs.ts"
 import { type LimitSettings, noLimitSettings } from "../../src/actors/Limits.ts"
 import { attemptsAwaitingStatus } from "../../src/actors/Policy.ts"
+import { readingMismatch, watchedBy } from "../../src/actors/ThresholdPolicy.ts"
 import type { Transition } from "../../src/actors/Transition.ts"
 import { paymentIdFor } from "../../src/domain/Ids.ts"
 import type { ThresholdSubscription } from "../../src/domain/Subscription.ts"
@@ -214,16 +215,28 @@ describe("balance readings", () => {
     expect(onlyCommand(harness.reading("ev-2", 1_000, { at: T1, readAt: T1 })).occurrence).toBe("ev-2")
   })
 
-  it("a reading in another currency is recorded as ignored and changes nothing else", () => {
+  it("a reading in another currency is refused whole: nothing recorded, remembered or paid", () => {
     const harness = ThresholdHarness.create()
-    const mismatch = harness.reading("ev-1", 1, { at: T1, currency: "USD" })
-    expect(commands(mismatch)).toEqual([])
-    expect(decisions(mismatch).map((d) => [d.outcome, d.reason, d.occurrence])).toEqual([
-      ["ignored", "currency_mismatch", "ev-1"],
-    ])
-    expect(harness.state).toMatchObject({ newestEventAt: null, lastBalance: null, open: [] })
-    // A later reading in the right currency is judged as usual.
-    expect(onlyCommand(harness.reading("ev-2", 1, { at: T1 + MINUTE })).occurrence).toBe("ev-2")
+    const before = harness.subscription
+    const refused = refusal(harness.sendReading("ev-1", 1, { at: T1, currency: "USD" }))
+    expect(refused.message).toBe(
+      `balance reading does not match the subscription watching the account (${THRESHOLD_ID}): balance.currency is "USD", expected "RUB"`,
+    )
+    expect(harness.subscription).toBe(before)
+    // The event id was not remembered: the same reading in the right currency is judged as usual.
+    expect(onlyCommand(harness.reading("ev-1", 1, { at: T1 + MINUTE })).occurrence).toBe("ev-1")
+  })
+
+  it("a reading about another provider or account is refused, naming every field that disagrees", () => {
+    const harness = withTopUpInFlight()
+    const before = harness.subscription
+    const refused = refusal(
+      harness.sendReading("ev-x", 1, { at: T1 + MINUTE, providerId: "beeline", account: "+79990000000" }),
+    )
+    expect(refused.message).toContain(`providerId is "beeline", expected "${THRESHOLD_PAYEE.providerId}"`)
+    expect(refused.message).toContain(`account is "+79990000000", expected "${THRESHOLD_PAYEE.account}"`)
+    expect(refused.message).not.toContain("balance.currency")
+    expect(harness.subscription).toBe(before)
   })
 
   it("while a top-up is in flight a low reading is skipped, recorded and announced", () => {
@@ -979,6 +992,55 @@ describe("properties", () => {
         (cap, actions) => checkInvariants(runScenario(cap, actions)),
       ),
       { seed: 3_500_005, numRuns: 200 },
+    )
+  })
+})
+
+describe("readingMismatch", () => {
+  const watched = {
+    subscriptionId: THRESHOLD_ID,
+    providerId: "mts",
+    account: "+79001234567",
+    currency: "RUB",
+  }
+  const event = (overrides: Partial<ThresholdEvent> = {}): ThresholdEvent => ({
+    eventId: "ev-1",
+    providerId: "mts",
+    account: "+79001234567",
+    balance: rub(100),
+    at: "2027-01-10T09:00:00Z",
+    ...overrides,
+  })
+
+  it("finds nothing in a reading about the watched account in the threshold's currency", () => {
+    expect(readingMismatch(watched, event())).toBeUndefined()
+    expect(readingMismatch(watchedBy(ThresholdHarness.create().subscription), event())).toBeUndefined()
+  })
+
+  it("names each field that disagrees, with what was expected and what came", () => {
+    expect(
+      readingMismatch(watched, event({ providerId: "beeline", balance: { value: 100, currency: "USD" } })),
+    ).toEqual({
+      _tag: "Mismatch",
+      against: `the subscription watching the account (${THRESHOLD_ID})`,
+      disagreements: [
+        { field: "providerId", expected: "mts", received: "beeline" },
+        { field: "balance.currency", expected: "RUB", received: "USD" },
+      ],
+    })
+  })
+
+  it("agrees exactly when provider, account and currency all equal the watcher's", () => {
+    const field = fc.constantFrom("mts", "+79001234567", "RUB", "USD", "beeline", "+7900")
+    fc.assert(
+      fc.property(field, field, field, (providerId, account, currency) => {
+        const mismatch = readingMismatch(
+          watched,
+          event({ providerId, account, balance: { value: 1, currency } }),
+        )
+        const agrees = providerId === "mts" && account === "+79001234567" && currency === "RUB"
+        expect(mismatch === undefined).toBe(agrees)
+      }),
     )
   })
 })

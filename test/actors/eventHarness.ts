@@ -253,6 +253,15 @@ export interface ThresholdOptions extends EventHarnessOptions {
   readonly cooldown?: string
 }
 
+/** A reading's time, currency, and (for a misbehaving provider) the provider and account it names. */
+export interface ReadingOptions {
+  readonly readAt?: When
+  readonly at?: When
+  readonly currency?: string
+  readonly providerId?: string
+  readonly account?: string
+}
+
 export class ThresholdHarness extends EventHarness<ThresholdSubscription> {
   static create(options: ThresholdOptions = {}): ThresholdHarness {
     const now = timeOf(options.createdAt, at(DEFAULT_CREATED_AT))
@@ -279,20 +288,25 @@ export class ThresholdHarness extends EventHarness<ThresholdSubscription> {
    * A balance event `eventId` reporting `balance` (RUB minor units unless `currency`), read by
    * the provider at `readAt` (default: the engine time it is handled at).
    */
-  reading(
-    eventId: string,
-    balance: number,
-    options: { readonly readAt?: When; readonly at?: When; readonly currency?: string } = {},
-  ): Transition {
+  reading(eventId: string, balance: number, options: ReadingOptions = {}): Transition {
+    return this.accept(this.readingInput(eventId, balance, options), options.at)
+  }
+
+  /** Like `reading`, but the policy may refuse it (a reading about another account, say). */
+  sendReading(eventId: string, balance: number, options: ReadingOptions = {}) {
+    return this.send(this.readingInput(eventId, balance, options), options.at)
+  }
+
+  private readingInput(eventId: string, balance: number, options: ReadingOptions): ActorInput {
     const now = timeOf(options.at, this.now)
     const event: ThresholdEvent = {
       eventId,
-      providerId: THRESHOLD_PAYEE.providerId,
-      account: THRESHOLD_PAYEE.account,
+      providerId: options.providerId ?? THRESHOLD_PAYEE.providerId,
+      account: options.account ?? THRESHOLD_PAYEE.account,
       balance: { value: balance, currency: options.currency ?? "RUB" },
       at: Timestamp.format(timeOf(options.readAt, now)),
     }
-    return this.accept({ _tag: "ThresholdEvent", event }, options.at)
+    return { _tag: "ThresholdEvent", event }
   }
 }
 
@@ -310,6 +324,14 @@ export const bill = (billId: string, value: number, currency = "RUB"): Bill => (
   billId,
   amount: { value, currency },
 })
+
+/** Which query an answer is to, when, and (for a misbehaving provider) the provider and account it names. */
+export interface AnswerOptions {
+  readonly queryId?: string
+  readonly at?: When
+  readonly providerId?: string
+  readonly account?: string
+}
 
 export class DebtHarness extends EventHarness<DebtSubscription> {
   static create(options: DebtOptions = {}): DebtHarness {
@@ -349,36 +371,35 @@ export class DebtHarness extends EventHarness<DebtSubscription> {
   }
 
   /** The provider's answer listing `debts`, to the open query unless `queryId` says otherwise. */
-  answer(
-    debts: ReadonlyArray<Bill>,
-    options: { readonly queryId?: string; readonly at?: When } = {},
-  ): Transition {
+  answer(debts: ReadonlyArray<Bill>, options: AnswerOptions = {}): Transition {
     return this.respond({ debts }, options)
   }
 
+  /** Like `answer`, but the policy may refuse it (an answer about another account, say). */
+  sendAnswer(debts: ReadonlyArray<Bill>, options: AnswerOptions = {}) {
+    return this.send(this.answerInput({ debts }, options), options.at)
+  }
+
   /** The provider's error answer. */
-  answerError(
-    code: string,
-    message: string,
-    options: { readonly queryId?: string; readonly at?: When } = {},
-  ): Transition {
+  answerError(code: string, message: string, options: AnswerOptions = {}): Transition {
     return this.respond({ error: { code, message } }, options)
   }
 
-  private respond(
-    body: Pick<DebtResponse, "debts" | "error">,
-    options: { readonly queryId?: string; readonly at?: When },
-  ): Transition {
+  private respond(body: Pick<DebtResponse, "debts" | "error">, options: AnswerOptions): Transition {
+    return this.accept(this.answerInput(body, options), options.at)
+  }
+
+  private answerInput(body: Pick<DebtResponse, "debts" | "error">, options: AnswerOptions): ActorInput {
     const now = timeOf(options.at, this.now)
     const response: DebtResponse = {
       queryId: options.queryId ?? this.openQueryId,
-      providerId: DEBT_PAYEE.providerId,
-      account: DEBT_PAYEE.account,
+      providerId: options.providerId ?? DEBT_PAYEE.providerId,
+      account: options.account ?? DEBT_PAYEE.account,
       ...body,
       at: Timestamp.format(now),
     }
     const billIds = (body.debts ?? []).map((debt) => debt.billId)
-    return this.accept({ _tag: "DebtResponse", response, bills: this.billRecords(billIds) }, options.at)
+    return { _tag: "DebtResponse", response, bills: this.billRecords(billIds) }
   }
 }
 

@@ -105,7 +105,6 @@ const debt = (): ReadonlyArray<Transition> => {
     bill("water-1", 120_000),
     bill("gas-1", 450_000), // above the limit: debt.over_limit
     bill("zero-1", 0), // payment.skipped (nothing_to_pay)
-    bill("usd-1", 1_000, "USD"), // payment.skipped (currency_mismatch)
     bill("power-1", 80_000),
   ])
   const [water, power] = commands(answered)
