@@ -349,6 +349,14 @@ class DebtRun extends EventDrivenRun<DebtSubscription> {
     )
   }
 
+  /**
+   * A bill payment reported failed was paid: counted. Its bill's record now reads paid, so a
+   * later poll finds it `already_paid` and never pays it again.
+   */
+  protected occurrencePaidLate(): void {
+    this.paid += 1
+  }
+
   update(command: UpdateCommand): PolicyRefusal | undefined {
     const refusal = this.checkUpdate(command, [
       ["limit", command.limit],

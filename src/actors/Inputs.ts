@@ -31,6 +31,17 @@ export interface HubResult {
   readonly result: PaymentResult
   /** The status already recorded for that payment id, if any. */
   readonly recordedStatus: string | null
+  /** For a payment no longer open: what it paid, read with `recordedStatus` just before. */
+  readonly settled?: SettledPayment
+}
+
+/** A payment already settled, as recorded: what a result arriving after its verdict is about. */
+export interface SettledPayment {
+  readonly occurrence: string
+  readonly attempt: number
+  readonly amount: Money
+  /** Another attempt of the same occurrence recorded as succeeded, if any. */
+  readonly occurrencePaidBy: { readonly paymentId: string; readonly attempt: number } | null
 }
 
 /** A channel (or the engine) asks for a lifecycle change. */

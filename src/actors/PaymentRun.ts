@@ -31,6 +31,7 @@ import {
   type LifecycleCommand,
   notForKind,
   type PolicySettings,
+  type SettledPayment,
   type UpdateCommand,
 } from "./Inputs.ts"
 import type { LimitBreach, LimitCheck } from "./Limits.ts"
@@ -202,7 +203,7 @@ export abstract class PaymentRun<S extends Subscription> {
       if ((attempt.nextQueryAt ?? attempt.timeoutAt) > this.now) continue
       const reply = statusReplies.get(attempt.paymentId)
       if (isResult(reply)) {
-        this.applyResult(attempt, reply)
+        this.applyVerdict(attempt, reply)
         continue
       }
       const queries = attempt.statusQueries + 1
@@ -234,25 +235,169 @@ export abstract class PaymentRun<S extends Subscription> {
     }
   }
 
-  /** A hub result: applied to its open attempt; about a settled one, a contradiction is recorded. */
-  hubResult(result: PaymentResult, recordedStatus: string | null): boolean {
+  /**
+   * A hub result: applied to its open attempt. About a settled one, a success reported after a
+   * failure stands (money moved); any other contradiction is recorded for support.
+   */
+  hubResult(result: PaymentResult, recordedStatus: string | null, settled?: SettledPayment): boolean {
     const attempt = this.open.find((candidate) => candidate.paymentId === result.paymentId)
     if (attempt !== undefined) {
-      this.applyResult(attempt, result)
+      this.applyVerdict(attempt, result)
+      return true
+    }
+    if (
+      settled !== undefined &&
+      result.status === "succeeded" &&
+      (recordedStatus === "failed" || recordedStatus === "declined")
+    ) {
+      this.lateSuccess(result, recordedStatus, settled)
       return true
     }
     // Already settled: a redelivery is silent, a contradiction is recorded for support. Only a
     // final recorded status can be contradicted: "pending" or "unknown" was read before an
     // earlier copy of this result was applied.
-    const settled =
+    const final =
       recordedStatus === "succeeded" || recordedStatus === "failed" || recordedStatus === "declined"
-    if (settled && recordedStatus !== result.status) {
+    if (final && recordedStatus !== result.status) {
       this.builder.decide("result_conflict", {
         paymentId: result.paymentId,
         details: { recorded: recordedStatus, received: result.status, receivedAt: result.at },
       })
     }
     return false
+  }
+
+  /** An open attempt's verdict: by the kind's rules, unless an earlier attempt of its occurrence already paid it. */
+  applyVerdict(attempt: OpenAttempt, result: PaymentResult): void {
+    if (attempt.earlierSucceeded === undefined) this.applyResult(attempt, result)
+    else this.settleSuspectedDuplicate(attempt, attempt.earlierSucceeded, result)
+  }
+
+  /**
+   * What the kind does once an occurrence it gave up on or planned to retry turns out paid: drop
+   * a planned retry (saying why) and count the occurrence as paid, as a success would have.
+   */
+  protected abstract occurrencePaidLate(occurrence: string, paidBy: string): void
+
+  /**
+   * The hub reports that an attempt recorded as failed succeeded: the success stands, the
+   * occurrence counts as paid, and no further attempt of it is ever sent. A later attempt
+   * already sent (or already paid) may have paid it twice: it is flagged for the bank.
+   */
+  lateSuccess(result: PaymentResult, recordedStatus: string, settled: SettledPayment): void {
+    const { occurrence, attempt, amount, occurrencePaidBy } = settled
+    const paymentId = result.paymentId
+    this.builder.recordOutcome({
+      paymentId,
+      status: "succeeded",
+      retryable: result.retryable,
+      reason: result.reason ?? null,
+      hubReference: result.hubReference ?? null,
+      outcome: occurrencePaidBy === null ? "paid" : "duplicate",
+      resultAt: this.now,
+      spendRelease: null,
+    })
+    this.builder.decide("late_success", {
+      occurrence,
+      paymentId,
+      details: {
+        recorded: recordedStatus,
+        received: result.status,
+        receivedAt: result.at,
+        rule: "a success reported after a failure stands: the occurrence is paid and no further attempt of it is sent",
+      },
+    })
+    for (const held of this.held.filter((candidate) => candidate.occurrence === occurrence)) {
+      this.held = this.held.filter((candidate) => candidate !== held)
+      this.builder.decide("hold_dropped", {
+        reason: "earlier_attempt_succeeded",
+        occurrence,
+        paymentId: held.paymentId,
+        details: { paidBy: paymentId },
+      })
+    }
+    if (occurrencePaidBy !== null) {
+      // Another attempt was recorded as paid already: whichever came later is the one to reverse.
+      const late = { paymentId, attempt }
+      const [first, second] =
+        late.attempt < occurrencePaidBy.attempt ? [late, occurrencePaidBy] : [occurrencePaidBy, late]
+      this.raiseDuplicate(occurrence, amount, second, first, "succeeded")
+      return
+    }
+    const payment = {
+      paymentId,
+      occurrence,
+      attempt,
+      amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+    }
+    const data = { ...payment, hubReference: result.hubReference ?? null }
+    this.builder.event("payment.succeeded", this.base, data)
+    this.builder.notify("payment.succeeded", data, paymentId)
+    for (const inFlight of this.open) {
+      if (inFlight.occurrence !== occurrence || inFlight.earlierSucceeded !== undefined) continue
+      this.replaceOpen(inFlight, { ...inFlight, earlierSucceeded: paymentId })
+      this.raiseDuplicate(occurrence, inFlight.amount, inFlight, { paymentId, attempt }, "in_flight")
+    }
+    this.occurrencePaidLate(occurrence, paymentId)
+  }
+
+  /** Flags `second` as a possible second payment of `occurrence`, already paid by `first`. */
+  raiseDuplicate(
+    occurrence: string,
+    amount: Money.Money,
+    second: { readonly paymentId: string; readonly attempt: number },
+    first: { readonly paymentId: string; readonly attempt: number },
+    secondStatus: "in_flight" | "succeeded",
+  ): void {
+    const data = {
+      paymentId: second.paymentId,
+      occurrence,
+      attempt: second.attempt,
+      amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+      paidBy: first.paymentId,
+      paidByAttempt: first.attempt,
+      secondStatus,
+      whatToDo:
+        secondStatus === "succeeded"
+          ? "both attempts succeeded: the bank reverses this payment, then an operator marks the flag resolved in the console"
+          : "if this attempt succeeds too, the bank reverses it; if it fails, the flag clears itself",
+    }
+    this.builder.decide("duplicate_suspected", { occurrence, paymentId: second.paymentId, details: data })
+    this.builder.event("payment.duplicate_suspected", this.base, data)
+    this.builder.flagDuplicate(
+      second.paymentId,
+      first.paymentId,
+      secondStatus === "succeeded" ? "confirmed" : "suspected",
+    )
+  }
+
+  /**
+   * The verdict of an attempt sent before an earlier one of its occurrence was known to have
+   * succeeded: a success is a second payment to reverse (the occurrence is not counted again,
+   * nor announced again), anything else moved no money and clears the flag.
+   */
+  settleSuspectedDuplicate(attempt: OpenAttempt, paidBy: string, result: PaymentResult): void {
+    const { recorded } = this.settle(attempt, result)
+    const confirmed = result.status === "succeeded"
+    this.builder.recordOutcome({ ...recorded, outcome: confirmed ? "duplicate" : "failed" })
+    this.builder.decide(confirmed ? "duplicate_confirmed" : "duplicate_cleared", {
+      occurrence: attempt.occurrence,
+      paymentId: attempt.paymentId,
+      details: {
+        paidBy,
+        status: result.status,
+        reason: result.reason ?? null,
+        hubReference: result.hubReference ?? null,
+        rule: confirmed
+          ? "both attempts of this occurrence succeeded: the bank reverses this one"
+          : "this attempt moved no money: the occurrence was paid once",
+      },
+    })
+    this.builder.flagDuplicate(attempt.paymentId, paidBy, confirmed ? "confirmed" : "cleared")
   }
 
   /** Removes `attempt` from the open ones and returns what is recorded about it. */
@@ -378,7 +523,7 @@ export abstract class EventDrivenRun<
         this.wake(input.statusReplies)
         break
       case "HubResult":
-        this.hubResult(input.result, input.recordedStatus)
+        this.hubResult(input.result, input.recordedStatus, input.settled)
         break
       case "Confirm":
         refusal = this.confirm(input.paymentId, input.by)

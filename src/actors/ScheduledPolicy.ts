@@ -10,7 +10,8 @@
  *   is at most `catchUpWindow` late; older ones are skipped as `missed`;
  * - `payment.upcoming` goes out `noticeLead` ahead of each occurrence;
  * - a retryable failure is retried on `retrySchedule`, never at or past the
- *   next occurrence; three failed occurrences in a row pause the subscription;
+ *   next occurrence, and never once any attempt of the occurrence is known to
+ *   have succeeded; three failed occurrences in a row pause the subscription;
  * - paused: due occurrences are recorded as skipped, resume does not backfill;
  * - cancelled: nothing new is sent, results of attempts in flight are recorded;
  * - no result within `resultTimeout`: the outcome is unknown, the engine asks
@@ -64,7 +65,7 @@ export const decide = (
       run.wake(input.statusReplies)
       break
     case "HubResult":
-      if (run.hubResult(input.result, input.recordedStatus)) run.completeIfDone()
+      if (run.hubResult(input.result, input.recordedStatus, input.settled)) run.completeIfDone()
       break
     case "Confirm": {
       const refusal = run.confirm(input.paymentId, input.by)
@@ -316,6 +317,22 @@ class ScheduledRun extends PaymentRun<ScheduledSubscription> {
     }
     this.builder.event("payment.retry_scheduled", this.base, data)
     this.builder.notify("payment.failed", { ...data, final: false }, attempt.paymentId)
+  }
+
+  /** A retry planned for the occurrence is cancelled: it would pay it twice. */
+  protected occurrencePaidLate(occurrence: string, paidBy: string): void {
+    const retry = this.retry
+    if (retry !== null && retry.occurrence === occurrence) {
+      this.retry = null
+      this.builder.decide("retry_cancelled", {
+        reason: "earlier_attempt_succeeded",
+        occurrence,
+        paymentId: paidBy,
+        details: { plannedAt: Timestamp.format(retry.at), attempt: retry.attempt, paidBy },
+      })
+    }
+    this.paid += 1
+    this.failedInARow = 0
   }
 
   /** When a failed attempt may be tried again, or null when it may not. */

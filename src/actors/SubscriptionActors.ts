@@ -233,7 +233,7 @@ export class SubscriptionActors extends Context.Service<
        * What the policy needs beyond the message: for a wake, the hub's answers about
        * overdue attempts; for a result about an attempt no longer open, the status recorded
        * now (the router's reading may predate an earlier copy being applied, and only a
-       * fresh one can tell a redelivery from a contradiction); for a debt answer, what was
+       * fresh one can tell a redelivery from a contradiction, with what the payment paid); for a debt answer, what was
        * paid before for each bill in it, by this subscription or any other.
        */
       const prepare = (
@@ -271,11 +271,21 @@ export class SubscriptionActors extends Context.Service<
         if (input._tag === "HubResult") {
           const open = subscription.state.open.some((attempt) => attempt.paymentId === input.result.paymentId)
           if (open) return Effect.succeed(input)
-          return payments.routes([input.result.paymentId]).pipe(
-            Effect.map((routes) => ({
-              ...input,
-              recordedStatus: routes.get(input.result.paymentId)?.status ?? input.recordedStatus,
-            })),
+          return payments.recorded(input.result.paymentId).pipe(
+            Effect.map((recorded) =>
+              recorded === undefined
+                ? input
+                : {
+                    ...input,
+                    recordedStatus: recorded.status,
+                    settled: {
+                      occurrence: recorded.occurrence,
+                      attempt: recorded.attempt,
+                      amount: recorded.amount,
+                      occurrencePaidBy: recorded.occurrencePaidBy,
+                    },
+                  },
+            ),
           )
         }
         if (input._tag !== "Wake") return Effect.succeed(input)

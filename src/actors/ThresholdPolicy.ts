@@ -199,6 +199,12 @@ class ThresholdRun extends EventDrivenRun<ThresholdSubscription> {
     )
   }
 
+  /** A top-up reported failed did top the account up: counted, and the cooldown starts now. */
+  protected occurrencePaidLate(): void {
+    this.paid += 1
+    this.cooldownUntil = this.now + IsoDuration.millisOf(this.terms.cooldown)
+  }
+
   update(command: UpdateCommand): PolicyRefusal | undefined {
     const refusal = this.checkUpdate(command, [
       ["amount", command.amount],

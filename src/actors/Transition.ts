@@ -58,11 +58,25 @@ export interface PaymentOutcomeRecord {
   readonly retryable: boolean | null
   readonly reason: string | null
   readonly hubReference: string | null
-  /** paid | retry_scheduled | failed | awaiting_status */
+  /** paid | retry_scheduled | failed | awaiting_status | duplicate (a second success of its occurrence) */
   readonly outcome: string
   readonly resultAt: number
   /** A failed or declined attempt moved no money: what it counted toward the client's month is given back. */
   readonly spendRelease: { readonly month: string; readonly amount: Money } | null
+}
+
+/**
+ * A payment that may have paid an occurrence a second time: the bank checks it and reverses it.
+ * `suspected` while it is in flight after an earlier attempt of its occurrence succeeded,
+ * `confirmed` when it succeeded too, `cleared` when it moved no money after all.
+ */
+export interface DuplicateFlag {
+  /** The attempt that should not have paid (a retry). */
+  readonly paymentId: string
+  /** The earlier attempt of the same occurrence that succeeded. */
+  readonly duplicateOf: string
+  readonly state: "suspected" | "confirmed" | "cleared"
+  readonly at: number
 }
 
 /** A decision that is not a payment attempt (skips, lifecycle changes, anomalies). */
@@ -107,6 +121,8 @@ export interface Transition<S extends Subscription = Subscription> {
   readonly queries: ReadonlyArray<DebtQueryRecord>
   /** Templates saved with the change (a reminder taken up saves its payment as one). */
   readonly templates: ReadonlyArray<Template>
+  /** Payments flagged (or cleared) as a possible second payment of their occurrence. */
+  readonly duplicates: ReadonlyArray<DuplicateFlag>
 }
 
 /** The engine itself, as the author of a change. */
@@ -127,6 +143,7 @@ export class TransitionBuilder {
   readonly outgoing: Array<Outgoing> = []
   readonly queries: Array<DebtQueryRecord> = []
   readonly templates: Array<Template> = []
+  readonly duplicates: Array<DuplicateFlag> = []
   constructor(
     readonly base: Subscription,
     readonly now: number,
@@ -263,6 +280,11 @@ export class TransitionBuilder {
     this.outcomes.push(record)
   }
 
+  /** Flags a payment as a possible second payment of its occurrence, or updates its flag. */
+  flagDuplicate(paymentId: string, duplicateOf: string, state: DuplicateFlag["state"]): void {
+    this.duplicates.push({ paymentId, duplicateOf, state, at: this.now })
+  }
+
   /** The finished transition, with `subscription` as the new state. */
   build<S extends Subscription>(subscription: S): Transition<S> {
     const changed =
@@ -272,7 +294,8 @@ export class TransitionBuilder {
       this.decisions.length > 0 ||
       this.outgoing.length > 0 ||
       this.queries.length > 0 ||
-      this.templates.length > 0
+      this.templates.length > 0 ||
+      this.duplicates.length > 0
     return {
       subscription,
       changed,
@@ -282,6 +305,7 @@ export class TransitionBuilder {
       outgoing: this.outgoing,
       queries: this.queries,
       templates: this.templates,
+      duplicates: this.duplicates,
     }
   }
 }

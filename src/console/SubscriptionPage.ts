@@ -18,6 +18,7 @@ import { type ConsoleEnv, refusal, requireRole } from "./Auth.ts"
 import type { OnBehalf } from "./ClientOperations.ts"
 import { summary } from "./Clients.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
+import { duplicatesSection, readDuplicateFlags, resolveDuplicate } from "./DuplicatePayments.ts"
 import { BASE, badge, csrfField, type Flash, page, pretty, roleAtLeast, when } from "./Html.ts"
 
 /** The changes an operator can make for a client, by the path segment of their form. */
@@ -39,6 +40,9 @@ const ACTIONS = {
 } as const
 type ActionName = keyof typeof ACTIONS
 const isAction = (text: string): text is ActionName => Object.hasOwn(ACTIONS, text)
+
+/** The `done` word of a duplicate marked reversed (not an operation of the protocol). */
+const DUPLICATE_RESOLVED = "duplicate-resolved"
 
 const REASON_MIN = 5
 const REASON_MAX = 500
@@ -182,7 +186,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
     const who: OnBehalf = { login: session.login, clientId, requestId: "console-read", reason: "" }
     const read = (operation: string, body: unknown) =>
       services.run(services.runOperation(operation, body, who))
-    const [got, preview, history] = await Promise.all([
+    const [got, preview, history, duplicates] = await Promise.all([
       read("subscription.get", { subscriptionId: id }),
       read("subscription.preview", { subscriptionId: id, count: 5 }),
       read("subscription.history", {
@@ -190,6 +194,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
         limit: 50,
         ...(c.req.query("cursor") ? { cursor: c.req.query("cursor") } : {}),
       }),
+      readDuplicateFlags(services.db, { subscriptionId: id }),
     ])
     if (got._tag !== "Ok") return refusal(c, 404, `There is no subscription ${id}.`)
     const view = (got.result as { subscription: SubscriptionView }).subscription
@@ -210,6 +215,7 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
     const body = html`
       <h1>Subscription <span class="mono">${view.subscriptionId}</span></h1>
       <div class="card">${termsOf(view)}</div>
+      ${duplicatesSection(view.subscriptionId, duplicates, session, roleAtLeast(session.role, "operator"))}
       <h2>Next occurrences</h2>
       ${
         occurrences.occurrences.length === 0
@@ -252,8 +258,49 @@ export const registerSubscriptionPage = (app: Hono<ConsoleEnv>, services: Consol
     return show(
       c,
       c.req.param("id"),
-      isAction(done) ? { kind: "ok", text: `Done: the subscription was ${ACTIONS[done].done}.` } : undefined,
+      done === DUPLICATE_RESOLVED
+        ? { kind: "ok", text: "Done: the duplicate payment is recorded as reversed." }
+        : isAction(done)
+          ? { kind: "ok", text: `Done: the subscription was ${ACTIONS[done].done}.` }
+          : undefined,
     )
+  })
+
+  // The bank reversed a payment the engine flagged as a confirmed duplicate: the flag is closed.
+  app.post("/subscriptions/:id/duplicates/:paymentId/resolve", requireRole("operator"), async (c) => {
+    const session = c.get("session")
+    const id = c.req.param("id")
+    const paymentId = c.req.param("paymentId").toLowerCase()
+    const clientId = await ownerOf(id)
+    if (clientId === undefined || !isUuid(paymentId))
+      return refusal(c, 404, `There is no subscription ${id}.`)
+    const form = await c.req.parseBody()
+    const reason = typeof form.reason === "string" ? form.reason.trim() : ""
+    const problem = checkReason(reason)
+    if (problem !== undefined) {
+      return show(c, id, { kind: "error", text: `Not done: ${problem}. Nothing was changed.` }, 422)
+    }
+    const resolved = await services.db.transaction().execute(async (trx) => {
+      if (!(await resolveDuplicate(trx, id, paymentId))) return false
+      await writeAudit(trx, {
+        operator: session.login,
+        action: "payment.duplicate_resolved",
+        target: id,
+        clientId,
+        reason,
+        details: { paymentId },
+      })
+      return true
+    })
+    if (!resolved) {
+      return show(
+        c,
+        id,
+        { kind: "error", text: "Not done: that payment is not a confirmed duplicate. Nothing was changed." },
+        409,
+      )
+    }
+    return c.redirect(`${BASE}/subscriptions/${id}?done=${DUPLICATE_RESOLVED}`, 303)
   })
 
   app.post("/subscriptions/:id/:action", requireRole("operator"), async (c) => {

@@ -10,6 +10,7 @@ import { sql } from "kysely"
 import { durableConsumers } from "../streams/Topology.ts"
 import type { ConsoleEnv } from "./Auth.ts"
 import type { ConsoleServices } from "./ConsoleServices.ts"
+import { countOpenDuplicates, openDuplicatesList, readDuplicateFlags } from "./DuplicatePayments.ts"
 import { BASE, page, when } from "./Html.ts"
 
 const HOUR = 3_600_000
@@ -154,6 +155,10 @@ export const registerTodayPage = (app: Hono<ConsoleEnv>, services: ConsoleServic
     const session = c.get("session")
     const now = await services.engineNow()
     const figures = now === 0 ? undefined : await readFigures(services, now)
+    const [openDuplicates, duplicates] = await Promise.all([
+      countOpenDuplicates(services.db),
+      readDuplicateFlags(services.db, { open: true, limit: 20 }),
+    ])
     const lags = await Promise.all(
       durableConsumers(services.topology).map(async (entry) => {
         const info = await services.jsm.consumers.info(entry.stream, entry.consumer).catch(() => undefined)
@@ -180,6 +185,13 @@ export const registerTodayPage = (app: Hono<ConsoleEnv>, services: ConsoleServic
             <h2>Payments per hour (by the hour they were sent)</h2>
             <div class="card">${raw(hourlyChart(figures.buckets, now - DAY))}</div>`
       }
+      <h2>Suspected duplicate payments (any time)</h2>
+      <div class="card">
+        <p data-testid="open-duplicates-count"><b>${openDuplicates.toLocaleString("en")}</b> open: a retry sent
+          before an earlier attempt of its occurrence was known to have succeeded. A confirmed one is for the bank
+          to reverse (see the operator guide).</p>
+        ${openDuplicatesList(duplicates)}
+      </div>
       <h2>Consumer lag (live)</h2>
       <table data-testid="lags">
         <thead><tr><th>Consumer</th><th>Stream</th><th>Reads</th><th class="num">Pending</th><th class="num">Unacknowledged</th><th class="num">Redelivered</th></tr></thead>

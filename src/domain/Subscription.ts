@@ -156,6 +156,11 @@ export const OpenAttempt = Schema.Struct({
   nextQueryAt: Schema.NullOr(Schema.Number),
   /** The client's month (YYYY-MM) this attempt counts toward, when a monthly limit applies. */
   spendMonth: Schema.optionalKey(Schema.String),
+  /**
+   * An earlier attempt of the same occurrence that the hub reported succeeded after this one was
+   * sent: if this one succeeds too, the occurrence was paid twice.
+   */
+  earlierSucceeded: Schema.optionalKey(Schema.String),
 })
 export type OpenAttempt = typeof OpenAttempt.Type
 

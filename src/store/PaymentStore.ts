@@ -19,6 +19,15 @@ export interface PaymentRoute {
   readonly amount: Money
 }
 
+/** A payment as recorded, with the attempt of its occurrence recorded as paid (if any other). */
+export interface RecordedPayment {
+  readonly status: string
+  readonly occurrence: string
+  readonly attempt: number
+  readonly amount: { readonly value: number; readonly currency: string }
+  readonly occurrencePaidBy: { readonly paymentId: string; readonly attempt: number } | null
+}
+
 /** The latest attempt recorded for one debt bill. */
 export interface LatestAttempt {
   readonly attempt: number
@@ -42,6 +51,8 @@ export class PaymentStore extends Context.Service<
   {
     /** Each known payment's subscription and recorded status, keyed by payment id (lower case). */
     readonly routes: (paymentIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, PaymentRoute>>
+    /** One payment as recorded now, or undefined when there is no such payment. */
+    readonly recorded: (paymentId: string) => Effect.Effect<RecordedPayment | undefined>
     /** For each of a payee's bills paid before (by any subscription), its latest attempt. */
     readonly latestAttempts: (
       payee: { readonly providerId: string; readonly account: string },
@@ -118,13 +129,48 @@ export class PaymentStore extends Context.Service<
             ),
           )
         },
+        recorded: (paymentId) => {
+          if (!isUuid(paymentId)) return Effect.succeed(undefined)
+          return use(async (db) => {
+            const row = await db
+              .selectFrom("payments")
+              .select(["subscription_id", "status", "occurrence", "attempt", "amount", "currency"])
+              .where("payment_id", "=", paymentId.toLowerCase())
+              .executeTakeFirst()
+            if (row === undefined) return undefined
+            const paid = await db
+              .selectFrom("payments")
+              .select(["payment_id", "attempt"])
+              .where("subscription_id", "=", row.subscription_id)
+              .where("occurrence", "=", row.occurrence)
+              .where("status", "=", "succeeded")
+              .where("payment_id", "!=", paymentId.toLowerCase())
+              .orderBy("attempt")
+              .executeTakeFirst()
+            return {
+              status: row.status,
+              occurrence: row.occurrence,
+              attempt: row.attempt,
+              amount: { value: Number(row.amount), currency: row.currency },
+              occurrencePaidBy:
+                paid === undefined ? null : { paymentId: paid.payment_id, attempt: paid.attempt },
+            }
+          })
+        },
         latestAttempts: (payee, billIds) => {
           if (billIds.length === 0) return Effect.succeed(new Map())
           return use((db) =>
             db
               .selectFrom("debt_bills as b")
               .innerJoin("payments as p", "p.payment_id", "b.payment_id")
-              .select(["b.bill_id", "b.attempt", "p.status", "p.retryable"])
+              .select(["b.bill_id", "b.attempt", "p.retryable"])
+              // Any attempt of the bill that succeeded makes it paid, whatever became of later ones.
+              .select(
+                sql<string>`CASE WHEN EXISTS (SELECT 1 FROM payments q WHERE q.subscription_id = b.subscription_id
+                  AND q.occurrence = b.bill_id AND q.status = 'succeeded') THEN 'succeeded' ELSE p.status END`.as(
+                  "status",
+                ),
+              )
               .where("b.provider_id", "=", payee.providerId)
               .where("b.account", "=", payee.account)
               .where("b.bill_id", "in", [...new Set(billIds)])

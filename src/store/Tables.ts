@@ -74,6 +74,11 @@ export interface PaymentsTable {
   rule: Json
   requested_at: Timestamp
   result_at: Timestamp | null
+  /** A retry that may have paid its occurrence twice: the attempt that paid it first. */
+  duplicate_of: Generated<string | null>
+  /** suspected | confirmed | cleared | resolved, or null for every ordinary payment. */
+  duplicate_state: Generated<string | null>
+  duplicate_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
 }
 
 export interface DecisionsTable {

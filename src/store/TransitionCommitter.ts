@@ -389,6 +389,22 @@ export const writeBatch = async (
         reason text, hub_reference text, outcome text, result_at timestamptz)
       WHERE p.payment_id = v.payment_id`.execute(trx)
   }
+  const duplicates = winners.flatMap(({ transition }) => transition.duplicates)
+  if (duplicates.length > 0) {
+    const rows = duplicates.map((d) => ({
+      payment_id: d.paymentId,
+      duplicate_of: d.duplicateOf,
+      duplicate_state: d.state,
+      duplicate_at: iso(d.at),
+    }))
+    // An operator's `resolved` stands: the engine does not reopen a flag someone closed.
+    await sql`
+      UPDATE payments AS p SET duplicate_of = v.duplicate_of, duplicate_state = v.duplicate_state,
+        duplicate_at = v.duplicate_at
+      FROM json_to_recordset(${rowsJson(rows)}::json) AS v(payment_id uuid, duplicate_of uuid,
+        duplicate_state text, duplicate_at timestamptz)
+      WHERE p.payment_id = v.payment_id AND p.duplicate_state IS DISTINCT FROM 'resolved'`.execute(trx)
+  }
   await insertDecisions(
     trx,
     winners.flatMap(({ transition }) => transition.decisions),

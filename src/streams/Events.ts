@@ -161,6 +161,31 @@ const PaymentFailed = Schema.Union([FailedAttempt, AbandonedRetry]).annotate({
   description: "A payment failed and nothing more will be tried for it by a retry plan.",
 })
 
+const PaymentDuplicateSuspected = Schema.Struct({
+  ...paymentFields,
+  paymentId: field(
+    Schema.String,
+    "The attempt that may have paid the occurrence a second time: a retry sent before the hub reported that an earlier attempt succeeded.",
+  ),
+  attempt: field(Schema.Int, "That attempt's number."),
+  paidBy: field(
+    Schema.String,
+    "The earlier attempt of the same occurrence that the hub reported succeeded (its `paymentId`).",
+  ),
+  paidByAttempt: field(Schema.Int, "The number of that earlier attempt."),
+  secondStatus: field(
+    Schema.Literals(["in_flight", "succeeded"]),
+    "`in_flight`: the retry's own result is not known yet; `succeeded`: it succeeded too, so the occurrence was paid twice.",
+  ),
+  whatToDo: field(
+    Schema.String,
+    "In words: once the retry's result is known, a retry that succeeded is reversed by the bank; the console flags it on the subscription until an operator marks it resolved.",
+  ),
+}).annotate({
+  description:
+    "A success of one attempt was reported after a later attempt (a retry) of the same occurrence was already sent: that retry may pay the occurrence twice. Published once per retry; the console keeps the flag (suspected, confirmed when the retry also succeeded, cleared when it moved no money).",
+})
+
 const RetryPlanned = Schema.Struct({
   ...retryFields,
   final: field(Schema.Literal(false), "Always false: another attempt is planned."),
@@ -415,6 +440,7 @@ export const eventDataSchemas = {
   "payment.failed": PaymentFailed,
   "payment.retry_scheduled": PaymentRetryScheduled,
   "payment.skipped": PaymentSkipped,
+  "payment.duplicate_suspected": PaymentDuplicateSuspected,
   "debt.over_limit": DebtOverLimit,
   "reminder.offered": ReminderOffered,
   "reminder.accepted": ReminderAccepted,

@@ -166,6 +166,7 @@ export const EventType = Schema.Literals([
   "payment.failed",
   "payment.retry_scheduled",
   "payment.skipped",
+  "payment.duplicate_suspected",
   "debt.over_limit",
   "reminder.offered",
   "reminder.accepted",

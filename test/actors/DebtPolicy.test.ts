@@ -519,6 +519,42 @@ describe("answers", () => {
     expect(commands(pollAndAnswer(harness, [bill("b-1", 1_000)]))).toEqual([])
   })
 
+  it("a success reported after a retryable failure pays the bill: no further attempt at the next poll", () => {
+    const harness = polled()
+    harness.answer([bill("b-1", 1_000)])
+    harness.result(pid("b-1"), "failed", { retryable: true })
+    const late = harness.result(pid("b-1"), "succeeded", { at: T0 + HOUR })
+    expect(late.outcomes.map((o) => [o.paymentId, o.status, o.outcome])).toEqual([
+      [pid("b-1"), "succeeded", "paid"],
+    ])
+    expect(decisionsOf(late)).toEqual([["late_success", null, "b-1"]])
+    expect(eventTypes(late)).toEqual(["payment.succeeded"])
+    expect(harness.state.paid).toBe(1)
+    // The provider has not caught up yet and still lists the bill.
+    const again = pollAndAnswer(harness, [bill("b-1", 1_000)])
+    expect(commands(again)).toEqual([])
+    expect(decisionsOf(again)).toContainEqual(["skipped", "already_paid", "b-1"])
+  })
+
+  it("a late success while the bill's next attempt is in flight flags that attempt; its failure clears it", () => {
+    const harness = polled()
+    harness.answer([bill("b-1", 1_000)])
+    harness.result(pid("b-1"), "failed", { retryable: true })
+    expect(onlyCommand(pollAndAnswer(harness, [bill("b-1", 1_000)])).attempt).toBe(2)
+    const late = harness.result(pid("b-1"), "succeeded")
+    expect(events(late, "payment.duplicate_suspected").map((e) => e.data)).toEqual([
+      expect.objectContaining({ paymentId: pid("b-1", 2), paidBy: pid("b-1"), secondStatus: "in_flight" }),
+    ])
+    expect(late.duplicates.map((d) => [d.paymentId, d.duplicateOf, d.state])).toEqual([
+      [pid("b-1", 2), pid("b-1"), "suspected"],
+    ])
+    const second = harness.result(pid("b-1", 2), "failed", { retryable: true })
+    expect(second.duplicates.map((d) => d.state)).toEqual(["cleared"])
+    expect(eventTypes(second)).toEqual([])
+    expect(harness.state.paid).toBe(1)
+    expect(commands(pollAndAnswer(harness, [bill("b-1", 1_000)]))).toEqual([])
+  })
+
   it.each([
     ["declined", "declined" as const, false],
     ["failed for good", "failed" as const, false],
@@ -1056,11 +1092,19 @@ const checkInvariants = (harness: Harness, cap: number | null): void => {
     for (const outcome of transition.outcomes) {
       expect(sent.has(outcome.paymentId)).toBe(true)
       if (outcome.status === "unknown") continue
-      expect(verdict.has(outcome.paymentId)).toBe(false)
-      verdict.set(outcome.paymentId, { status: outcome.status, retryable: outcome.retryable })
+      const first = verdict.get(outcome.paymentId)
+      // A verdict is given once, except a success reported after a failure.
+      if (first !== undefined) expect([first.status, outcome.status]).toEqual([first.status, "succeeded"])
+      if (first !== undefined) expect(first.status).not.toBe("succeeded")
+      if (first === undefined)
+        verdict.set(outcome.paymentId, { status: outcome.status, retryable: outcome.retryable })
       if (outcome.status === "succeeded") {
         const bill = billOf.get(outcome.paymentId) ?? ""
-        expect(succeededBills.has(bill)).toBe(false)
+        // A second success for a bill was already in flight: it is flagged for the bank to reverse.
+        if (succeededBills.has(bill)) {
+          expect(outcome.outcome).toBe("duplicate")
+          expect(transition.duplicates.map((flag) => flag.state)).toContain("confirmed")
+        }
         succeededBills.add(bill)
       }
     }

@@ -26,11 +26,14 @@ import {
   ok,
   onlyCommand,
   PolicyHarness,
+  policySettings,
   rub,
   SUBSCRIPTION_ID,
 } from "./policyHarness.ts"
 
 const pid = (occurrence: string, attempt = 1) => paymentIdFor(SUBSCRIPTION_ID, occurrence, attempt)
+
+const policySettingsTimeout = () => policySettings.resultTimeoutMs
 
 const JAN = "2027-01-01"
 const FEB = "2027-02-01"
@@ -1078,6 +1081,150 @@ describe("13. redelivered and contradicting results", () => {
   })
 })
 
+describe("15. a success reported after a failure", () => {
+  /** Attempt 1 of January failed as retryable, so attempt 2 is planned for an hour later. */
+  const failedOnce = () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "failed", { retryable: true, at: JAN_DUE + MINUTE })
+    expect(harness.state.retry).toMatchObject({ occurrence: JAN, attempt: 2 })
+    return harness
+  }
+
+  it("cancels the planned retry: the occurrence is paid and no further attempt is ever sent", () => {
+    const harness = failedOnce()
+    const late = harness.result(pid(JAN), "succeeded", { at: JAN_DUE + 10 * MINUTE })
+    expect(late.outcomes.map((o) => [o.paymentId, o.status, o.outcome])).toEqual([
+      [pid(JAN), "succeeded", "paid"],
+    ])
+    expect(decisions(late).map((d) => [d.outcome, d.reason, d.occurrence])).toEqual([
+      ["late_success", null, JAN],
+      ["retry_cancelled", "earlier_attempt_succeeded", JAN],
+    ])
+    expect(decisions(late, "retry_cancelled")[0]?.details).toMatchObject({ attempt: 2, paidBy: pid(JAN) })
+    expect(events(late, "payment.succeeded")[0]?.data).toMatchObject({ paymentId: pid(JAN), occurrence: JAN })
+    expect(notificationTypes(late)).toEqual(["payment.succeeded"])
+    expect(harness.state).toMatchObject({ retry: null, paid: 1, failedInARow: 0 })
+    // The retry's time passes, and so does the rest of the month: nothing more for January.
+    expect(harness.subscription.nextDueAt).toBe(FEB_DUE - DAY)
+    for (const when of [JAN_DUE + HOUR, JAN_DUE + 7 * HOUR, JAN_DUE + 2 * DAY]) {
+      expect(commands(harness.wake(when))).toEqual([])
+    }
+    // The subscription moves on: February is paid as usual.
+    expect(onlyCommand(harness.wake(FEB_DUE))).toMatchObject({ occurrence: FEB, attempt: 1 })
+    expect(eventTypes(late)).not.toContain("payment.duplicate_suspected")
+    expect(late.duplicates).toEqual([])
+  })
+
+  it("resets the failures in a row of an occurrence that had failed for good", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "failed", { retryable: false })
+    expect(harness.state.failedInARow).toBe(1)
+    const late = harness.result(pid(JAN), "succeeded", { at: JAN_DUE + HOUR })
+    expect(late.outcomes.map((o) => o.outcome)).toEqual(["paid"])
+    expect(harness.state).toMatchObject({ paid: 1, failedInARow: 0, retry: null })
+  })
+
+  it("a success learnt from the status query stops the retry the same way", () => {
+    const harness = monthlyHarness()
+    harness.wake(JAN_DUE)
+    const timeout = JAN_DUE + policySettingsTimeout()
+    harness.wake(timeout, { [pid(JAN)]: hubResult(pid(JAN), "failed", true, timeout) })
+    expect(harness.state.retry).toMatchObject({ attempt: 2 })
+    const late = harness.result(pid(JAN), "succeeded", { at: timeout + MINUTE })
+    expect(decisions(late, "retry_cancelled")).toHaveLength(1)
+    expect(commands(harness.wake(timeout + DAY))).toEqual([])
+  })
+
+  describe("with the retry already sent", () => {
+    const retrySent = () => {
+      const harness = failedOnce()
+      expect(onlyCommand(harness.wake(JAN_DUE + MINUTE + HOUR))).toMatchObject({ attempt: 2 })
+      return harness
+    }
+
+    it("raises payment.duplicate_suspected once and flags the retry", () => {
+      const harness = retrySent()
+      const late = harness.result(pid(JAN), "succeeded", { at: JAN_DUE + 2 * HOUR })
+      expect(events(late, "payment.duplicate_suspected").map((e) => e.data)).toEqual([
+        expect.objectContaining({
+          paymentId: pid(JAN, 2),
+          attempt: 2,
+          occurrence: JAN,
+          paidBy: pid(JAN),
+          paidByAttempt: 1,
+          secondStatus: "in_flight",
+        }),
+      ])
+      expect(decisions(late, "duplicate_suspected").map((d) => d.paymentId)).toEqual([pid(JAN, 2)])
+      expect(late.duplicates.map((d) => [d.paymentId, d.duplicateOf, d.state])).toEqual([
+        [pid(JAN, 2), pid(JAN), "suspected"],
+      ])
+      expect(events(late, "payment.succeeded").map((e) => e.data.paymentId)).toEqual([pid(JAN)])
+      expect(harness.state.paid).toBe(1)
+      // A redelivered copy of the late success raises nothing more.
+      const again = harness.result(pid(JAN), "succeeded", { at: JAN_DUE + 3 * HOUR })
+      expect(again.changed).toBe(false)
+    })
+
+    it("when the retry succeeds too, the flag names both payments and the occurrence counts once", () => {
+      const harness = retrySent()
+      harness.result(pid(JAN), "succeeded", { at: JAN_DUE + 2 * HOUR })
+      const second = harness.result(pid(JAN, 2), "succeeded", { at: JAN_DUE + 3 * HOUR })
+      expect(second.outcomes.map((o) => [o.paymentId, o.status, o.outcome])).toEqual([
+        [pid(JAN, 2), "succeeded", "duplicate"],
+      ])
+      expect(second.duplicates.map((d) => [d.paymentId, d.duplicateOf, d.state])).toEqual([
+        [pid(JAN, 2), pid(JAN), "confirmed"],
+      ])
+      expect(decisions(second).map((d) => [d.outcome, d.details.paidBy])).toEqual([
+        ["duplicate_confirmed", pid(JAN)],
+      ])
+      expect(eventTypes(second)).toEqual([])
+      expect(notificationTypes(second)).toEqual([])
+      expect(harness.state).toMatchObject({ paid: 1, failedInARow: 0, open: [] })
+    })
+
+    it("when the retry fails, the flag clears and the customer hears nothing more", () => {
+      const harness = retrySent()
+      harness.result(pid(JAN), "succeeded", { at: JAN_DUE + 2 * HOUR })
+      const second = harness.result(pid(JAN, 2), "failed", { retryable: true, at: JAN_DUE + 3 * HOUR })
+      expect(second.outcomes.map((o) => o.outcome)).toEqual(["failed"])
+      expect(second.duplicates.map((d) => d.state)).toEqual(["cleared"])
+      expect(eventTypes(second)).toEqual([])
+      expect(notificationTypes(second)).toEqual([])
+      expect(harness.state).toMatchObject({ retry: null, paid: 1, failedInARow: 0 })
+      expect(commands(harness.wake(JAN_DUE + 2 * DAY))).toEqual([])
+    })
+
+    it("a retry's success learnt from the status query confirms the duplicate too", () => {
+      const harness = retrySent()
+      harness.result(pid(JAN), "succeeded", { at: JAN_DUE + HOUR + 5 * MINUTE })
+      const overdue = harness.state.open[0]?.timeoutAt ?? 0
+      const answered = harness.wake(overdue, {
+        [pid(JAN, 2)]: hubResult(pid(JAN, 2), "succeeded", false, overdue),
+      })
+      expect(answered.duplicates.map((d) => [d.paymentId, d.state])).toEqual([[pid(JAN, 2), "confirmed"]])
+      expect(harness.state.paid).toBe(1)
+    })
+  })
+
+  it("a late success of an occurrence a retry already paid flags that retry as a confirmed duplicate", () => {
+    const harness = failedOnce()
+    harness.wake(JAN_DUE + MINUTE + HOUR)
+    harness.result(pid(JAN, 2), "succeeded", { at: JAN_DUE + 2 * HOUR })
+    const late = harness.result(pid(JAN), "succeeded", { at: JAN_DUE + 3 * HOUR })
+    expect(late.outcomes.map((o) => [o.paymentId, o.outcome])).toEqual([[pid(JAN), "duplicate"]])
+    expect(late.duplicates.map((d) => [d.paymentId, d.duplicateOf, d.state])).toEqual([
+      [pid(JAN, 2), pid(JAN), "confirmed"],
+    ])
+    expect(events(late, "payment.duplicate_suspected")[0]?.data).toMatchObject({ secondStatus: "succeeded" })
+    expect(eventTypes(late)).not.toContain("payment.succeeded")
+    expect(harness.state.paid).toBe(1)
+  })
+})
+
 describe("previewOccurrences", () => {
   it("shows skips and the maxPayments limit ahead", () => {
     const harness = monthlyHarness({ maxPayments: 2 })
@@ -1278,7 +1425,9 @@ const checkInvariants = (harness: PolicyHarness): void => {
   /** The first definite (non-unknown) outcome of each payment. */
   const verdict = new Map<string, { status: string; retryable: boolean | null }>()
   const occurrenceOf = new Map<string, string>()
-  const succeededByOccurrence = new Map<string, number>()
+  /** Occurrences the hub has said (in a result or a status answer) one of whose attempts succeeded. */
+  const knownPaid = new Set<string>()
+  const paidByOccurrence = new Map<string, number>()
   const eventIds = new Set<string>()
   let succeeded = 0
 
@@ -1291,6 +1440,8 @@ const checkInvariants = (harness: PolicyHarness): void => {
       expect(seenPaymentIds.has(command.paymentId)).toBe(false)
       seenPaymentIds.add(command.paymentId)
       occurrenceOf.set(command.paymentId, command.occurrence)
+      // Never a further attempt once any attempt of the occurrence is known to have succeeded.
+      expect(knownPaid.has(command.occurrence)).toBe(false)
       // Attempt n+1 only after attempt n definitely failed with retryable: true.
       if (command.attempt > 1) {
         const previous = verdict.get(paymentIdFor(id, command.occurrence, command.attempt - 1))
@@ -1306,14 +1457,43 @@ const checkInvariants = (harness: PolicyHarness): void => {
     for (const outcome of transition.outcomes) {
       expect(seenPaymentIds.has(outcome.paymentId)).toBe(true)
       if (outcome.status === "unknown") continue
-      expect(verdict.has(outcome.paymentId)).toBe(false)
-      verdict.set(outcome.paymentId, { status: outcome.status, retryable: outcome.retryable })
+      const first = verdict.get(outcome.paymentId)
+      // A payment's verdict is given once, except a success reported after a failure.
+      if (first !== undefined) expect([first.status, outcome.status]).toContainEqual("succeeded")
+      if (first !== undefined) expect(first.status).not.toBe("succeeded")
+      if (first === undefined)
+        verdict.set(outcome.paymentId, { status: outcome.status, retryable: outcome.retryable })
       if (outcome.status === "succeeded") {
         const key = occurrenceOf.get(outcome.paymentId) ?? outcome.paymentId
-        succeededByOccurrence.set(key, (succeededByOccurrence.get(key) ?? 0) + 1)
-        expect(succeededByOccurrence.get(key)).toBe(1)
-        succeeded += 1
+        // Counted as paid once per occurrence; a second success is a duplicate flagged for the bank.
+        if (outcome.outcome === "paid") {
+          paidByOccurrence.set(key, (paidByOccurrence.get(key) ?? 0) + 1)
+          expect(paidByOccurrence.get(key)).toBe(1)
+          // maxPayments bounds what the engine sends on what it knows; a success reported after
+          // a failure pays an occurrence the engine had given up on, beyond its count.
+          if (first === undefined) succeeded += 1
+        } else {
+          expect(outcome.outcome).toBe("duplicate")
+          const flagged = transition.duplicates.some(
+            (flag) =>
+              flag.state === "confirmed" &&
+              (flag.paymentId === outcome.paymentId || flag.duplicateOf === outcome.paymentId),
+          )
+          expect(flagged).toBe(true)
+        }
       }
+    }
+    // What the hub said in this step counts as known from here on.
+    const said: Array<[string, string]> = []
+    if (step.input._tag === "HubResult") said.push([step.input.result.paymentId, step.input.result.status])
+    if (step.input._tag === "Wake") {
+      for (const [paymentId, reply] of step.input.statusReplies) {
+        if (reply !== "unreachable") said.push([paymentId, reply.status])
+      }
+    }
+    for (const [paymentId, status] of said) {
+      const occurrence = occurrenceOf.get(paymentId)
+      if (status === "succeeded" && occurrence !== undefined) knownPaid.add(occurrence)
     }
     for (const event of events(transition)) {
       expect(eventIds.has(event.eventId)).toBe(false)

@@ -373,6 +373,23 @@ describe("results and the cooldown", () => {
     const harness = ThresholdHarness.create()
     expect(harness.result(pid("ev-9"), "succeeded").changed).toBe(false)
   })
+
+  it("a success reported after a failure counts the top-up and starts the cooldown: no second top-up", () => {
+    const harness = withTopUpInFlight()
+    harness.result(pid("ev-1"), "failed", { retryable: true, at: T1 + MINUTE })
+    const late = harness.result(pid("ev-1"), "succeeded", { at: T1 + 5 * MINUTE })
+    expect(late.outcomes.map((o) => [o.paymentId, o.status, o.outcome])).toEqual([
+      [pid("ev-1"), "succeeded", "paid"],
+    ])
+    expect(decisions(late).map((d) => d.outcome)).toEqual(["late_success"])
+    expect(eventTypes(late)).toEqual(["payment.succeeded"])
+    expect(notificationTypes(late)).toEqual(["payment.succeeded"])
+    expect(harness.state).toMatchObject({ paid: 1, cooldownUntil: T1 + 5 * MINUTE + HOUR })
+    // The provider still reports the low balance it read before the top-up landed: not paid again.
+    const stillLow = harness.reading("ev-2", 1_000, { at: T1 + 10 * MINUTE })
+    expect(commands(stillLow)).toEqual([])
+    expect(decisions(stillLow).map((d) => [d.outcome, d.reason])).toEqual([["skipped", "cooldown"]])
+  })
 })
 
 describe("unknown outcome (contract 10)", () => {
@@ -900,6 +917,7 @@ const emptyTransition = (): Transition => ({
   outgoing: [],
   queries: [],
   templates: [],
+  duplicates: [],
 })
 
 const checkInvariants = (harness: Harness): void => {

@@ -12,7 +12,13 @@
  */
 import { Result } from "effect"
 import * as DebtPolicy from "../../src/actors/DebtPolicy.ts"
-import type { ActorInput, BillRecord, PolicySettings, UpdateCommand } from "../../src/actors/Inputs.ts"
+import type {
+  ActorInput,
+  BillRecord,
+  PolicySettings,
+  SettledPayment,
+  UpdateCommand,
+} from "../../src/actors/Inputs.ts"
 import {
   LimitCheck,
   type LimitSettings,
@@ -194,9 +200,32 @@ export class EventHarness<S extends Live> extends MessageDriver {
           options.reason,
         ),
         recordedStatus: this.payments.get(paymentId)?.status ?? null,
+        ...this.settledFields(paymentId),
       },
       options.at,
     )
+  }
+
+  /** What the actor reads about a payment that is no longer open, as SubscriptionActors does. */
+  settledFields(paymentId: string): { settled?: SettledPayment } {
+    const row = this.payments.get(paymentId)
+    if (row === undefined || this.state.open.some((attempt) => attempt.paymentId === paymentId)) return {}
+    const paid = [...this.payments.values()]
+      .filter(
+        (other) =>
+          other.paymentId !== paymentId &&
+          other.occurrence === row.occurrence &&
+          other.status === "succeeded",
+      )
+      .sort((a, b) => a.attempt - b.attempt)[0]
+    return {
+      settled: {
+        occurrence: row.occurrence,
+        attempt: row.attempt,
+        amount: row.amount,
+        occurrencePaidBy: paid === undefined ? null : { paymentId: paid.paymentId, attempt: paid.attempt },
+      },
+    }
   }
 
   pause(when: When = undefined) {
@@ -366,6 +395,12 @@ export class DebtHarness extends EventHarness<DebtSubscription> {
       const known = records.get(row.occurrence)
       if (known !== undefined && known.attempt > row.attempt) continue
       records.set(row.occurrence, { attempt: row.attempt, status: row.status, retryable: row.retryable })
+    }
+    // As PaymentStore.latestAttempts: any attempt of a bill that succeeded makes it paid.
+    for (const row of this.payments.values()) {
+      const known = records.get(row.occurrence)
+      if (known !== undefined && row.status === "succeeded")
+        records.set(row.occurrence, { ...known, status: "succeeded" })
     }
     return records
   }

@@ -8,10 +8,11 @@
  * `recordedStatus`.
  */
 import { Result } from "effect"
-import type { ActorInput, PolicySettings, UpdateCommand } from "../../src/actors/Inputs.ts"
+import type { ActorInput, PolicySettings, SettledPayment, UpdateCommand } from "../../src/actors/Inputs.ts"
 import type { PolicyRefusal } from "../../src/actors/PaymentRun.ts"
 import { create, decide, type PolicyResult } from "../../src/actors/ScheduledPolicy.ts"
 import type { DecisionRecord, Transition } from "../../src/actors/Transition.ts"
+import type { Money } from "../../src/domain/Money.ts"
 import {
   normalizeSchedule,
   type ScheduleInput,
@@ -121,6 +122,8 @@ export class PolicyHarness extends MessageDriver {
   readonly steps: Array<Step> = []
   /** What the payment store holds for each payment id: `pending` until an outcome is recorded. */
   readonly recorded = new Map<string, string>()
+  /** What each payment paid, as its row holds it. */
+  readonly paymentRows = new Map<string, { occurrence: string; attempt: number; amount: Money }>()
 
   constructor(options: HarnessOptions) {
     super()
@@ -176,7 +179,10 @@ export class PolicyHarness extends MessageDriver {
       if (transition.changed) {
         this.subscription = { ...transition.subscription, revision: before.revision + 1 }
       }
-      for (const payment of transition.payments) this.recorded.set(payment.paymentId, "pending")
+      for (const payment of transition.payments) {
+        this.recorded.set(payment.paymentId, "pending")
+        this.paymentRows.set(payment.paymentId, payment)
+      }
       for (const outcome of transition.outcomes) this.recorded.set(outcome.paymentId, outcome.status)
     }
     return result
@@ -204,9 +210,30 @@ export class PolicyHarness extends MessageDriver {
           options.reason,
         ),
         recordedStatus: this.recorded.get(paymentId) ?? null,
+        ...this.settledFields(paymentId),
       },
       options.at,
     )
+  }
+
+  /** What the actor reads about a payment that is no longer open, as SubscriptionActors does. */
+  settledFields(paymentId: string): { settled?: SettledPayment } {
+    const row = this.paymentRows.get(paymentId)
+    if (row === undefined || this.state.open.some((attempt) => attempt.paymentId === paymentId)) return {}
+    const paid = [...this.paymentRows.entries()]
+      .filter(
+        ([id, other]) =>
+          id !== paymentId && other.occurrence === row.occurrence && this.recorded.get(id) === "succeeded",
+      )
+      .sort(([, a], [, b]) => a.attempt - b.attempt)[0]
+    return {
+      settled: {
+        occurrence: row.occurrence,
+        attempt: row.attempt,
+        amount: row.amount,
+        occurrencePaidBy: paid === undefined ? null : { paymentId: paid[0], attempt: paid[1].attempt },
+      },
+    }
   }
 
   pause(when: When = undefined) {

@@ -70,7 +70,20 @@ const scheduled = (): ReadonlyArray<Transition> => {
   monthlyRun.wakeWhenDue()
   monthlyRun.result(onlyCommand(lastOf(monthlyRun)).paymentId, "failed", { retryable: true })
   monthlyRun.wake("2027-02-01T09:00:00Z") // the retry is abandoned: the next occurrence came
-  return [...paying.transitions, ...once.transitions, ...failing.transitions, ...monthlyRun.transitions]
+
+  const doubled = PolicyHarness.create({ schedule: monthly(), id: "3a4b5c6d-7e8f-4a9b-8c0d-1e2f3a4b5c6d" })
+  doubled.wake("2027-01-01T09:00:00Z")
+  const firstAttempt = onlyCommand(lastOf(doubled)).paymentId
+  doubled.result(firstAttempt, "failed", { retryable: true })
+  doubled.wakeWhenDue() // the retry goes out
+  doubled.result(firstAttempt, "succeeded") // payment.duplicate_suspected: the retry is in flight
+  return [
+    ...paying.transitions,
+    ...once.transitions,
+    ...failing.transitions,
+    ...monthlyRun.transitions,
+    ...doubled.transitions,
+  ]
 }
 
 /** A threshold subscription: top-ups, skips, a hold by a cap and its release, failures, lifecycle. */

@@ -9,6 +9,7 @@ import * as partitions from "./0006_partitions.ts"
 import * as console from "./0007_console.ts"
 import * as traceContext from "./0008_trace_context.ts"
 import * as consoleLockout from "./0009_console_lockout.ts"
+import * as duplicateSuspected from "./0011_duplicate_suspected.ts"
 import * as clusterSecret from "./0012_cluster_secret.ts"
 
 export const migrations: Record<string, Migration> = {
@@ -21,5 +22,6 @@ export const migrations: Record<string, Migration> = {
   "0007_console": console,
   "0008_trace_context": traceContext,
   "0009_console_lockout": consoleLockout,
+  "0011_duplicate_suspected": duplicateSuspected,
   "0012_cluster_secret": clusterSecret,
 }
