@@ -4,6 +4,8 @@
  * and decodes the replies with the protocol's own reply schema, so a test
  * also proves that every reply the engine sends is well-formed. A channel
  * given a key signs every request's exact bytes in the `Rp-Signature` header.
+ * Like a real channel, it sends a request refused as BUSY again, the same
+ * bytes (so the same requestId), after the reply's `retryAfterMs`.
  */
 import { type KeyObject, randomUUID } from "node:crypto"
 import { headers, type NatsConnection } from "@nats-io/transport-node"
@@ -28,13 +30,20 @@ export interface RequestOptions {
   readonly sentAt?: string
   /** The `Rp-Signature` header instead of this channel's own signature; null sends none. */
   readonly signature?: string | null
+  /** false: return a BUSY reply instead of retrying it (default true). */
+  readonly retryBusy?: boolean
 }
 
 /** How raw bytes are sent. */
 export interface SendOptions {
   /** The `Rp-Signature` header instead of this channel's own signature; null sends none. */
   readonly signature?: string | null
+  /** false: return a BUSY reply instead of retrying it (default true). */
+  readonly retryBusy?: boolean
 }
+
+/** A request still refused as BUSY this long after it was first sent is given up on (its BUSY reply returned). */
+const BUSY_RETRY_BUDGET_MS = 60_000
 
 /** A channel talking to the engine. */
 export class FakeChannel {
@@ -65,10 +74,10 @@ export class FakeChannel {
       operation,
       body,
     }
-    return this.send(
-      JSON.stringify(envelope),
-      options.signature === undefined ? {} : { signature: options.signature },
-    )
+    return this.send(JSON.stringify(envelope), {
+      ...(options.signature === undefined ? {} : { signature: options.signature }),
+      ...(options.retryBusy === undefined ? {} : { retryBusy: options.retryBusy }),
+    })
   }
 
   /** Sends raw bytes (for malformed requests), signed if this channel signs, and returns the engine's reply. */
@@ -82,11 +91,19 @@ export class FakeChannel {
           : signatureHeaderFor(bytes, this.signingKey)
     const requestHeaders = signature === null ? undefined : headers()
     if (requestHeaders !== undefined && signature !== null) requestHeaders.set(SIGNATURE_HEADER, signature)
-    const message = await this.connection.request(`${this.rpPrefix}.v3.${this.channel}`, bytes, {
-      timeout: this.timeoutMs,
-      ...(requestHeaders === undefined ? {} : { headers: requestHeaders }),
-    })
-    return decodeReply(message.string())
+    const giveUpAt = Date.now() + BUSY_RETRY_BUDGET_MS
+    for (;;) {
+      const message = await this.connection.request(`${this.rpPrefix}.v3.${this.channel}`, bytes, {
+        timeout: this.timeoutMs,
+        ...(requestHeaders === undefined ? {} : { headers: requestHeaders }),
+      })
+      const reply = decodeReply(message.string())
+      const retryAfterMs =
+        reply.status === "error" && reply.error.code === "BUSY" ? reply.error.retryAfterMs : undefined
+      if (retryAfterMs === undefined || options.retryBusy === false || Date.now() + retryAfterMs > giveUpAt)
+        return reply
+      await new Promise((resolve) => setTimeout(resolve, retryAfterMs))
+    }
   }
 
   /** Sends an operation and returns its result, failing loudly if the engine refused it. */

@@ -64,6 +64,10 @@ export interface EngineSettings {
   readonly consumerMaxDeliveries: number
   readonly inboxRetentionMs: number
   readonly requestConcurrency: number
+  /** A protocol request not started this long after it arrived is answered BUSY (retry later), not left to time out. */
+  readonly requestQueueWaitMs: number
+  /** At most this many protocol requests wait for a free handler; the next is answered BUSY at once. */
+  readonly requestQueue: number
   /** A signed request whose `sentAt` is further than this from the wall clock is refused as a replay. */
   readonly signatureWindowMs: number
   /** The channel registry is re-read at least this often (changes also arrive at once by NOTIFY). */
@@ -137,6 +141,9 @@ export const defaultSettings: EngineSettings = {
   consumerMaxDeliveries: 5,
   inboxRetentionMs: 7 * 24 * 3_600_000,
   requestConcurrency: 256,
+  // Well inside the 10 s a channel waits for a reply: a refused request can still be retried in it.
+  requestQueueWaitMs: 2_000,
+  requestQueue: 2_000,
   signatureWindowMs: 5 * 60_000,
   channelsRefreshMs: 5_000,
   settingsRefreshMs: 5_000,
@@ -339,6 +346,8 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   consumerMaxDeliveries: positiveInt("RP_MAX_DELIVERIES", defaultSettings.consumerMaxDeliveries),
   inboxRetentionMs: duration("RP_INBOX_RETENTION", defaultSettings.inboxRetentionMs),
   requestConcurrency: positiveInt("RP_REQUEST_CONCURRENCY", defaultSettings.requestConcurrency),
+  requestQueueWaitMs: duration("RP_REQUEST_QUEUE_WAIT", defaultSettings.requestQueueWaitMs),
+  requestQueue: positiveInt("RP_REQUEST_QUEUE", defaultSettings.requestQueue),
   signatureWindowMs: duration("RP_SIGNATURE_WINDOW", defaultSettings.signatureWindowMs),
   channelsRefreshMs: duration("RP_CHANNELS_REFRESH", defaultSettings.channelsRefreshMs),
   settingsRefreshMs: duration("RP_SETTINGS_REFRESH", defaultSettings.settingsRefreshMs),

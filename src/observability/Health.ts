@@ -4,8 +4,8 @@
  * Live: the process answers and its Effect runtime still runs fibers.
  * Ready: the instance can do its work right now: the schema is migrated,
  * Postgres answers a query within a short timeout, NATS is connected, every
- * stream and durable consumer exists on the server, and every consumer is
- * consuming in this process. Each check is bounded by `checkTimeoutMs`, so a
+ * stream and durable consumer exists on the server, every consumer is
+ * consuming in this process, and the protocol server answers requests. Each check is bounded by `checkTimeoutMs`, so a
  * probe answers quickly even while Postgres or NATS hang.
  */
 import { Context, Effect, Layer } from "effect"
@@ -25,7 +25,9 @@ export type CheckResult = "ok" | string
 /** What a readiness probe answers. */
 export interface Readiness {
   readonly ready: boolean
-  readonly checks: Readonly<Record<"postgres" | "migrations" | "nats" | "streams" | "consumers", CheckResult>>
+  readonly checks: Readonly<
+    Record<"postgres" | "migrations" | "nats" | "streams" | "consumers" | "protocol", CheckResult>
+  >
   /** The names of the checks that failed, for a quick read of the body. */
   readonly failed: ReadonlyArray<string>
 }
@@ -133,7 +135,9 @@ export class Health extends Context.Service<
             checkStreams(),
             checkConsumers(),
           ])
-          const checks = { ...postgres, nats, streams: streamCheck, consumers: consumerCheck }
+          const protocolDown = metrics.protocolNotServing()
+          const protocol: CheckResult = protocolDown === undefined ? "ok" : `not serving: ${protocolDown}`
+          const checks = { ...postgres, nats, streams: streamCheck, consumers: consumerCheck, protocol }
           const failed = Object.entries(checks)
             .filter(([, result]) => result !== "ok")
             .map(([name]) => name)

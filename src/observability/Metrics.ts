@@ -53,6 +53,10 @@ export interface MetricsService {
   readonly runningConsumers: () => ReadonlySet<string>
   /** A message on `rp.internal.>` refused as not from an instance; `kind` and `reason` are bounded sets. */
   readonly internalRejected: (kind: string, reason: string) => void
+  /** The protocol server answers requests (`undefined`), or why it does not right now. */
+  readonly protocolServing: (notServingBecause: string | undefined) => void
+  /** Why the protocol server does not answer right now; `undefined` while it does (readiness reads it). */
+  readonly protocolNotServing: () => string | undefined
 }
 
 /** Buckets for protocol requests: most answer in a few milliseconds, a slow Postgres shows up in seconds. */
@@ -93,7 +97,7 @@ export const makeMetrics = (): MetricsService => {
   })
   const requests = new Histogram({
     name: "rp_request_duration_seconds",
-    help: "Channel protocol requests, from being taken up to the reply, by operation and outcome (ok or error code)",
+    help: "Channel protocol requests, from being taken up to the reply, by operation and outcome (ok or error code; BUSY: refused unstarted, the channel retries)",
     labelNames: ["operation", "outcome"] as const,
     buckets: requestBuckets,
     registers: [registry],
@@ -117,6 +121,13 @@ export const makeMetrics = (): MetricsService => {
     labelNames: ["consumer"] as const,
     registers: [registry],
   })
+  let protocolNotServing: string | undefined = "not started yet"
+  const protocolGauge = new Gauge({
+    name: "rp_protocol_serving",
+    help: "1 while this instance answers channel requests, 0 while its protocol server restarts",
+    registers: [registry],
+  })
+  protocolGauge.set(0)
   return {
     registry,
     commandsPublished: (count) => {
@@ -135,6 +146,11 @@ export const makeMetrics = (): MetricsService => {
     },
     runningConsumers: () => consumers,
     internalRejected: (kind, reason) => internalRejections.inc({ kind, reason }),
+    protocolServing: (notServingBecause) => {
+      protocolNotServing = notServingBecause
+      protocolGauge.set(notServingBecause === undefined ? 1 : 0)
+    },
+    protocolNotServing: () => protocolNotServing,
   }
 }
 

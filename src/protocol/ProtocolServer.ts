@@ -17,7 +17,18 @@
  */
 import { createHash } from "node:crypto"
 import { headers, Match, type Msg } from "@nats-io/transport-node"
-import { Cause, Context, Effect, Layer, Schema, Stream } from "effect"
+import {
+  Cause,
+  Context,
+  Deferred,
+  Effect,
+  FiberSet,
+  Layer,
+  Option,
+  Schedule,
+  Schema,
+  Semaphore,
+} from "effect"
 import { Partitions, partitionOf } from "../actors/Partitions.ts"
 import type { DomainError } from "../domain/Errors.ts"
 import { isUuid } from "../domain/Ids.ts"
@@ -36,8 +47,17 @@ import { Nats } from "../streams/Nats.ts"
 import { Topology } from "../streams/Topology.ts"
 import { SIGNATURE_HEADER } from "./ChannelKeys.ts"
 import { Channels, summarizeRegistry } from "./Channels.ts"
-import { type ErrorCode, errorReply, okReply, RequestEnvelope } from "./Envelope.ts"
+import {
+  busyReply,
+  DEFAULT_MAX_PAYLOAD,
+  type ErrorCode,
+  errorReply,
+  fitReply,
+  okReply,
+  RequestEnvelope,
+} from "./Envelope.ts"
 import type { Operation, RequestContext } from "./Operation.ts"
+import { makeRetryAdvice } from "./RetryAdvice.ts"
 import { subscriptionOperations } from "./SubscriptionOperations.ts"
 import { templateOperations } from "./TemplateOperations.ts"
 
@@ -115,9 +135,14 @@ export const signatureOf = (message: Msg): string | undefined => {
 }
 
 /** The protocol's request handler, independent of the transport (tests call it directly too). */
-export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly handle: RequestHandler }>()(
-  "rp/protocol/ProtocolHandler",
-) {
+export class ProtocolHandler extends Context.Service<
+  ProtocolHandler,
+  {
+    readonly handle: RequestHandler
+    /** The BUSY reply to a request that was not started (and counts it); nothing is written. */
+    readonly busy: (data: Uint8Array, retryAfterMs: number) => string
+  }
+>()("rp/protocol/ProtocolHandler") {
   static readonly layer = Layer.effect(
     ProtocolHandler,
     Effect.gen(function* () {
@@ -126,6 +151,7 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
       const requestLog = yield* RequestLog
       const partitions = yield* Partitions
       const internal = yield* InternalAuth
+      const { connection } = yield* Nats
 
       /**
        * A change to a subscription of another instance's partition is handled by that instance, so its
@@ -157,6 +183,18 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
       const operations: Readonly<Record<string, Operation>> = {
         ...(yield* templateOperations),
         ...(yield* subscriptionOperations),
+      }
+
+      // Read per reply: the server's limit can change when the client reconnects to another server.
+      const maxPayload = () => connection.info?.max_payload ?? DEFAULT_MAX_PAYLOAD
+      const fitted = (reply: string) => {
+        const sent = fitReply(reply, maxPayload())
+        return sent === reply
+          ? Effect.succeed(reply)
+          : Effect.logWarning("reply larger than the NATS max_payload; sent a short one instead").pipe(
+              Effect.annotateLogs({ replyBytes: Buffer.byteLength(reply), maxPayload: maxPayload() }),
+              Effect.as(sent),
+            )
       }
 
       const handle: RequestHandler = (data, subject, signature, traceparent, forwarded = false) => {
@@ -304,6 +342,7 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
             kind: "server",
             parent: parseTraceparent(traceparent),
           }),
+          Effect.flatMap(fitted),
           Effect.tap((reply) =>
             Effect.sync(() =>
               metrics.requestHandled(
@@ -316,41 +355,164 @@ export class ProtocolHandler extends Context.Service<ProtocolHandler, { readonly
         )
       }
 
-      return ProtocolHandler.of({ handle })
+      const busy = (data: Uint8Array, retryAfterMs: number): string => {
+        let json: unknown
+        try {
+          json = data.length > MAX_REQUEST_BYTES ? undefined : JSON.parse(utf8.decode(data))
+        } catch {
+          json = undefined
+        }
+        const operation =
+          typeof json === "object" && json !== null && "operation" in json ? json.operation : undefined
+        metrics.requestHandled(
+          typeof operation !== "string"
+            ? NO_OPERATION_LABEL
+            : Object.hasOwn(operations, operation)
+              ? operation
+              : UNKNOWN_OPERATION_LABEL,
+          "BUSY",
+          0,
+        )
+        return fitReply(busyReply(requestIdOf(json), retryAfterMs), maxPayload())
+      }
+
+      return ProtocolHandler.of({ handle, busy })
     }),
   )
 }
 
-/** Serves the protocol on NATS until the engine stops. */
+/** Why the protocol server stopped, in a few words for readiness and the log. */
+const reasonOf = (failure: unknown): string => {
+  if (typeof failure === "string") return failure
+  const error = failure instanceof Error && failure.cause instanceof Error ? failure.cause : failure
+  return `it failed: ${error instanceof Error ? error.message : String(error)}`
+}
+
+/** How soon a stopped protocol server subscribes again: 100 ms, doubling, at most 2 s apart, for ever. */
+const restartSchedule = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("2 seconds")])
+
+/**
+ * Serves the protocol on NATS until the engine stops.
+ *
+ * At most `RP_REQUEST_CONCURRENCY` requests are handled at once; up to `RP_REQUEST_QUEUE` more
+ * wait, each at most `RP_REQUEST_QUEUE_WAIT`. A request that cannot wait (the queue is full) or
+ * waited that long is answered BUSY with a `retryAfterMs` (RetryAdvice.ts), unstarted: the channel sends it again
+ * with the same requestId instead of timing out. One request's failure, even to send its reply,
+ * is logged and touches no other. The subscription itself is supervised: should it end or fail,
+ * the server subscribes again with back-off, and readiness names the protocol until it does.
+ */
 export const ProtocolServer = Layer.effectDiscard(
   Effect.gen(function* () {
     const config = yield* EngineConfig
     const { connection } = yield* Nats
     const { subjects } = yield* Topology
-    const { handle } = yield* ProtocolHandler
+    const protocol = yield* ProtocolHandler
     const channels = yield* Channels
-    const subscription = yield* Effect.acquireRelease(
-      Effect.sync(() => connection.subscribe(subjects.channelRequests, { queue: config.queueGroup })),
-      (subscription) => Effect.promise(() => subscription.drain().catch(() => undefined)),
-    )
-    // The server must know about the subscription before the engine says it is ready; otherwise
-    // the first request after "engine ready" can still find no responders.
-    yield* Effect.promise(() => connection.flush())
-    const respond = (message: Msg) =>
-      handle(message.data, message.subject, signatureOf(message), traceparentOf(message.headers)).pipe(
-        Effect.tap((reply) =>
-          Effect.sync(() => {
-            if (message.reply !== undefined && message.reply !== "") message.respond(reply)
-          }),
+    const metrics = yield* Metrics
+
+    const handlers = yield* Semaphore.make(config.requestConcurrency)
+    let waiting = 0
+    const requests = yield* FiberSet.make<void, never>()
+    const fork = yield* FiberSet.runtime(requests)<never>()
+
+    const send = (message: Msg, reply: string) =>
+      Effect.suspend(() => {
+        if (message.reply === undefined || message.reply === "") return Effect.void
+        return Effect.try(() => {
+          message.respond(reply)
+        }).pipe(
+          Effect.catch((error) =>
+            Effect.logError("could not send a reply; sending a short INTERNAL one instead").pipe(
+              Effect.annotateLogs({ subject: message.subject, error: String(error.cause ?? error) }),
+              Effect.andThen(
+                Effect.try(() => {
+                  message.respond(
+                    errorReply(null, "INTERNAL", "the engine could not send this request's reply"),
+                  )
+                }),
+              ),
+            ),
+          ),
+        )
+      })
+
+    const advice = makeRetryAdvice({
+      concurrency: config.requestConcurrency,
+      queueWaitMs: config.requestQueueWaitMs,
+    })
+    const refuseBusy = (message: Msg) =>
+      Effect.suspend(() => send(message, protocol.busy(message.data, advice.refused(waiting))))
+
+    const serve = (message: Msg): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (waiting >= config.requestQueue) return refuseBusy(message)
+        waiting += 1
+        return Effect.gen(function* () {
+          const started = yield* Semaphore.takeScoped(handlers, 1).pipe(
+            Effect.timeoutOption(config.requestQueueWaitMs),
+            Effect.ensuring(Effect.sync(() => (waiting -= 1))),
+          )
+          if (Option.isNone(started)) return yield* refuseBusy(message)
+          const startedAt = performance.now()
+          const reply = yield* protocol.handle(
+            message.data,
+            message.subject,
+            signatureOf(message),
+            traceparentOf(message.headers),
+          )
+          advice.finished(performance.now() - startedAt)
+          yield* send(message, reply)
+        }).pipe(Effect.scoped)
+      }).pipe(
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
+            ? Effect.void
+            : Effect.logError("a protocol request failed; the server goes on", Cause.pretty(cause)),
         ),
       )
-    yield* Effect.forkScoped(
-      Stream.fromAsyncIterable(subscription, (error) => error).pipe(
-        Stream.mapEffect(respond, { concurrency: config.requestConcurrency, unordered: true }),
-        Stream.runDrain,
-        Effect.catchCause((cause) => Effect.logError("protocol server stopped", cause)),
-      ),
+
+    const started = yield* Deferred.make<void, unknown>()
+    /** Subscribes, serves until the subscription ends, and fails saying why. */
+    const serveSubscription = Effect.gen(function* () {
+      const subscription = yield* Effect.acquireRelease(
+        Effect.try(() =>
+          connection.subscribe(subjects.channelRequests, {
+            queue: config.queueGroup,
+            // An error closes the subscription; `closed` below says why.
+            callback: (error, message) => {
+              if (error === null) fork(serve(message))
+            },
+          }),
+        ),
+        (subscription) => Effect.promise(() => subscription.drain().catch(() => undefined)),
+      )
+      // The server must know about the subscription before the engine says it is ready; otherwise
+      // the first request after "engine ready" can still find no responders.
+      yield* Effect.tryPromise(() => connection.flush())
+      metrics.protocolServing(undefined)
+      yield* Deferred.succeed(started, undefined)
+      const closed = yield* Effect.promise(() => subscription.closed)
+      return yield* Effect.fail(
+        closed instanceof Error ? `its subscription failed: ${closed.message}` : "its subscription ended",
+      )
+    }).pipe(
+      Effect.scoped,
+      Effect.catchCause((cause) => {
+        if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+        const why = reasonOf(Cause.squash(cause))
+        metrics.protocolServing(why)
+        return Effect.logError("protocol server stopped; subscribing again", Cause.pretty(cause)).pipe(
+          Effect.annotateLogs({ subject: subjects.channelRequests, why }),
+          // Only the first subscription fails the start; later ones are retried for ever.
+          Effect.andThen(Deferred.failCause(started, cause)),
+          Effect.andThen(Effect.fail(why)),
+        )
+      }),
+      Effect.retry(restartSchedule),
     )
+    yield* Effect.forkScoped(serveSubscription)
+    yield* Deferred.await(started)
+
     const registry = yield* channels.current
     yield* (registry._tag === "Registered" ? Effect.logInfo : Effect.logWarning)(
       "protocol server ready",
@@ -358,6 +520,9 @@ export const ProtocolServer = Layer.effectDiscard(
       Effect.annotateLogs({
         subject: subjects.channelRequests,
         queueGroup: config.queueGroup,
+        requestConcurrency: config.requestConcurrency,
+        requestQueue: config.requestQueue,
+        requestQueueWaitMs: config.requestQueueWaitMs,
         channels: summarizeRegistry(registry),
       }),
     )
