@@ -31,6 +31,7 @@ import { LeaseStore } from "./store/LeaseStore.ts"
 import { PaymentStore } from "./store/PaymentStore.ts"
 import { ProviderRegistry } from "./store/ProviderRegistry.ts"
 import { RequestLog } from "./store/RequestLog.ts"
+import { RetentionPruner } from "./store/Retention.ts"
 import { SubscriptionStore } from "./store/SubscriptionStore.ts"
 import { TemplateStore } from "./store/TemplateStore.ts"
 import { TransitionCommitter } from "./store/TransitionCommitter.ts"
@@ -100,6 +101,7 @@ export const EngineLive = Layer.mergeAll(
   InboundStreams,
   ClockPublisher,
   PartitionKeeper,
+  RetentionPruner,
   HttpServer.layer(httpRoutes),
 ).pipe(
   Layer.provideMerge(EngineServices),

@@ -62,7 +62,19 @@ export interface EngineSettings {
    */
   readonly tickAckWaitMs: number
   readonly consumerMaxDeliveries: number
+  /** Processed inbound message ids are kept this long: far beyond any redelivery. */
   readonly inboxRetentionMs: number
+  /**
+   * Stored replies of channel requests are kept this long: a repeat within it gets the first reply,
+   * so it must outlast any channel's retries (including a channel replaying after a long outage).
+   */
+  readonly requestLogRetentionMs: number
+  /** Expired request-log and inbox rows are deleted at most this many per statement. */
+  readonly pruneBatchSize: number
+  /** The pause between two prune batches, so pruning never holds the database for long. */
+  readonly prunePauseMs: number
+  /** How often a prune round starts. */
+  readonly pruneIntervalMs: number
   readonly requestConcurrency: number
   /** A protocol request not started this long after it arrived is answered BUSY (retry later), not left to time out. */
   readonly requestQueueWaitMs: number
@@ -140,6 +152,10 @@ export const defaultSettings: EngineSettings = {
   tickAckWaitMs: 5_000,
   consumerMaxDeliveries: 5,
   inboxRetentionMs: 7 * 24 * 3_600_000,
+  requestLogRetentionMs: 30 * 24 * 3_600_000,
+  pruneBatchSize: 1_000,
+  prunePauseMs: 100,
+  pruneIntervalMs: 3_600_000,
   requestConcurrency: 256,
   // Well inside the 10 s a channel waits for a reply: a refused request can still be retried in it.
   requestQueueWaitMs: 2_000,
@@ -345,6 +361,10 @@ export const settingsFromEnvironment: Config.Config<EngineSettings> = Config.all
   tickAckWaitMs: duration("RP_TICK_ACK_WAIT", defaultSettings.tickAckWaitMs),
   consumerMaxDeliveries: positiveInt("RP_MAX_DELIVERIES", defaultSettings.consumerMaxDeliveries),
   inboxRetentionMs: duration("RP_INBOX_RETENTION", defaultSettings.inboxRetentionMs),
+  requestLogRetentionMs: duration("RP_REQUEST_LOG_RETENTION", defaultSettings.requestLogRetentionMs),
+  pruneBatchSize: positiveInt("RP_PRUNE_BATCH", defaultSettings.pruneBatchSize),
+  prunePauseMs: duration("RP_PRUNE_PAUSE", defaultSettings.prunePauseMs),
+  pruneIntervalMs: duration("RP_PRUNE_INTERVAL", defaultSettings.pruneIntervalMs),
   requestConcurrency: positiveInt("RP_REQUEST_CONCURRENCY", defaultSettings.requestConcurrency),
   requestQueueWaitMs: duration("RP_REQUEST_QUEUE_WAIT", defaultSettings.requestQueueWaitMs),
   requestQueue: positiveInt("RP_REQUEST_QUEUE", defaultSettings.requestQueue),

@@ -6,11 +6,10 @@
  * near its actor. Only for effects that leave no mark of their own: a hub
  * result that settles its payment needs no row (the settled payment is the
  * record), one contradicting a settled payment does. Kept for
- * `RP_INBOX_RETENTION`, far longer than any redelivery can happen.
+ * `RP_INBOX_RETENTION`, far longer than any redelivery can happen (pruned by
+ * Retention.ts).
  */
-import { Context, Duration, Effect, Layer, Schedule } from "effect"
-import { sql } from "kysely"
-import { EngineConfig } from "../EngineConfig.ts"
+import { Context, Effect, Layer } from "effect"
 import { Database } from "./Database.ts"
 
 /** The processed-message record. */
@@ -27,16 +26,7 @@ export class InboxStore extends Context.Service<
   static readonly layer = Layer.effect(
     InboxStore,
     Effect.gen(function* () {
-      const config = yield* EngineConfig
       const { use } = yield* Database
-      const prune = use((db) =>
-        sql`DELETE FROM inbox WHERE processed_at < now() - ${`${config.inboxRetentionMs} milliseconds`}::interval`.execute(
-          db,
-        ),
-      ).pipe(
-        Effect.catchCause((cause) => Effect.logWarning("pruning processed inbound messages failed", cause)),
-      )
-      yield* Effect.forkScoped(Effect.repeat(prune, Schedule.spaced(Duration.hours(1))))
       return InboxStore.of({
         processed: (consumer, messageIds) =>
           messageIds.length === 0

@@ -11,6 +11,7 @@ import * as traceContext from "./0008_trace_context.ts"
 import * as consoleLockout from "./0009_console_lockout.ts"
 import * as duplicateSuspected from "./0011_duplicate_suspected.ts"
 import * as clusterSecret from "./0012_cluster_secret.ts"
+import * as retention from "./0015_retention.ts"
 
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   "0009_console_lockout": consoleLockout,
   "0011_duplicate_suspected": duplicateSuspected,
   "0012_cluster_secret": clusterSecret,
+  "0015_retention": retention,
 }
