@@ -37,6 +37,7 @@ import { TemplateStore } from "./store/TemplateStore.ts"
 import { TransitionCommitter } from "./store/TransitionCommitter.ts"
 import { ClockPublisher } from "./streams/ClockPublisher.ts"
 import { DeadLetters } from "./streams/DeadLetters.ts"
+import { Dependencies } from "./streams/Dependencies.ts"
 import { HubStatus } from "./streams/HubStatus.ts"
 import { InboundStreams } from "./streams/InboundStreams.ts"
 import { InternalAuth } from "./streams/InternalAuth.ts"
@@ -61,7 +62,7 @@ const foundations = Layer.mergeAll(
   LeaseStore.layer,
   LiveSettings.layer,
   ClusterSecretStore.layer,
-)
+).pipe(Layer.provideMerge(Dependencies.layer))
 
 /** Every service of the engine, without the parts that start work (for tests that drive pieces directly). */
 export const EngineServices = Layer.mergeAll(

@@ -14,7 +14,9 @@
  *   the same subscription, occurrence, attempt and amount;
  * - events and notifications match the records, one each (consumers
  *   de-duplicate on `eventId` / `notificationId`, so a copy of the same
- *   message stored twice is counted apart, in `repeatedMessages`).
+ *   message stored twice is counted apart, in `repeatedMessages`);
+ * - nothing is dead-lettered by a fault (`deadLettered`): only messages that
+ *   are bad in themselves belong in RP_DLQ.
  */
 import { DeliverPolicy } from "@nats-io/jetstream"
 import type { World } from "../World.ts"
@@ -52,12 +54,18 @@ export interface InvariantReport {
   readonly repeatedMessages: number
   /** Letters in RP_DLQ, by the stream they came from. */
   readonly deadLetters: Readonly<Record<string, number>>
+  /** Letters in RP_DLQ in all: a fault must not put anything there (only a bad message may). */
+  readonly deadLettered: number
   /** The first problems found, in words, for a failing run's output. */
   readonly problems: ReadonlyArray<string>
 }
 
-/** True when nothing was lost, doubled, or left without its record, command or event. */
-export const holds = (report: InvariantReport): boolean =>
+/**
+ * True when nothing was lost, doubled, or left without its record, command or event, and the
+ * dead-letter stream holds exactly the `expectedDeadLetters` bad messages the scenario sent.
+ */
+export const holds = (report: InvariantReport, expectedDeadLetters = 0): boolean =>
+  report.deadLettered === expectedDeadLetters &&
   report.duplicates === 0 &&
   report.lost === 0 &&
   report.conflicting === 0 &&
@@ -400,6 +408,7 @@ export const checkInvariants = async (
     eventMismatches,
     repeatedMessages,
     deadLetters,
+    deadLettered: letters.length,
     problems,
   }
 }

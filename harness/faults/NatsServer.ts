@@ -10,7 +10,8 @@ import { join } from "node:path"
 
 const natsServerBin = process.env.NATS_SERVER_BIN ?? "nats-server"
 
-const freePort = () =>
+/** A TCP port of 127.0.0.1 nobody listens on right now. */
+export const freePort = () =>
   new Promise<number>((resolve, reject) => {
     const server = createServer()
     server.once("error", reject)

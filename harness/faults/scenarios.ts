@@ -10,14 +10,16 @@
  */
 import type { ChildProcess } from "node:child_process"
 import { randomUUID } from "node:crypto"
+import { Redacted } from "effect"
 import { type RawBuilder, sql } from "kysely"
 import pg from "pg"
 import { burstAt, seedBenchDatabase } from "../../bench/seed.ts"
 import type { HubVerdict } from "../../fakes/FakeHub.ts"
-import type { PaymentResult } from "../../src/streams/Messages.ts"
+import type { PaymentCommand, PaymentResult } from "../../src/streams/Messages.ts"
+import { TcpProxy } from "../TcpProxy.ts"
 import { World } from "../World.ts"
 import { checkInvariants, type DueOccurrence, holds, type InvariantReport } from "./Invariants.ts"
-import { PrivateNatsServer } from "./NatsServer.ts"
+import { freePort, PrivateNatsServer } from "./NatsServer.ts"
 
 /** A check only this scenario makes (say, "the contradicting results changed no payment"). */
 export interface ScenarioCheck {
@@ -34,11 +36,13 @@ export interface ScenarioOutcome {
   readonly checks: ReadonlyArray<ScenarioCheck>
   readonly notes: ReadonlyArray<string>
   readonly seconds: number
+  /** Bad messages the scenario itself sent, which must be dead-lettered; none unless said. */
+  readonly expectedDeadLetters?: number
 }
 
 /** True when the invariants hold and every scenario check passed. */
 export const passed = (outcome: ScenarioOutcome): boolean =>
-  holds(outcome.report) && outcome.checks.every((check) => check.ok)
+  holds(outcome.report, outcome.expectedDeadLetters ?? 0) && outcome.checks.every((check) => check.ok)
 
 /** The seeded occurrence every subscription is due for at `burstAt` (1 January 2027 in Moscow). */
 const burstOccurrence = "2027-01-01"
@@ -425,6 +429,7 @@ export const hubMisbehaves = async (n: number): Promise<ScenarioOutcome> => {
         },
         { what: "one command per payment", ok: report.commands === n - paused.length },
       ],
+      expectedDeadLetters: unknown.length,
       notes: [
         `groups of ${share}: paused, declined, repeated results, failed after succeeded, cancelled while silent, silent; ${n - 6 * share} answered normally; ${unknown.length} results for unknown ids`,
       ],
@@ -753,3 +758,192 @@ export const twoInstancesKillOne = async (n: number, killFraction = 0.3): Promis
     await world.dispose()
   }
 }
+
+/** The engine's `/health/ready` answer: its status code and the checks that failed, or why there was none. */
+const readinessOf = async (url: string) => {
+  try {
+    const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(5_000) })
+    const body = (await response.json()) as { failed?: ReadonlyArray<string> }
+    return { code: response.status, failed: body.failed ?? [] }
+  } catch (error) {
+    return { code: 0, failed: [String(error)] }
+  }
+}
+
+const portOf = (url: string, fallback: number) => Number(new URL(url).port || fallback)
+
+/** What a dependency outage scenario cuts: the engine's way to Postgres or to NATS. */
+type Cut = "postgres" | "nats"
+
+/**
+ * Scenarios 6-8: Postgres or NATS unreachable for the engine for `outageMs`, in the middle of a
+ * burst. The engine (its own process, commit batches of 20 and 20 wakes in flight, the production
+ * redelivery budget: RP_MAX_DELIVERIES 5, 1-2-4-8 s apart) reaches the dependency through a TCP
+ * proxy the harness controls (harness/TcpProxy.ts); the harness, the fake hub and the shared
+ * servers are untouched. Once the hub has received 30% of the commands (observed, not timed) the
+ * proxy is cut: open connections are reset, new ones refused. Until then the hub held its answers
+ * back: they arrive during the outage, half at once and half half-way through; the clock's ticks are published meanwhile as the
+ * engine's own clock would (one per engine minute, at most every 30 s of the outage). Then the
+ * proxy is restored and nothing else is done. The engine must have said it was not ready during
+ * the outage and be ready after it, have dead-lettered nothing, and finish the burst by itself.
+ * Recovery time is from the restore to the last result recorded.
+ */
+const dependencyOutage = async (
+  scenario: string,
+  cut: Cut,
+  n: number,
+  outageMs: number,
+  cutFraction = 0.3,
+): Promise<ScenarioOutcome> => {
+  const started = performance.now()
+  const world = await World.create({}, "faults")
+  const target = cut === "postgres" ? Redacted.value(world.settings.databaseUrl) : world.settings.natsUrl
+  const proxy = await TcpProxy.start(portOf(target, cut === "postgres" ? 5432 : 4222))
+  try {
+    const { rows, due } = await seed(world, n)
+    const httpPort = await freePort()
+    const log = captureOutput(
+      await world.spawnEngine({
+        ...sweepingEngine,
+        RP_HTTP_PORT: String(httpPort),
+        ...(cut === "postgres" ? { DATABASE_URL: proxy.route(target) } : { NATS_URL: proxy.route(target) }),
+      }),
+    )
+    // Until the cut the hub holds its answers back; they arrive during the outage, in two waves.
+    let holding = true
+    const held: Array<PaymentCommand> = []
+    const hub = await world.startHub({
+      ackWaitMs: 5_000,
+      decide: (command): HubVerdict => {
+        if (!holding) return { status: "succeeded", retryable: false }
+        held.push(command)
+        return "silent"
+      },
+    })
+    const answerHeld = (commands: ReadonlyArray<PaymentCommand>) =>
+      inBatches(commands, 100, (command) => {
+        hub.setVerdict(command.paymentId, { status: "succeeded", retryable: false })
+        return hub.publishResult(
+          { paymentId: command.paymentId, status: "succeeded", retryable: false, at: at(0.5) },
+          `result:${command.paymentId}`,
+        )
+      })
+    const url = `http://127.0.0.1:${httpPort}`
+    await publishTick(world, burstAt)
+    await hub.waitForCommands(Math.max(1, Math.floor(n * cutFraction)), stepTimeoutMs)
+    const readyBefore = await readinessOf(url)
+
+    proxy.cut()
+    const cutAt = performance.now()
+    holding = false
+    const settledAtCut = await countSettled(world)
+    const [firstWave, secondWave] = split(held, [Math.ceil(held.length / 2)])
+    await answerHeld(firstWave ?? [])
+    let secondWaveSent = false
+    const notReady: Array<string> = []
+    let readinessChecks = 0
+    let ticks = 0
+    const tickEveryMs = Math.min(60_000, outageMs / 2)
+    while (performance.now() - cutAt < outageMs) {
+      const untilTick = cutAt + (ticks + 1) * tickEveryMs - performance.now()
+      const untilEnd = cutAt + outageMs - performance.now()
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(5_000, untilTick, untilEnd))))
+      if (performance.now() >= cutAt + (ticks + 1) * tickEveryMs && performance.now() - cutAt < outageMs) {
+        ticks += 1
+        await publishTick(world, at(ticks))
+      }
+      if (!secondWaveSent && performance.now() - cutAt >= outageMs / 2) {
+        secondWaveSent = true
+        await answerHeld(secondWave ?? [])
+      }
+      const readiness = await readinessOf(url)
+      readinessChecks += 1
+      if (readiness.code === 503) notReady.push(readiness.failed.join("+"))
+    }
+    if (!secondWaveSent) await answerHeld(secondWave ?? [])
+    const answeredDuringOutage = held.length
+    const settledDuringOutage = (await countSettled(world)) - settledAtCut
+    const sentDuringOutage = hub.commands.length
+
+    proxy.restore()
+    const restored = performance.now()
+    // Readiness is watched from the restore on, beside the burst's progress.
+    let readyAfter = await readinessOf(url)
+    // Every half second: a probe costs the engine a query and ten JetStream requests.
+    const readyAgain = (async () => {
+      while (readyAfter.code !== 200 && performance.now() - restored < stepTimeoutMs) {
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        readyAfter = await readinessOf(url)
+      }
+      return performance.now() - restored
+    })()
+    const { recoveryMs, mostMs } = await allResultsRecorded(world, due, restored, {
+      name: "engine process",
+      log,
+    })
+    const readyAfterMs = await readyAgain
+    await world.settled(stepTimeoutMs)
+    const settledMs = performance.now() - restored
+    const report = await checkInvariants(world, due)
+
+    if (process.env.FAULTS_DEBUG_LOG)
+      (await import("node:fs")).writeFileSync(process.env.FAULTS_DEBUG_LOG, log.text)
+    const answers = await answersRequest(world, rows, log)
+    const pauses = occurrencesIn(log.text, "consumer paused")
+    const resumes = occurrencesIn(log.text, "consumer resumed")
+    const dependencyName = cut === "postgres" ? "postgres" : "nats"
+    const namedDown = notReady.filter((failed) => failed.split("+").includes(dependencyName)).length
+    return {
+      scenario,
+      report,
+      recoveryMs,
+      checks: [
+        { what: `the engine process kept running (${log.exit ?? "no exit"})`, ok: log.exit === undefined },
+        {
+          what: `the cut came mid-burst (hub had ${sentDuringOutage} of ${n} commands when it ended)`,
+          ok: sentDuringOutage > 0 && sentDuringOutage < n,
+        },
+        { what: `ready before the cut (${readyBefore.code})`, ok: readyBefore.code === 200 },
+        {
+          what: `hub results arrived during the outage (${answeredDuringOutage})`,
+          ok: answeredDuringOutage > 0,
+        },
+        {
+          what: `not ready during the outage, naming ${dependencyName} (${namedDown} of ${readinessChecks} probes)`,
+          ok: readinessChecks > 0 && namedDown === readinessChecks,
+        },
+        {
+          what: `ready again ${(readyAfterMs / 1_000).toFixed(1)} s after the restore`,
+          ok: readyAfter.code === 200,
+        },
+        { what: "every occurrence paid once", ok: report.paid === n },
+        {
+          what: "the hub was asked once per payment",
+          ok: new Set(hub.commands.map((c) => c.paymentId)).size === n,
+        },
+        { what: "the engine answers a protocol request afterwards", ok: answers },
+      ],
+      notes: [
+        `${dependencyName} unreachable for the engine for ${(outageMs / 1_000).toFixed(0)} s from when the hub had ${Math.max(1, Math.floor(n * cutFraction))} commands; ${answeredDuringOutage} results the hub had held back arrived meanwhile (${settledDuringOutage} recorded during it), ${ticks} ticks were published, the proxy refused ${proxy.refused} connections`,
+        `the engine logged ${pauses} consumer pauses and ${resumes} resumes; 95% of the results were recorded ${(mostMs / 1_000).toFixed(2)} s after the restore, the last at ${(recoveryMs / 1_000).toFixed(2)} s; ready at ${(readyAfterMs / 1_000).toFixed(2)} s, settled at ${(settledMs / 1_000).toFixed(2)} s`,
+      ],
+      seconds: (performance.now() - started) / 1_000,
+    }
+  } finally {
+    proxy.restore()
+    await world.dispose()
+    await proxy.close()
+  }
+}
+
+/** Scenario 6: Postgres unreachable for the engine for a minute mid-burst. */
+export const postgresUnreachable = (n: number, outageMs = 60_000) =>
+  dependencyOutage(`6. Postgres unreachable ${(outageMs / 1_000).toFixed(0)} s`, "postgres", n, outageMs)
+
+/** Scenario 7: Postgres unreachable for the engine for ten minutes mid-burst. */
+export const postgresUnreachableLong = (n: number, outageMs = 600_000) =>
+  dependencyOutage(`7. Postgres unreachable ${(outageMs / 60_000).toFixed(0)} min`, "postgres", n, outageMs)
+
+/** Scenario 8: NATS unreachable for the engine (the hub keeps its own connection) for a minute mid-burst. */
+export const natsUnreachable = (n: number, outageMs = 60_000) =>
+  dependencyOutage(`8. NATS unreachable ${(outageMs / 1_000).toFixed(0)} s`, "nats", n, outageMs)

@@ -5,13 +5,16 @@
  * Ready: the instance can do its work right now: the schema is migrated,
  * Postgres answers a query within a short timeout, NATS is connected, every
  * stream and durable consumer exists on the server, every consumer is
- * consuming in this process, and the protocol server answers requests. Each check is bounded by `checkTimeoutMs`, so a
+ * consuming in this process (consumers pause while Postgres or NATS is
+ * unreachable, and the check names which), and the protocol server answers
+ * requests. Each check is bounded by `checkTimeoutMs`, so a
  * probe answers quickly even while Postgres or NATS hang.
  */
 import { Context, Effect, Layer } from "effect"
 import { sql } from "kysely"
 import { Database } from "../store/Database.ts"
 import { migrations } from "../store/migrations/index.ts"
+import { Dependencies } from "../streams/Dependencies.ts"
 import { Nats } from "../streams/Nats.ts"
 import { durableConsumers, Topology } from "../streams/Topology.ts"
 import { Metrics } from "./Metrics.ts"
@@ -72,6 +75,7 @@ export class Health extends Context.Service<
       const { connection, jsm } = yield* Nats
       const topology = yield* Topology
       const metrics = yield* Metrics
+      const dependencies = yield* Dependencies
       const context = yield* Effect.context<never>()
       const runPromise = Effect.runPromiseWith(context)
 
@@ -120,7 +124,10 @@ export class Health extends Context.Service<
           const stopped = durables
             .filter(({ consumer }) => !running.has(consumer))
             .map(({ consumer }) => consumer)
-          if (stopped.length > 0) return `not consuming: ${stopped.join(", ")}`
+          // Consumers stop pulling while a dependency is down, and say so.
+          const down = [...dependencies.down().keys()]
+          const paused = down.length === 0 ? "" : ` (paused while ${down.join(" and ")} is unreachable)`
+          if (stopped.length > 0) return `not consuming: ${stopped.join(", ")}${paused}`
           await Promise.all(durables.map(({ stream, consumer }) => jsm.consumers.info(stream, consumer)))
           return "ok"
         })

@@ -6,9 +6,22 @@
  *   and is terminated so the stream moves on;
  * - its handler settles it as done → ack;
  * - its handler settles it as unusable → dead-letter stream, terminated;
- * - its handler fails → nak with a growing delay, so it comes back later;
- *   after `maxDeliveries` attempts it goes to the dead-letter stream too.
+ * - its handler fails because Postgres or NATS does not answer (see
+ *   Dependencies.ts) → nak, redelivered once the consumer resumes; this never
+ *   counts toward dead-lettering, however long the outage;
+ * - its handler fails while Postgres and NATS answer → nak with a growing
+ *   delay; after `maxDeliveries` such failures it goes to the dead-letter
+ *   stream too.
  * Handlers never ack, nak or term themselves.
+ *
+ * The server's delivery count cannot tell the two kinds of failure apart, so
+ * this process counts a message's failures while the infrastructure answered
+ * itself, in memory (another instance, or this one after a restart, starts
+ * again from zero: a bad message may get a few more attempts, never fewer).
+ *
+ * While a dependency is down the consumer stops pulling: the subscription is
+ * closed, what is being handled finishes (and is nak'd if it fails), and
+ * pulling starts again once a probe finds the dependency back.
  *
  * Messages are decoded as they arrive and handed to the handler in batches:
  * everything that arrived in one turn of the event loop goes to one handler
@@ -22,6 +35,7 @@ import { issuesOf } from "../domain/Issues.ts"
 import { EngineConfig } from "../EngineConfig.ts"
 import { Metrics } from "../observability/Metrics.ts"
 import { DeadLetters } from "./DeadLetters.ts"
+import { Dependencies } from "./Dependencies.ts"
 import { Nats } from "./Nats.ts"
 
 /** What a handler made of a message it could decode. */
@@ -69,6 +83,29 @@ export interface ConsumerSpec<A, R> {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
+/** A message failed because a dependency did not answer: it comes back this soon once pulling resumes. */
+const infrastructureRetryMs = 1_000
+/** Messages whose failures are remembered at once, per consumer: the oldest are forgotten past this. */
+const rememberedFailures = 10_000
+/** How long a pausing consumer lets its in-flight handlers finish before it stops them. */
+const pauseDrainMs = 10_000
+
+/** Resolves when the promise settles, or after `ms`, whichever comes first; never rejects. */
+const settledWithin = (promise: Promise<unknown>, ms: number): Promise<void> =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    promise.then(
+      () => {
+        clearTimeout(timer)
+        resolve()
+      },
+      () => {
+        clearTimeout(timer)
+        resolve()
+      },
+    )
+  })
+
 type Decoded<A> =
   | { readonly ok: true; readonly value: A }
   | {
@@ -84,6 +121,7 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
     const { js } = yield* Nats
     const deadLetters = yield* DeadLetters
     const metrics = yield* Metrics
+    const dependencies = yield* Dependencies
     const decode = Schema.decodeUnknownExit(spec.schema)
 
     const decodeMessage = (message: JsMsg): Decoded<A> => {
@@ -107,6 +145,19 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
         reason: "message does not match its schema",
         details: error._tag === "Some" && Schema.isSchemaError(error.value) ? issuesOf(error.value) : [],
       }
+    }
+
+    // Failures of each message while Postgres and NATS answered, by stream sequence.
+    const healthyFailures = new Map<number, number>()
+    const countFailure = (seq: number) => {
+      const failures = (healthyFailures.get(seq) ?? 0) + 1
+      healthyFailures.delete(seq)
+      healthyFailures.set(seq, failures)
+      if (healthyFailures.size > rememberedFailures) {
+        const oldest = healthyFailures.keys().next().value
+        if (oldest !== undefined) healthyFailures.delete(oldest)
+      }
+      return failures
     }
 
     const consumeOnce = Effect.gen(function* () {
@@ -133,32 +184,46 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
         )
       }
 
+      const failed = (message: JsMsg, cause: Cause.Cause<unknown>) =>
+        Effect.gen(function* () {
+          const blamed = yield* dependencies.blame(cause)
+          if (blamed !== undefined) {
+            yield* Effect.logDebug(
+              `message handling failed while ${blamed} was unreachable; redelivered, not counted`,
+            ).pipe(Effect.annotateLogs({ consumer: spec.consumer, subject: message.subject }))
+            message.nak(infrastructureRetryMs)
+            return
+          }
+          const failures = countFailure(message.seq)
+          if (failures >= config.consumerMaxDeliveries) {
+            healthyFailures.delete(message.seq)
+            const firstLine = Cause.pretty(cause).split("\n")[0]
+            deadLetter(message, `processing failed ${failures} times: ${firstLine}`, [])
+            return
+          }
+          yield* Effect.logWarning("message handling failed; it will be redelivered").pipe(
+            Effect.annotateLogs({
+              consumer: spec.consumer,
+              subject: message.subject,
+              failures,
+              deliveries: message.info.deliveryCount,
+              cause: Cause.pretty(cause),
+            }),
+          )
+          // Back off: 1 s, 2 s, 4 s ... capped at a minute.
+          message.nak(Math.min(60_000, 1_000 * 2 ** (failures - 1)))
+        })
+
       const settle = (message: JsMsg) => (outcome: Exit.Exit<HandlerVerdict, unknown>) => {
         if (!unsettled.delete(message)) return
         if (Exit.isSuccess(outcome)) {
+          healthyFailures.delete(message.seq)
           if (outcome.value._tag === "Done") message.ack()
           else deadLetter(message, outcome.value.reason, [])
           return
         }
         if (Cause.hasInterruptsOnly(outcome.cause)) return
-        const deliveries = message.info.deliveryCount
-        if (deliveries >= config.consumerMaxDeliveries) {
-          const firstLine = Cause.pretty(outcome.cause).split("\n")[0]
-          deadLetter(message, `processing failed ${deliveries} times: ${firstLine}`, [])
-          return
-        }
-        runInSet(
-          Effect.logWarning("message handling failed; it will be redelivered").pipe(
-            Effect.annotateLogs({
-              consumer: spec.consumer,
-              subject: message.subject,
-              deliveries,
-              cause: Cause.pretty(outcome.cause),
-            }),
-          ),
-        )
-        // Back off: 1 s, 2 s, 4 s ... capped at a minute.
-        message.nak(Math.min(60_000, 1_000 * 2 ** (deliveries - 1)))
+        runInSet(failed(message, outcome.cause))
       }
 
       let batch: Array<Delivery<A>> = []
@@ -213,34 +278,60 @@ export const runConsumer = <A, R>(spec: ConsumerSpec<A, R>) =>
       }
       const messages = yield* Effect.acquireRelease(
         Effect.promise(() => consumer.consume({ max_messages: spec.prefetch, callback: receive })),
-        (messages) =>
-          Effect.promise(() =>
-            messages.close().then(
-              () => undefined,
-              () => undefined,
-            ),
-          ),
+        // Closing waits for the server; while NATS is away it cannot answer.
+        (messages) => Effect.promise(() => settledWithin(messages.close(), 2_000)),
       )
       // Readiness and rp_consumer_running: consuming from here until this subscription ends.
       yield* Effect.acquireRelease(
         Effect.sync(() => metrics.consumerRunning(spec.consumer, true)),
         () => Effect.sync(() => metrics.consumerRunning(spec.consumer, false)),
       )
-      const ended = yield* Effect.promise(() => messages.closed())
-      if (ended instanceof Error) return yield* Effect.die(ended)
+      const ended = yield* Effect.raceFirst(
+        Effect.promise(() => messages.closed()),
+        dependencies.awaitDown.pipe(Effect.as("paused" as const)),
+      )
+      if (ended !== "paused") {
+        if (ended instanceof Error) return yield* Effect.die(ended)
+        return
+      }
+      // Stop pulling; what is being handled finishes and is settled (a failure now is not counted).
+      yield* Effect.promise(() => settledWithin(messages.close(), 2_000))
+      metrics.consumerRunning(spec.consumer, false)
+      yield* Effect.logWarning("consumer paused: a dependency is unreachable").pipe(
+        Effect.annotateLogs({
+          consumer: spec.consumer,
+          down: [...dependencies.down().keys()].join(","),
+          unsettled: unsettled.size,
+        }),
+      )
+      yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeoutOption(Duration.millis(pauseDrainMs)))
     }).pipe(Effect.scoped)
 
     yield* Effect.logInfo("consumer running").pipe(
       Effect.annotateLogs({ stream: spec.stream, consumer: spec.consumer }),
     )
-    // The subscription ends when the server or connection goes away: start again after a pause, forever.
-    yield* consumeOnce.pipe(
+    const resumeWhenUp = Effect.suspend(() => {
+      if (dependencies.down().size === 0) return Effect.void
+      return dependencies.awaitUp.pipe(
+        Effect.andThen(
+          Effect.logInfo("consumer resumed").pipe(Effect.annotateLogs({ consumer: spec.consumer })),
+        ),
+      )
+    })
+    // The subscription ends when the server or connection goes away, or a dependency does: start
+    // again once everything answers, after a pause, forever.
+    yield* resumeWhenUp.pipe(
+      Effect.andThen(consumeOnce),
       Effect.catchCause((cause) =>
         Effect.logWarning("consumer stopped; restarting").pipe(
           Effect.annotateLogs({ consumer: spec.consumer, cause: Cause.pretty(cause) }),
         ),
       ),
-      Effect.andThen(Effect.sleep(Duration.seconds(1))),
+      Effect.andThen(
+        Effect.suspend(() =>
+          dependencies.down().size === 0 ? Effect.sleep(Duration.seconds(1)) : Effect.void,
+        ),
+      ),
       Effect.forever,
     )
   })

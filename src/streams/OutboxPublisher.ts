@@ -17,6 +17,7 @@ import { sql } from "kysely"
 import { EngineConfig } from "../EngineConfig.ts"
 import { Metrics } from "../observability/Metrics.ts"
 import { Database } from "../store/Database.ts"
+import { Dependencies } from "./Dependencies.ts"
 import { type AckCallback, JetStreamPublisher } from "./JetStreamPublisher.ts"
 import { Nats } from "./Nats.ts"
 import { makeTopology } from "./Topology.ts"
@@ -105,6 +106,7 @@ export class OutboxPublisher extends Context.Service<
       const { db, use } = yield* Database
       const { connection } = yield* Nats
       const metrics = yield* Metrics
+      const dependencies = yield* Dependencies
       // Topology is built beside this layer, not under it; the names are a pure function of the config.
       const { hubCommand } = makeTopology(config.naming).subjects
       const publisher = yield* Effect.acquireRelease(
@@ -120,6 +122,7 @@ export class OutboxPublisher extends Context.Service<
       // Bounded by messages, not rows: past this, rows wait in the table for the sweeper.
       let queuedMessages = 0
       const known = new Set<string>()
+      const publishedNotDeleted = new Set<string>()
       const counters = { published: 0, duplicates: 0, failures: 0 }
 
       /** Keeps only `left` of a row whose other messages are acknowledged; the row stays either way. */
@@ -179,11 +182,12 @@ export class OutboxPublisher extends Context.Service<
           const failed = settled.filter((entry) => !entry.ok)
           try {
             if (done.length > 0) await sql`DELETE FROM outbox WHERE id = ANY(${done}::uuid[])`.execute(db)
-          } catch (error) {
-            // Published but still in the table: the sweeper publishes them again and the
-            // streams drop the repeats by message id.
-            for (const id of done) known.delete(id)
-            return [...failed, ...settled.filter((entry) => entry.ok).map((entry) => ({ ...entry, error }))]
+          } catch {
+            // Published but still in the table (Postgres is away): they stay known, so no sweep
+            // publishes them again, and their delete is retried. Republished after a long outage
+            // they would be stored twice, once the streams' duplicate window had passed.
+            for (const id of done) publishedNotDeleted.add(id)
+            return failed
           }
           for (const id of done) known.delete(id)
           return failed
@@ -214,8 +218,25 @@ export class OutboxPublisher extends Context.Service<
        * Republishes rows older than `minimumAgeMs` that the fast path does not hold, oldest
        * first, loading at most about `sweepMessageBudget` messages; true when more may be left.
        */
+      /** Deletes the rows published before whose delete failed; they are known until it succeeds. */
+      const deletePublished = Effect.suspend(() => {
+        if (publishedNotDeleted.size === 0) return Effect.void
+        const ids = [...publishedNotDeleted]
+        return use((runner) => runner.deleteFrom("outbox").where("id", "in", ids).execute()).pipe(
+          Effect.andThen(
+            Effect.sync(() => {
+              for (const id of ids) {
+                publishedNotDeleted.delete(id)
+                known.delete(id)
+              }
+            }),
+          ),
+        )
+      })
+
       const sweep = (minimumAgeMs: number) =>
         Effect.gen(function* () {
+          yield* deletePublished
           // Sizes first: one row may hold a whole batch's messages, so what is loaded is chosen by them.
           const candidates = yield* use((runner) =>
             runner
@@ -265,9 +286,15 @@ export class OutboxPublisher extends Context.Service<
         sweep(minimumAgeMs).pipe(Effect.flatMap((more) => (more ? sweepAll(minimumAgeMs) : Effect.void)))
 
       for (let index = 0; index < config.publishWorkers; index++) yield* Effect.forkScoped(worker)
+      // While Postgres or NATS is away a sweep can only fail (or pile copies into the client's
+      // reconnect buffer): the rows wait in the table, and sweeping resumes once both answer.
       const sweepSafely = (minimumAgeMs: number) =>
-        sweepAll(minimumAgeMs).pipe(
-          Effect.catchCause((cause) => Effect.logError("outbox sweep failed", cause)),
+        Effect.suspend(() =>
+          dependencies.down().size > 0
+            ? Effect.void
+            : sweepAll(minimumAgeMs).pipe(
+                Effect.catchCause((cause) => Effect.logError("outbox sweep failed", cause)),
+              ),
         )
       // The first sweep takes everything: whatever is there was left by a previous run.
       yield* Effect.forkScoped(

@@ -11,7 +11,9 @@ import {
   hubMisbehaves,
   killMidBurst,
   natsRestart,
+  natsUnreachable,
   postgresOutage,
+  postgresUnreachable,
   type ScenarioOutcome,
   twoInstancesKillOne,
 } from "../../harness/faults/scenarios.ts"
@@ -19,7 +21,7 @@ import { World } from "../../harness/World.ts"
 
 const n = 600
 
-const expectClean = (outcome: ScenarioOutcome) => {
+const expectClean = (outcome: ScenarioOutcome, deadLettered = 0) => {
   const { report } = outcome
   expect(report.problems).toEqual([])
   expect(outcome.checks.filter((check) => !check.ok).map((check) => check.what)).toEqual([])
@@ -34,6 +36,7 @@ const expectClean = (outcome: ScenarioOutcome) => {
     commandRecordMismatches: 0,
     eventMismatches: 0,
     repeatedMessages: 0,
+    deadLettered,
   })
   expect(report.paid + report.skipped + report.failed).toBe(n)
 }
@@ -69,10 +72,28 @@ describe("fault scenarios", () => {
 
   it("5. the hub misbehaves: repeats, contradictions, unknown ids, late and missing results", async () => {
     const outcome = await hubMisbehaves(n)
-    expectClean(outcome)
     const share = n / 20
+    expectClean(outcome, share)
     expect(outcome.report).toMatchObject({ paid: n - 2 * share, skipped: share, failed: share })
   })
+})
+
+// Outages longer than the whole redelivery budget (5 deliveries, 1 + 2 + 4 + 8 s apart), shorter
+// than the minute npm run faults uses.
+const outageMs = 20_000
+
+describe("dependency outages", () => {
+  it("6. Postgres unreachable for the engine mid-burst: paused, nothing dead-lettered, lost or paid twice", async () => {
+    const outcome = await postgresUnreachable(n, outageMs)
+    expectClean(outcome)
+    expect(outcome.report.paid).toBe(n)
+  }, 180_000)
+
+  it("8. NATS unreachable for the engine mid-burst: paused, nothing dead-lettered, lost or paid twice", async () => {
+    const outcome = await natsUnreachable(n, outageMs)
+    expectClean(outcome)
+    expect(outcome.report.paid).toBe(n)
+  }, 180_000)
 })
 
 describe("the invariant checker", () => {
