@@ -40,6 +40,8 @@ export interface SettledPayment {
   readonly occurrence: string
   readonly attempt: number
   readonly amount: Money
+  /** The month its amount was counted toward when sent (a monthly limit applied), else null. */
+  readonly spendMonth: string | null
   /** Another attempt of the same occurrence recorded as succeeded, if any. */
   readonly occurrencePaidBy: { readonly paymentId: string; readonly attempt: number } | null
 }

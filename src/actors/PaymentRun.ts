@@ -285,18 +285,23 @@ export abstract class PaymentRun<S extends Subscription> {
    * already sent (or already paid) may have paid it twice: it is flagged for the bank.
    */
   lateSuccess(result: PaymentResult, recordedStatus: string, settled: SettledPayment): void {
-    const { occurrence, attempt, amount, occurrencePaidBy } = settled
+    const { occurrence, attempt, amount, occurrencePaidBy, spendMonth } = settled
     const paymentId = result.paymentId
-    this.builder.recordOutcome({
+    const recorded = {
       paymentId,
-      status: "succeeded",
+      status: "succeeded" as const,
       retryable: result.retryable,
       reason: result.reason ?? null,
       hubReference: result.hubReference ?? null,
       outcome: occurrencePaidBy === null ? "paid" : "duplicate",
       resultAt: this.now,
       spendRelease: null,
-    })
+    }
+    // Its failure gave its amount back to the month it was counted in: the money moved after all,
+    // so it counts there again (a second payment of the occurrence included).
+    this.builder.recordOutcome(
+      spendMonth === null ? recorded : { ...recorded, spendRestore: { month: spendMonth, amount } },
+    )
     this.builder.decide("late_success", {
       occurrence,
       paymentId,

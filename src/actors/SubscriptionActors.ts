@@ -282,6 +282,7 @@ export class SubscriptionActors extends Context.Service<
                       occurrence: recorded.occurrence,
                       attempt: recorded.attempt,
                       amount: recorded.amount,
+                      spendMonth: recorded.spendMonth,
                       occurrencePaidBy: recorded.occurrencePaidBy,
                     },
                   },

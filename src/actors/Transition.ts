@@ -51,6 +51,12 @@ export interface DebtQueryRecord {
   readonly sentAt: number
 }
 
+/** An amount counted toward (or given back from) one month of the client's spend. */
+export interface SpendChange {
+  readonly month: string
+  readonly amount: Money
+}
+
 /** What happened to an attempt: the hub's verdict and what the engine made of it. */
 export interface PaymentOutcomeRecord {
   readonly paymentId: string
@@ -62,7 +68,12 @@ export interface PaymentOutcomeRecord {
   readonly outcome: string
   readonly resultAt: number
   /** A failed or declined attempt moved no money: what it counted toward the client's month is given back. */
-  readonly spendRelease: { readonly month: string; readonly amount: Money } | null
+  readonly spendRelease: SpendChange | null
+  /**
+   * A success reported after the attempt was recorded failed: what the failure gave back is
+   * counted again, in the same month. Never refused by the cap: the money has moved.
+   */
+  readonly spendRestore?: SpendChange
 }
 
 /**

@@ -25,6 +25,8 @@ export interface RecordedPayment {
   readonly occurrence: string
   readonly attempt: number
   readonly amount: { readonly value: number; readonly currency: string }
+  /** The month its amount was counted toward when sent, when a monthly limit applied. */
+  readonly spendMonth: string | null
   readonly occurrencePaidBy: { readonly paymentId: string; readonly attempt: number } | null
 }
 
@@ -134,7 +136,15 @@ export class PaymentStore extends Context.Service<
           return use(async (db) => {
             const row = await db
               .selectFrom("payments")
-              .select(["subscription_id", "status", "occurrence", "attempt", "amount", "currency"])
+              .select([
+                "subscription_id",
+                "status",
+                "occurrence",
+                "attempt",
+                "amount",
+                "currency",
+                "spend_month",
+              ])
               .where("payment_id", "=", paymentId.toLowerCase())
               .executeTakeFirst()
             if (row === undefined) return undefined
@@ -152,6 +162,7 @@ export class PaymentStore extends Context.Service<
               occurrence: row.occurrence,
               attempt: row.attempt,
               amount: { value: Number(row.amount), currency: row.currency },
+              spendMonth: row.spend_month,
               occurrencePaidBy:
                 paid === undefined ? null : { paymentId: paid.payment_id, attempt: paid.attempt },
             }

@@ -79,6 +79,8 @@ export interface PaymentsTable {
   /** suspected | confirmed | cleared | resolved, or null for every ordinary payment. */
   duplicate_state: Generated<string | null>
   duplicate_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+  /** The month (`YYYY-MM`) its amount counts toward, when a monthly limit applied as it was sent. */
+  spend_month: ColumnType<string | null, string | null | undefined, string | null>
 }
 
 export interface DecisionsTable {

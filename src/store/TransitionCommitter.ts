@@ -357,15 +357,17 @@ export const writeBatch = async (
       source: p.source,
       rule: p.rule,
       requested_at: iso(p.requestedAt),
+      // A late success counts the amount again in this month, after a failure gave it back.
+      spend_month: p.spend === null ? null : p.spend.month,
     }))
     await sql`
       INSERT INTO payments (payment_id, subscription_id, client_id, occurrence, attempt, amount, currency,
-        provider_id, account, source, status, rule, requested_at)
+        provider_id, account, source, status, rule, requested_at, spend_month)
       SELECT v.payment_id, v.subscription_id, v.client_id, v.occurrence, v.attempt, v.amount, v.currency,
-        v.provider_id, v.account, v.source, 'pending', v.rule, v.requested_at
+        v.provider_id, v.account, v.source, 'pending', v.rule, v.requested_at, v.spend_month
       FROM json_to_recordset(${rowsJson(rows)}::json) AS v(payment_id uuid, subscription_id uuid, client_id text,
         occurrence text, attempt int, amount bigint, currency text, provider_id text, account text, source text,
-        rule jsonb, requested_at timestamptz)`.execute(trx)
+        rule jsonb, requested_at timestamptz, spend_month text)`.execute(trx)
   }
   await claimBills(
     trx,
@@ -493,7 +495,10 @@ const spendKey = (clientId: string, month: string, currency: string) =>
 
 const noSpend: Array<SpendAddition> = []
 
-/** What a transition adds to (payments sent) and gives back to (attempts failed) its client's months. */
+/**
+ * What a transition adds to (payments sent, late successes) and gives back to (attempts failed) its
+ * client's months. A late success is not checked against the cap: its money has moved.
+ */
 const spendOf = (request: CommitRequest): Array<SpendAddition> => {
   // Called twice per transition of every batch; without monthly limits there is never anything.
   let additions = noSpend
@@ -511,18 +516,24 @@ const spendOf = (request: CommitRequest): Array<SpendAddition> => {
     })
   }
   for (const outcome of transition.outcomes) {
-    const release = outcome.spendRelease
-    if (release === null) continue
+    const { spendRelease, spendRestore } = outcome
+    if (spendRelease === null && spendRestore === undefined) continue
     if (additions === noSpend) additions = []
     const clientId = transition.subscription.clientId
-    additions.push({
-      key: spendKey(clientId, release.month, release.amount.currency),
-      clientId,
-      month: release.month,
-      currency: release.amount.currency,
-      amount: -release.amount.value,
-      checked: false,
-    })
+    for (const [change, sign] of [
+      [spendRelease, -1],
+      [spendRestore, 1],
+    ] as const) {
+      if (change === null || change === undefined) continue
+      additions.push({
+        key: spendKey(clientId, change.month, change.amount.currency),
+        clientId,
+        month: change.month,
+        currency: change.amount.currency,
+        amount: sign * change.amount.value,
+        checked: false,
+      })
+    }
   }
   return additions
 }

@@ -1091,6 +1091,15 @@ const checkInvariants = (harness: Harness, cap: number | null): void => {
     }
     for (const outcome of transition.outcomes) {
       expect(sent.has(outcome.paymentId)).toBe(true)
+      // The month as the committer keeps it: a failure gives back, a late success counts again.
+      const { spendRelease: release, spendRestore: restore } = outcome
+      if (release !== null)
+        spentByMonth.set(
+          release.month,
+          Math.max(0, (spentByMonth.get(release.month) ?? 0) - release.amount.value),
+        )
+      if (restore !== undefined)
+        spentByMonth.set(restore.month, (spentByMonth.get(restore.month) ?? 0) + restore.amount.value)
       if (outcome.status === "unknown") continue
       const first = verdict.get(outcome.paymentId)
       // A verdict is given once, except a success reported after a failure.

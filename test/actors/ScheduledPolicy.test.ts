@@ -1,6 +1,7 @@
 import { Result } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
+import { noLimitSettings } from "../../src/actors/Limits.ts"
 import { attemptsAwaitingStatus } from "../../src/actors/Policy.ts"
 import { nextDueAt, previewOccurrences } from "../../src/actors/ScheduledPolicy.ts"
 import type { Transition } from "../../src/actors/Transition.ts"
@@ -1222,6 +1223,106 @@ describe("15. a success reported after a failure", () => {
     expect(events(late, "payment.duplicate_suspected")[0]?.data).toMatchObject({ secondStatus: "succeeded" })
     expect(eventTypes(late)).not.toContain("payment.succeeded")
     expect(harness.state.paid).toBe(1)
+  })
+})
+
+describe("16. a late success counts toward the monthly cap", () => {
+  const CAP = 25_000
+  const limits = { ...noLimitSettings, monthlyMax: { RUB: CAP }, clientTimeZone: "UTC" }
+  const capped = (startDate = "2027-01-01") =>
+    PolicyHarness.create({
+      schedule: daily({ startDate }),
+      amount: 10_000,
+      createdAt: "2026-12-30T00:00:00Z",
+      limits,
+    })
+  const DAY1 = at("2027-01-01T09:00:00Z")
+  const DAY2 = at("2027-01-02T09:00:00Z")
+  const spentIn = (harness: PolicyHarness, month: string) => harness.spent.get(month) ?? 0
+
+  /** Day 1 is sent and fails as retryable: what it counted is given back. */
+  const failedOnce = () => {
+    const harness = capped()
+    expect(onlyCommand(harness.wake(DAY1))).toMatchObject({ occurrence: JAN, attempt: 1 })
+    expect(spentIn(harness, "2027-01")).toBe(10_000)
+    const failed = harness.result(pid(JAN), "failed", { retryable: true, at: DAY1 + MINUTE })
+    expect(failed.outcomes.map((o) => o.spendRelease)).toEqual([{ month: "2027-01", amount: rub(10_000) }])
+    expect(spentIn(harness, "2027-01")).toBe(0)
+    return harness
+  }
+
+  it("counts the amount again in the month it was given back from, so the cap holds a later payment", () => {
+    const harness = failedOnce()
+    const late = harness.result(pid(JAN), "succeeded", { at: DAY1 + 10 * MINUTE })
+    expect(late.outcomes.map((o) => [o.outcome, o.spendRelease, o.spendRestore])).toEqual([
+      ["paid", null, { month: "2027-01", amount: rub(10_000) }],
+    ])
+    expect(spentIn(harness, "2027-01")).toBe(10_000)
+    // Day 2 fits (20 000 of 25 000); day 3 would not, with day 1 counted.
+    expect(onlyCommand(harness.wake(DAY2))).toMatchObject({ occurrence: "2027-01-02" })
+    const day3 = harness.wake(at("2027-01-03T09:00:00Z"))
+    expect(commands(day3)).toEqual([])
+    expect(decisions(day3, "held").map((d) => [d.reason, d.occurrence])).toEqual([
+      ["over_monthly_cap", "2027-01-03"],
+    ])
+    expect(decisions(day3, "held")[0]?.details).toMatchObject({
+      limit: { spentThisMonth: rub(20_000), cap: rub(CAP) },
+    })
+  })
+
+  it("counts it in the month the attempt was sent, even when the success is reported in the next", () => {
+    const harness = capped("2027-01-31")
+    const sentAt = at("2027-01-31T09:00:00Z")
+    expect(onlyCommand(harness.wake(sentAt))).toMatchObject({ occurrence: "2027-01-31" })
+    harness.result(pid("2027-01-31"), "failed", { retryable: false, at: sentAt + MINUTE })
+    const late = harness.result(pid("2027-01-31"), "succeeded", { at: at("2027-02-01T08:00:00Z") })
+    expect(late.outcomes[0]?.spendRestore).toEqual({ month: "2027-01", amount: rub(10_000) })
+    expect([spentIn(harness, "2027-01"), spentIn(harness, "2027-02")]).toEqual([10_000, 0])
+  })
+
+  it("restores nothing for a payment sent without a monthly limit", () => {
+    const harness = PolicyHarness.create({ schedule: monthly() })
+    harness.wake(JAN_DUE)
+    harness.result(pid(JAN), "failed", { retryable: true, at: JAN_DUE + MINUTE })
+    const late = harness.result(pid(JAN), "succeeded", { at: JAN_DUE + 10 * MINUTE })
+    expect(late.outcomes.map((o) => [o.outcome, o.spendRestore])).toEqual([["paid", undefined]])
+  })
+
+  describe("both attempts of an occurrence paid: both count", () => {
+    const retrySent = () => {
+      const harness = failedOnce()
+      expect(onlyCommand(harness.wake(DAY1 + MINUTE + HOUR))).toMatchObject({ attempt: 2 })
+      expect(spentIn(harness, "2027-01")).toBe(10_000)
+      return harness
+    }
+
+    it("the retry in flight succeeds too after the late success", () => {
+      const harness = retrySent()
+      harness.result(pid(JAN), "succeeded", { at: DAY1 + 2 * HOUR })
+      expect(spentIn(harness, "2027-01")).toBe(20_000)
+      const second = harness.result(pid(JAN, 2), "succeeded", { at: DAY1 + 3 * HOUR })
+      expect(second.duplicates.map((d) => d.state)).toEqual(["confirmed"])
+      expect(second.outcomes.map((o) => [o.spendRelease, o.spendRestore])).toEqual([[null, undefined]])
+      expect(spentIn(harness, "2027-01")).toBe(20_000)
+    })
+
+    it("the retry in flight fails: the cleared flag gives its spend back", () => {
+      const harness = retrySent()
+      harness.result(pid(JAN), "succeeded", { at: DAY1 + 2 * HOUR })
+      const second = harness.result(pid(JAN, 2), "failed", { retryable: true, at: DAY1 + 3 * HOUR })
+      expect(second.duplicates.map((d) => d.state)).toEqual(["cleared"])
+      expect(second.outcomes[0]?.spendRelease).toEqual({ month: "2027-01", amount: rub(10_000) })
+      expect(spentIn(harness, "2027-01")).toBe(10_000)
+    })
+
+    it("the retry had succeeded before the late success arrived", () => {
+      const harness = retrySent()
+      harness.result(pid(JAN, 2), "succeeded", { at: DAY1 + 2 * HOUR })
+      expect(spentIn(harness, "2027-01")).toBe(10_000)
+      const late = harness.result(pid(JAN), "succeeded", { at: DAY1 + 3 * HOUR })
+      expect(late.duplicates.map((d) => [d.paymentId, d.state])).toEqual([[pid(JAN, 2), "confirmed"]])
+      expect(spentIn(harness, "2027-01")).toBe(20_000)
+    })
   })
 })
 

@@ -40,7 +40,7 @@ import type {
   ThresholdEvent,
   ThresholdWatch,
 } from "../../src/streams/Messages.ts"
-import { at, client, hubResult, MessageDriver, policySettings, rub } from "./policyHarness.ts"
+import { applySpend, at, client, hubResult, MessageDriver, policySettings, rub } from "./policyHarness.ts"
 
 export const THRESHOLD_ID = "5d1e2c3b-4a59-4687-9a8b-7c6d5e4f3a21"
 export const DEBT_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -70,6 +70,8 @@ export interface PaymentRow {
   readonly occurrence: string
   readonly attempt: number
   readonly amount: Money
+  /** The month its spend was counted in, when a monthly limit applied. */
+  readonly spendMonth: string | null
   status: string
   retryable: boolean | null
 }
@@ -159,13 +161,12 @@ export class EventHarness<S extends Live> extends MessageDriver {
         occurrence: payment.occurrence,
         attempt: payment.attempt,
         amount: payment.amount,
+        spendMonth: payment.spend?.month ?? null,
         status: "pending",
         retryable: null,
       })
-      if (payment.spend !== null) {
-        this.spent.set(payment.spend.month, (this.spent.get(payment.spend.month) ?? 0) + payment.amount.value)
-      }
     }
+    applySpend(this.spent, transition)
     for (const outcome of transition.outcomes) {
       const row = this.payments.get(outcome.paymentId)
       if (row === undefined) throw new Error(`an outcome for a payment never recorded: ${outcome.paymentId}`)
@@ -223,6 +224,7 @@ export class EventHarness<S extends Live> extends MessageDriver {
         occurrence: row.occurrence,
         attempt: row.attempt,
         amount: row.amount,
+        spendMonth: row.spendMonth,
         occurrencePaidBy: paid === undefined ? null : { paymentId: paid.paymentId, attempt: paid.attempt },
       },
     }

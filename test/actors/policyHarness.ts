@@ -9,7 +9,15 @@
  */
 import { Result } from "effect"
 import type { ActorInput, PolicySettings, SettledPayment, UpdateCommand } from "../../src/actors/Inputs.ts"
+import {
+  LimitCheck,
+  type LimitSettings,
+  monthOf,
+  noLimitSettings,
+  tracksMonthlySpend,
+} from "../../src/actors/Limits.ts"
 import type { PolicyRefusal } from "../../src/actors/PaymentRun.ts"
+import { mayPay } from "../../src/actors/Policy.ts"
 import { create, decide, type PolicyResult } from "../../src/actors/ScheduledPolicy.ts"
 import type { DecisionRecord, Transition } from "../../src/actors/Transition.ts"
 import type { Money } from "../../src/domain/Money.ts"
@@ -83,6 +91,22 @@ export interface HarnessOptions {
   readonly createdAt?: string | number
   readonly settings?: PolicySettings
   readonly id?: string
+  readonly limits?: LimitSettings
+}
+
+/**
+ * What the group committer does to a client's monthly spend for one committed transition: each
+ * payment sent adds to its month, a failure gives back, a late success counts again.
+ */
+export const applySpend = (spent: Map<string, number>, transition: Transition): void => {
+  const add = (month: string, value: number) => spent.set(month, Math.max(0, (spent.get(month) ?? 0) + value))
+  for (const payment of transition.payments) {
+    if (payment.spend !== null) add(payment.spend.month, payment.amount.value)
+  }
+  for (const outcome of transition.outcomes) {
+    if (outcome.spendRelease !== null) add(outcome.spendRelease.month, -outcome.spendRelease.amount.value)
+    if (outcome.spendRestore !== undefined) add(outcome.spendRestore.month, outcome.spendRestore.amount.value)
+  }
 }
 
 /**
@@ -118,16 +142,23 @@ export class PolicyHarness extends MessageDriver {
   subscription: Subscription
   now: number
   readonly settings: PolicySettings
+  readonly limitSettings: LimitSettings
+  /** The client's recorded monthly spend, by month, as the group committer keeps it. */
+  readonly spent = new Map<string, number>()
   readonly created: Transition<Subscription>
   readonly steps: Array<Step> = []
   /** What the payment store holds for each payment id: `pending` until an outcome is recorded. */
   readonly recorded = new Map<string, string>()
   /** What each payment paid, as its row holds it. */
-  readonly paymentRows = new Map<string, { occurrence: string; attempt: number; amount: Money }>()
+  readonly paymentRows = new Map<
+    string,
+    { occurrence: string; attempt: number; amount: Money; spendMonth: string | null }
+  >()
 
   constructor(options: HarnessOptions) {
     super()
     this.settings = options.settings ?? policySettings
+    this.limitSettings = options.limits ?? noLimitSettings
     this.now =
       typeof options.createdAt === "number"
         ? options.createdAt
@@ -172,7 +203,7 @@ export class PolicyHarness extends MessageDriver {
   send(input: ActorInput, when: When = undefined): PolicyResult {
     const now = this.moveTo(when)
     const before = this.subscription
-    const result = decide(before, input, now, this.settings)
+    const result = decide(before, input, now, this.settings, this.limitsFor(input, now))
     this.steps.push({ input, now, before, result })
     if (Result.isSuccess(result)) {
       const transition = result.success
@@ -181,11 +212,22 @@ export class PolicyHarness extends MessageDriver {
       }
       for (const payment of transition.payments) {
         this.recorded.set(payment.paymentId, "pending")
-        this.paymentRows.set(payment.paymentId, payment)
+        this.paymentRows.set(payment.paymentId, { ...payment, spendMonth: payment.spend?.month ?? null })
       }
       for (const outcome of transition.outcomes) this.recorded.set(outcome.paymentId, outcome.status)
+      applySpend(this.spent, transition)
     }
     return result
+  }
+
+  /** The limits the actor would decide `input` with now: the spend is read only when it can matter. */
+  limitsFor(input: ActorInput, now: number): LimitCheck {
+    const settings = this.limitSettings
+    if (!tracksMonthlySpend(settings, this.subscription.currency) || !mayPay(input)) {
+      return new LimitCheck(settings, this.subscription, null)
+    }
+    const month = monthOf(now, settings.clientTimeZone)
+    return new LimitCheck(settings, this.subscription, { month, spent: this.spent.get(month) ?? 0 })
   }
 
   /** Like `send`, but the policy must accept the message. */
@@ -231,6 +273,7 @@ export class PolicyHarness extends MessageDriver {
         occurrence: row.occurrence,
         attempt: row.attempt,
         amount: row.amount,
+        spendMonth: row.spendMonth,
         occurrencePaidBy: paid === undefined ? null : { paymentId: paid[0], attempt: paid[1].attempt },
       },
     }

@@ -2,11 +2,13 @@
  * A success the hub reports after it reported a failure for the same attempt,
  * driven over NATS with the fake hub: the planned retry is never sent, and a
  * retry already in flight is flagged as a suspected duplicate for the bank to
- * reverse, on the events stream and in the console.
+ * reverse, on the events stream and in the console. With a monthly cap, the
+ * amount the failure gave back counts toward the client's month again.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { HubVerdict } from "../../fakes/FakeHub.ts"
 import { World } from "../../harness/World.ts"
+import { noLimitSettings } from "../../src/actors/Limits.ts"
 import type { PaymentResult } from "../../src/streams/Messages.ts"
 import { consoleUrl, createOperator, launchBrowser, signIn } from "../console/browser.ts"
 import { commandsInStream, createScheduled, getSubscription } from "../support/scenarios.ts"
@@ -246,5 +248,133 @@ describe("a success reported after a failure", () => {
       action: "payment.duplicate_resolved",
       reason: "reversed in core banking, ticket REV-77",
     })
+  })
+})
+
+describe("a success reported after a failure, under a monthly cap", () => {
+  let env: World
+  afterEach(async () => {
+    await env.dispose()
+  })
+
+  const rub = (value: number) => ({ value, currency: "RUB" })
+
+  const spent = async (clientId: string) =>
+    (await env.db.selectFrom("client_spend").selectAll().where("client_id", "=", clientId).execute()).map(
+      (row) => [row.month, row.currency, Number(row.spent)],
+    )
+
+  const statusOf = async (paymentId: string) =>
+    (
+      await env.db
+        .selectFrom("payments")
+        .select("status")
+        .where("payment_id", "=", paymentId)
+        .executeTakeFirstOrThrow()
+    ).status
+
+  /** Sends the hub's late success for `paymentId` and waits until the engine has recorded it. */
+  const reportLateSuccess = async (
+    hub: { publishResult: (result: PaymentResult) => Promise<void> },
+    paymentId: string,
+    at: string,
+  ) => {
+    await hub.publishResult({
+      paymentId,
+      status: "succeeded",
+      retryable: false,
+      hubReference: "hub-late",
+      at,
+    })
+    await env.waitFor(
+      "the late success to be recorded",
+      async () => (await statusOf(paymentId)) === "succeeded",
+    )
+    await env.settled()
+  }
+
+  it("counts the amount again in its month, so a later payment over the cap is held", async () => {
+    env = await World.create({ limits: { ...noLimitSettings, monthlyMax: { RUB: 15_000 } } }, "latespend")
+    await env.startEngine()
+    const hub = await env.startHub({
+      decide: (command) =>
+        command.account === "gym" ? retryableFailure : { status: "succeeded", retryable: false },
+    })
+    const mobile = env.channel()
+    await createScheduled(mobile, "client-1", { amount: rub(10_000) }, "gym")
+    await createScheduled(
+      mobile,
+      "client-1",
+      {
+        amount: rub(10_000),
+        schedule: { every: "month", dayOfMonth: 15, time: "09:00", startDate: "2027-01-01" },
+      },
+      "phone",
+    )
+    await env.tick("2027-01-01T06:00:00Z")
+    const [gym] = await hub.waitForCommands(1)
+    if (gym === undefined) throw new Error("no command")
+    await env.settled()
+    // The failure gave the amount back.
+    expect(await spent("client-1")).toEqual([["2027-01", "RUB", 0]])
+
+    await reportLateSuccess(hub, gym.paymentId, "2027-01-01T06:05:00Z")
+    expect(await spent("client-1")).toEqual([["2027-01", "RUB", 10_000]])
+
+    // 10 000 counted + 10 000 would pass the cap of 15 000: the phone payment is held.
+    await env.tick("2027-01-15T06:00:00Z")
+    await env.settled()
+    expect((await commandsInStream(env)).map((c) => c.account)).toEqual(["gym"])
+    const held = await env.db
+      .selectFrom("decisions")
+      .select(["reason", "details"])
+      .where("outcome", "=", "held")
+      .execute()
+    expect(held.map((row) => row.reason)).toEqual(["over_monthly_cap"])
+    expect(held[0]?.details).toMatchObject({ limit: { spentThisMonth: rub(10_000) } })
+    expect(await spent("client-1")).toEqual([["2027-01", "RUB", 10_000]])
+  })
+
+  it("counts both payments of a confirmed duplicate, past the cap: the money moved", async () => {
+    env = await World.create({ limits: { ...noLimitSettings, monthlyMax: { RUB: 15_000 } } }, "latespend")
+    await env.startEngine()
+    const hub = await env.startHub({
+      decide: (command) => (command.attempt === 1 ? retryableFailure : "silent"),
+    })
+    await createScheduled(env.channel(), "client-1", { amount: rub(10_000) })
+    await env.tick("2027-01-01T06:00:00Z")
+    await env.settled()
+    await env.tick("2027-01-01T07:00:00Z")
+    const [first, retry] = await hub.waitForCommands(2)
+    if (first === undefined || retry === undefined) throw new Error("expected two commands")
+    await env.settled()
+    expect(await spent("client-1")).toEqual([["2027-01", "RUB", 10_000]])
+
+    // The first attempt's success brings the month to 20 000, over the cap: counted, never refused.
+    await reportLateSuccess(hub, first.paymentId, "2027-01-01T07:05:00Z")
+    expect(await spent("client-1")).toEqual([["2027-01", "RUB", 20_000]])
+
+    await hub.publishResult({
+      paymentId: retry.paymentId,
+      status: "succeeded",
+      retryable: false,
+      hubReference: "hub-2",
+      at: "2027-01-01T07:10:00Z",
+    })
+    await env.waitFor("the retry to be confirmed as a duplicate", async () =>
+      (await env.db.selectFrom("payments").select("duplicate_state").execute()).some(
+        (row) => row.duplicate_state === "confirmed",
+      ),
+    )
+    await env.settled()
+    expect(await spent("client-1")).toEqual([["2027-01", "RUB", 20_000]])
+    expect(
+      (
+        await env.db.selectFrom("payments").select(["attempt", "spend_month"]).orderBy("attempt").execute()
+      ).map((row) => [row.attempt, row.spend_month]),
+    ).toEqual([
+      [1, "2027-01"],
+      [2, "2027-01"],
+    ])
   })
 })

@@ -9,9 +9,10 @@ import * as partitions from "./0006_partitions.ts"
 import * as console from "./0007_console.ts"
 import * as traceContext from "./0008_trace_context.ts"
 import * as consoleLockout from "./0009_console_lockout.ts"
-import * as duplicateSuspected from "./0011_duplicate_suspected.ts"
-import * as clusterSecret from "./0012_cluster_secret.ts"
-import * as retention from "./0015_retention.ts"
+import * as duplicateSuspected from "./0010_duplicate_suspected.ts"
+import * as clusterSecret from "./0011_cluster_secret.ts"
+import * as retention from "./0012_retention.ts"
+import * as paymentSpendMonth from "./0013_payment_spend_month.ts"
 
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
@@ -23,7 +24,8 @@ export const migrations: Record<string, Migration> = {
   "0007_console": console,
   "0008_trace_context": traceContext,
   "0009_console_lockout": consoleLockout,
-  "0011_duplicate_suspected": duplicateSuspected,
-  "0012_cluster_secret": clusterSecret,
-  "0015_retention": retention,
+  "0010_duplicate_suspected": duplicateSuspected,
+  "0011_cluster_secret": clusterSecret,
+  "0012_retention": retention,
+  "0013_payment_spend_month": paymentSpendMonth,
 }
