@@ -15,10 +15,11 @@ import { EngineClock } from "../actors/EngineClock.ts"
 import { Partitions } from "../actors/Partitions.ts"
 import { SubscriptionActors } from "../actors/SubscriptionActors.ts"
 import { Database } from "../store/Database.ts"
+import { withTimeout } from "../streams/Dependencies.ts"
 import { Nats } from "../streams/Nats.ts"
 import { OutboxPublisher, type OutboxStats } from "../streams/OutboxPublisher.ts"
 import { durableConsumers, Topology } from "../streams/Topology.ts"
-import { checkTimeoutMs, withTimeout } from "./Health.ts"
+import { checkTimeoutMs } from "./Health.ts"
 import { Metrics } from "./Metrics.ts"
 
 /** Consumer info younger than this is served from memory. */

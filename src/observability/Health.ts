@@ -14,7 +14,7 @@ import { Context, Effect, Layer } from "effect"
 import { sql } from "kysely"
 import { Database } from "../store/Database.ts"
 import { migrations } from "../store/migrations/index.ts"
-import { Dependencies } from "../streams/Dependencies.ts"
+import { Dependencies, withTimeout } from "../streams/Dependencies.ts"
 import { Nats } from "../streams/Nats.ts"
 import { durableConsumers, Topology } from "../streams/Topology.ts"
 import { Metrics } from "./Metrics.ts"
@@ -34,22 +34,6 @@ export interface Readiness {
   /** The names of the checks that failed, for a quick read of the body. */
   readonly failed: ReadonlyArray<string>
 }
-
-/** Resolves with the promise's value, or rejects once `ms` pass without one. */
-export const withTimeout = <A>(promise: Promise<A>, ms: number): Promise<A> =>
-  new Promise<A>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      },
-    )
-  })
 
 const verdict = async (check: () => Promise<CheckResult>): Promise<CheckResult> => {
   try {

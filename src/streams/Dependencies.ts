@@ -90,7 +90,7 @@ export const connectionFailureIn = (cause: Cause.Cause<unknown>): Dependency | u
 }
 
 /** Resolves with the promise's value, or rejects once `ms` pass without one. */
-const within = <A>(promise: Promise<A>, ms: number): Promise<A> =>
+export const withTimeout = <A>(promise: Promise<A>, ms: number): Promise<A> =>
   new Promise<A>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
     promise.then(
@@ -148,7 +148,7 @@ export class Dependencies extends Context.Service<
         // A socket that dies after the probe is not this probe's business (and must not crash the process).
         client.on("error", () => undefined)
         try {
-          await within(
+          await withTimeout(
             client.connect().then(() => client.query("SELECT 1")),
             probeTimeoutMs,
           )
@@ -166,7 +166,7 @@ export class Dependencies extends Context.Service<
         if (connection.isClosed()) return "the NATS connection is closed"
         if (natsDisconnected) return "disconnected from the NATS server"
         try {
-          await within(connection.flush(), probeTimeoutMs)
+          await withTimeout(connection.flush(), probeTimeoutMs)
           return undefined
         } catch (error) {
           return `no answer to a ping: ${reasonOf(error)}`
