@@ -8,7 +8,7 @@
  */
 
 import { html } from "hono/html"
-import type { Kysely } from "kysely"
+import { type Kysely, sql } from "kysely"
 import { format as formatMoney } from "../domain/Money.ts"
 import type { Tables } from "../store/Tables.ts"
 import { BASE, badge, csrfField, when } from "./Html.ts"
@@ -88,20 +88,47 @@ export const countOpenDuplicates = async (db: Kysely<Tables>): Promise<number> =
   return Number(row.open)
 }
 
-/** Marks a confirmed duplicate resolved; false when it is not (or no longer) confirmed. */
+/**
+ * Marks a confirmed duplicate resolved, in the caller's transaction; false when it is not (or no
+ * longer) confirmed. The bank reversed the money, so what the payment counted toward its client's
+ * month is given back. The spend row is locked before the payment row, the order the group
+ * committer takes them in, so the two never deadlock.
+ */
 export const resolveDuplicate = async (
-  db: Kysely<Tables>,
+  trx: Kysely<Tables>,
   subscriptionId: string,
   paymentId: string,
 ): Promise<boolean> => {
-  const result = await db
+  const payment = await trx
+    .selectFrom("payments")
+    .select(["client_id", "spend_month", "amount", "currency"])
+    .where("payment_id", "=", paymentId)
+    .where("subscription_id", "=", subscriptionId)
+    .where("duplicate_state", "=", "confirmed")
+    .executeTakeFirst()
+  if (payment === undefined) return false
+  const spend =
+    payment.spend_month === null
+      ? undefined
+      : { client_id: payment.client_id, month: payment.spend_month, currency: payment.currency }
+  if (spend !== undefined) {
+    await sql`SELECT 1 FROM client_spend WHERE client_id = ${spend.client_id} AND month = ${spend.month}
+              AND currency = ${spend.currency} FOR UPDATE`.execute(trx)
+  }
+  const result = await trx
     .updateTable("payments")
     .set({ duplicate_state: "resolved" })
     .where("payment_id", "=", paymentId)
     .where("subscription_id", "=", subscriptionId)
     .where("duplicate_state", "=", "confirmed")
     .executeTakeFirst()
-  return result.numUpdatedRows === 1n
+  if (result.numUpdatedRows !== 1n) return false
+  if (spend !== undefined) {
+    await sql`UPDATE client_spend SET spent = GREATEST(0, spent - ${payment.amount}::bigint)
+              WHERE client_id = ${spend.client_id} AND month = ${spend.month}
+                AND currency = ${spend.currency}`.execute(trx)
+  }
+  return true
 }
 
 const WHAT_IT_MEANS: Readonly<Record<string, string>> = {
@@ -149,7 +176,7 @@ export const duplicatesSection = (
                   ? html`<form method="post" action="${BASE}/subscriptions/${subscriptionId}/duplicates/${flag.paymentId}/resolve" data-action="resolve-duplicate">
                       ${csrfField(session)}
                       <label for="reason-duplicate-${flag.paymentId}">Reversal reference (recorded in the audit log)</label>
-                      <textarea id="reason-duplicate-${flag.paymentId}" name="reason" required minlength="5" maxlength="500" style="min-height:60px" placeholder="reversed in the core system, ticket #..."></textarea>
+                      <input type="text" id="reason-duplicate-${flag.paymentId}" name="reason" required minlength="5" maxlength="500" placeholder="reversed in the core system, ticket #..." />
                       <p><button type="submit">Mark reversed</button></p>
                     </form>`
                   : ""

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import type { HubVerdict } from "../../fakes/FakeHub.ts"
 import { World } from "../../harness/World.ts"
 import { noLimitSettings } from "../../src/actors/Limits.ts"
+import { resolveDuplicate } from "../../src/console/DuplicatePayments.ts"
 import type { PaymentResult } from "../../src/streams/Messages.ts"
 import { consoleUrl, createOperator, launchBrowser, signIn } from "../console/browser.ts"
 import { commandsInStream, createScheduled, getSubscription } from "../support/scenarios.ts"
@@ -376,5 +377,18 @@ describe("a success reported after a failure, under a monthly cap", () => {
       [1, "2027-01"],
       [2, "2027-01"],
     ])
+
+    // The bank reverses the retry and an operator marks it so: its amount leaves the month.
+    const subscriptionId = (await env.db.selectFrom("subscriptions").select("id").executeTakeFirstOrThrow())
+      .id
+    expect(
+      await env.db.transaction().execute((trx) => resolveDuplicate(trx, subscriptionId, retry.paymentId)),
+    ).toBe(true)
+    expect(await spent("client-1")).toEqual([["2027-01", "RUB", 10_000]])
+    // Marking it again changes nothing.
+    expect(
+      await env.db.transaction().execute((trx) => resolveDuplicate(trx, subscriptionId, retry.paymentId)),
+    ).toBe(false)
+    expect(await spent("client-1")).toEqual([["2027-01", "RUB", 10_000]])
   })
 })
