@@ -31,13 +31,20 @@ const n = process.env.BENCH_N ?? "50000"
 const outDirectory = join(projectRoot, ".bench-out", "ab")
 mkdirSync(outDirectory, { recursive: true })
 
-/** Bundles `ref`'s engine as `npm run build` would; returns the bundle's path relative to the project. */
-const build = (ref: string, index: number): string => {
+/** A build under test: its engine bundle and its own migrations, both relative to the project. */
+interface Build {
+  readonly entry: string
+  readonly migrations: string
+}
+
+/** Bundles `ref`'s engine as `npm run build` would, and its migrations for the seed. */
+const build = (ref: string, index: number): Build => {
   const label =
     ref === "."
       ? "working-tree"
       : execFileSync("git", ["rev-parse", "--short", ref], { cwd: projectRoot, encoding: "utf8" }).trim()
   const outfile = join(".bench-out", "ab", `${index}-${label}.mjs`)
+  const migrationsFile = join(".bench-out", "ab", `${index}-${label}-migrations.mjs`)
   let sources = projectRoot
   let scratch: string | undefined
   if (ref !== ".") {
@@ -51,23 +58,27 @@ const build = (ref: string, index: number): string => {
   }
   try {
     // The bundle lives in the project, so its imports of packages resolve to this node_modules.
-    execFileSync(
-      join(projectRoot, "node_modules", ".bin", "esbuild"),
-      [
-        join(sources, "src", "main.ts"),
-        "--bundle",
-        "--platform=node",
-        "--format=esm",
-        "--packages=external",
-        "--log-level=warning",
-        `--outfile=${join(projectRoot, outfile)}`,
-      ],
-      { cwd: projectRoot, stdio: "inherit" },
-    )
+    const bundle = (source: string, target: string) =>
+      execFileSync(
+        join(projectRoot, "node_modules", ".bin", "esbuild"),
+        [
+          join(sources, source),
+          "--bundle",
+          "--platform=node",
+          "--format=esm",
+          "--packages=external",
+          "--log-level=warning",
+          `--outfile=${join(projectRoot, target)}`,
+        ],
+        { cwd: projectRoot, stdio: "inherit" },
+      )
+    bundle(join("src", "main.ts"), outfile)
+    // An older build refuses a database that ran migrations it does not know: the seed uses its own.
+    bundle(join("src", "store", "migrations", "index.ts"), migrationsFile)
   } finally {
     if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true })
   }
-  return outfile
+  return { entry: outfile, migrations: migrationsFile }
 }
 
 interface RunFigures {
@@ -77,8 +88,8 @@ interface RunFigures {
   readonly machineBusyUs: number | null
 }
 
-/** One engine phase of the bench on `entry`; the figures from its last line (the JSON summary). */
-const runOnce = (entry: string): RunFigures => {
+/** One engine phase of the bench on a build; the figures from its last line (the JSON summary). */
+const runOnce = ({ entry, migrations }: Build): RunFigures => {
   const result = spawnSync("npm", ["run", "-s", "bench"], {
     cwd: projectRoot,
     env: {
@@ -86,6 +97,7 @@ const runOnce = (entry: string): RunFigures => {
       BENCH_ONLY: "engine",
       BENCH_N: n,
       BENCH_ENGINE_ENTRY: entry,
+      BENCH_MIGRATIONS_ENTRY: migrations,
       BENCH_NO_RESULTS: "1",
     },
     encoding: "utf8",
@@ -121,11 +133,14 @@ const median = (values: ReadonlyArray<number>): number | null => {
     : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
 }
 
-const entries = refs.map((ref, index) => ({ ref, entry: build(ref, index) }))
+const entries = refs.map((ref, index) => {
+  const built = build(ref, index)
+  return { ref, entry: built.entry, built }
+})
 const results = new Map<string, Array<RunFigures>>(entries.map(({ entry }) => [entry, []]))
 for (let round = 1; round <= rounds; round++) {
-  for (const { ref, entry } of entries) {
-    const figures = runOnce(entry)
+  for (const { ref, entry, built } of entries) {
+    const figures = runOnce(built)
     results.get(entry)?.push(figures)
     console.log(
       `[ab] round ${round}/${rounds}  ${ref.padEnd(12)}  ${figures.paymentsPerSec ?? "-"} payments/s  engine ${figures.engineCpuUsPerPayment ?? "-"} µs  machine ${figures.machineBusyUs ?? "-"} µs/payment  peak RSS ${figures.peakRssMb ?? "-"} MB`,

@@ -7,8 +7,10 @@
  * `insertSubscription` writes.
  */
 import { randomUUID } from "node:crypto"
+import { resolve } from "node:path"
+import { pathToFileURL } from "node:url"
 import { Effect } from "effect"
-import { Kysely, PostgresDialect } from "kysely"
+import { Kysely, type Migration, PostgresDialect } from "kysely"
 import pg from "pg"
 import { nextDueAt } from "../src/actors/ScheduledPolicy.ts"
 import {
@@ -19,6 +21,7 @@ import {
 } from "../src/domain/Subscription.ts"
 import { defaultSettings } from "../src/EngineConfig.ts"
 import { ensureDatabaseExists, migrateToLatest } from "../src/store/Database.ts"
+import { migrations } from "../src/store/migrations/index.ts"
 import type { Tables } from "../src/store/Tables.ts"
 
 /** Engine time when the subscriptions were created: two days before the burst. */
@@ -87,6 +90,19 @@ interface SeedSpec {
 }
 
 /**
+ * The migrations the engine under test expects: `bench:ab` runs older builds, which refuse a database
+ * that ran migrations they do not know, so it bundles each build's own (BENCH_MIGRATIONS_ENTRY).
+ */
+const benchMigrations = async (): Promise<Record<string, Migration>> => {
+  const entry = process.env.BENCH_MIGRATIONS_ENTRY
+  if (entry === undefined || entry === "") return migrations
+  const bundle = (await import(pathToFileURL(resolve(entry)).href)) as {
+    migrations: Record<string, Migration>
+  }
+  return bundle.migrations
+}
+
+/**
  * Creates `database`, migrates it with the engine's migrations and inserts
  * `count` clients, each with one template and one subscription as `spec`
  * says; returns the seconds it took.
@@ -104,7 +120,7 @@ const seedSubscriptions = async (database: string, count: number, spec: SeedSpec
   // Kysely only for the engine's own migrations; destroying it ends the pool.
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) })
   try {
-    await Effect.runPromise(migrateToLatest(db))
+    await Effect.runPromise(migrateToLatest(db, await benchMigrations()))
     const createdAt = new Date(seedNow)
     for (let first = 0; first < count; first += rowsPerBatch) {
       const size = Math.min(rowsPerBatch, count - first)

@@ -8,7 +8,7 @@
  * unit of work decides whether to retry it, nak it or crash.
  */
 import { Context, Effect, Layer, Redacted } from "effect"
-import { Kysely, Migrator, PostgresDialect, type Transaction } from "kysely"
+import { Kysely, type Migration, Migrator, PostgresDialect, type Transaction } from "kysely"
 import pg from "pg"
 import { EngineConfig } from "../EngineConfig.ts"
 import { migrations } from "./migrations/index.ts"
@@ -88,11 +88,14 @@ export const ensureDatabaseExists = (url: string): Effect.Effect<void> =>
   })
 
 /** Brings the schema to the latest migration under Kysely's advisory lock. */
-export const migrateToLatest = (db: Kysely<Tables>): Effect.Effect<ReadonlyArray<string>> =>
+export const migrateToLatest = (
+  db: Kysely<Tables>,
+  migrationSet: Record<string, Migration> = migrations,
+): Effect.Effect<ReadonlyArray<string>> =>
   Effect.promise(async () => {
     const migrator = new Migrator({
       db,
-      provider: { getMigrations: async () => migrations },
+      provider: { getMigrations: async () => migrationSet },
       migrationTableName: "rp_migrations",
       migrationLockTableName: "rp_migrations_lock",
       // Migrations are numbered when written and may land in another order (each one stands alone),
