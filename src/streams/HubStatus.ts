@@ -8,11 +8,12 @@
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import { EngineConfig } from "../EngineConfig.ts"
-import { PaymentStatusReply } from "./Messages.ts"
+import { PaymentStatusQuery, PaymentStatusReply } from "./Messages.ts"
 import { Nats } from "./Nats.ts"
 import { Topology } from "./Topology.ts"
 
 const decodeReply = Schema.decodeUnknownOption(Schema.fromJsonString(PaymentStatusReply))
+const encodeQuery = Schema.encodeSync(Schema.fromJsonString(PaymentStatusQuery))
 
 /** Status queries to the hub. */
 export class HubStatus extends Context.Service<
@@ -31,7 +32,7 @@ export class HubStatus extends Context.Service<
       return HubStatus.of({
         query: (paymentId) =>
           Effect.tryPromise(() =>
-            connection.request(subjects.hubStatus, JSON.stringify({ paymentId }), {
+            connection.request(subjects.hubStatus, encodeQuery({ paymentId }), {
               timeout: config.statusQueryTimeoutMs,
             }),
           ).pipe(
