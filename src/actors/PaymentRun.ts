@@ -329,15 +329,10 @@ export abstract class PaymentRun<S extends Subscription> {
       this.raiseDuplicate(occurrence, amount, second, first, "succeeded")
       return
     }
-    const payment = {
-      paymentId,
-      occurrence,
-      attempt,
-      amount,
-      providerId: this.base.payee.providerId,
-      account: this.base.payee.account,
+    const data = {
+      ...this.paymentFacts(paymentId, occurrence, attempt, amount),
+      hubReference: result.hubReference ?? null,
     }
-    const data = { ...payment, hubReference: result.hubReference ?? null }
     this.builder.event("payment.succeeded", this.base, data)
     this.builder.notify("payment.succeeded", data, paymentId)
     for (const inFlight of this.open) {
@@ -357,12 +352,7 @@ export abstract class PaymentRun<S extends Subscription> {
     secondStatus: "in_flight" | "succeeded",
   ): void {
     const data = {
-      paymentId: second.paymentId,
-      occurrence,
-      attempt: second.attempt,
-      amount,
-      providerId: this.base.payee.providerId,
-      account: this.base.payee.account,
+      ...this.paymentFacts(second.paymentId, occurrence, second.attempt, amount),
       paidBy: first.paymentId,
       paidByAttempt: first.attempt,
       secondStatus,
@@ -405,18 +395,23 @@ export abstract class PaymentRun<S extends Subscription> {
     this.builder.flagDuplicate(attempt.paymentId, paidBy, confirmed ? "confirmed" : "cleared")
   }
 
+  /** What every payment outcome event says about the payment: which attempt, how much, to whom. */
+  paymentFacts(paymentId: string, occurrence: string, attempt: number, amount: Money.Money) {
+    return {
+      paymentId,
+      occurrence,
+      attempt,
+      amount,
+      providerId: this.base.payee.providerId,
+      account: this.base.payee.account,
+    }
+  }
+
   /** Removes `attempt` from the open ones and returns what is recorded about it. */
   settle(attempt: OpenAttempt, result: PaymentResult) {
     this.open = this.open.filter((candidate) => candidate.paymentId !== attempt.paymentId)
     return {
-      payment: {
-        paymentId: attempt.paymentId,
-        occurrence: attempt.occurrence,
-        attempt: attempt.attempt,
-        amount: attempt.amount,
-        providerId: this.base.payee.providerId,
-        account: this.base.payee.account,
-      },
+      payment: this.paymentFacts(attempt.paymentId, attempt.occurrence, attempt.attempt, attempt.amount),
       recorded: {
         paymentId: attempt.paymentId,
         status: result.status,

@@ -746,6 +746,8 @@ export interface FuzzTarget {
   readonly streams: ReadonlyArray<string>
   /** Replaces an engine that stopped answering, so the run goes on. */
   readonly restartEngine: () => Promise<void>
+  /** Completes once the engine has published everything it committed and its consumers caught up. */
+  readonly settled: () => Promise<void>
 }
 
 export interface Violation {
@@ -957,15 +959,6 @@ export class FuzzSession {
 
   /** A fingerprint of everything a request could have written: rows (count, newest xmin) and stream positions. */
   private async footprint(): Promise<string> {
-    const deadline = Date.now() + 10_000
-    // What accepted requests published must have left the outbox first, or it would move under us.
-    for (;;) {
-      const { rows } = await sql<{ count: string }>`SELECT count(*) AS count FROM outbox`.execute(
-        this.target.db,
-      )
-      if (Number(rows[0]?.count) === 0 || Date.now() > deadline) break
-      await new Promise((resolve) => setTimeout(resolve, 5))
-    }
     const parts = WRITTEN_TABLES.map(
       (table) =>
         sql`SELECT ${table} AS t, count(*)::text AS n, coalesce(max(xmin::text::bigint), 0)::text AS x FROM ${sql.table(table)}`,
@@ -982,14 +975,15 @@ export class FuzzSession {
   }
 
   /**
-   * A footprint that holds still for 50 ms: after an accepted request or an engine restart the
-   * engine may still be finishing work of its own (a restarted engine taking its partitions back
-   * wakes what is due), which must not be charged to the next request.
+   * A footprint taken once the engine has settled, twice in a row alike: after an accepted request
+   * or an engine restart the engine may still be finishing work of its own (a restarted engine
+   * taking its partitions back wakes what is due), which must not be charged to the next request.
    */
   private async quietFootprint(): Promise<string> {
+    await this.target.settled()
     let previous = await this.footprint()
     for (let attempt = 0; attempt < 100; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      await this.target.settled()
       const current = await this.footprint()
       if (current === previous) return current
       previous = current
@@ -1169,6 +1163,7 @@ export const openFuzzWorld = async (
         await engine.stop().catch(() => undefined)
         engine = await world.startEngine()
       },
+      settled: () => world.settled(),
     },
     timeoutMs,
   )

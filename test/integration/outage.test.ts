@@ -130,8 +130,15 @@ describe("a Postgres outage longer than the redelivery budget", () => {
         (stored) => stored.msgId === message.msgId,
       ).length
     await world.waitFor("the message to be published", async () => (await copies()) === 1)
-    // The outage outlasts the stream's duplicate window: a second publish would be stored again.
-    await new Promise((resolve) => setTimeout(resolve, duplicateWindowMs * 2))
+    // The outage outlasts the stream's duplicate window: a second publish would be stored again. A
+    // probe id first published after the message shows when the window has passed: the stream
+    // stops calling its repeats duplicates.
+    const probe = { subject: world.topology.subjects.event("test.window"), msgID: `window-${randomUUID()}` }
+    await world.js.publish(probe.subject, "{}", { msgID: probe.msgID })
+    await world.waitFor(
+      "the duplicate window to pass",
+      async () => !(await world.js.publish(probe.subject, "{}", { msgID: probe.msgID })).duplicate,
+    )
 
     proxy.restore()
     await world.waitFor(
